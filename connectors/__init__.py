@@ -1,0 +1,1 @@
+"""Built-in connector plugins, registered through the `federation.connectors` entry points."""

@@ -1,0 +1,1 @@
+"""Canonical records and the vocabularies they are written in."""

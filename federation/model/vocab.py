@@ -1,0 +1,81 @@
+"""Controlled vocabularies (MIABIS and DUO) read from the tables in `schema/vocab/`."""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from functools import cache
+
+from federation import SCHEMA_DIR
+
+VOCAB_DIR = SCHEMA_DIR / "vocab"
+
+
+@dataclass(frozen=True)
+class Term:
+    """One entry of a controlled vocabulary."""
+
+    code: str
+    label: str
+    ontology_uri: str = ""
+
+
+@dataclass(frozen=True)
+class Vocabulary:
+    """A named code list with labels, looked up case-insensitively."""
+
+    name: str
+    terms: tuple[Term, ...]
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        return tuple(t.code for t in self.terms)
+
+    def canonical(self, value: str) -> str | None:
+        """The code spelled as in the table, or None when `value` is not in it."""
+        return self._by_upper().get(value.strip().upper())
+
+    def label(self, code: str) -> str:
+        for term in self.terms:
+            if term.code == code:
+                return term.label
+        return code
+
+    @cache  # noqa: B019 - vocabularies are module-level singletons, never garbage
+    def _by_upper(self) -> dict[str, str]:
+        return {t.code.upper(): t.code for t in self.terms}
+
+
+@cache
+def vocabulary(name: str) -> Vocabulary:
+    """Load `schema/vocab/<name>.csv`."""
+    with (VOCAB_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return Vocabulary(
+        name, tuple(Term(r["code"], r["label"], r.get("ontology_uri", "")) for r in rows)
+    )
+
+
+def material_types() -> Vocabulary:
+    return vocabulary("material_types")
+
+
+def collection_types() -> Vocabulary:
+    return vocabulary("collection_types")
+
+
+def data_categories() -> Vocabulary:
+    return vocabulary("data_categories")
+
+
+def sexes() -> Vocabulary:
+    return vocabulary("sex")
+
+
+def storage_temperatures() -> Vocabulary:
+    return vocabulary("storage_temperatures")
+
+
+# Sample availability is ours: MIABIS has no table for it, and a researcher mostly wants to
+# know whether asking is worth it.
+AVAILABILITY = ("available", "limited", "unavailable")

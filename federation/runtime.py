@@ -1,0 +1,58 @@
+"""Wiring from settings to the parts: the one place that picks the backend and stores."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from federation.search.backend import SearchBackend
+from federation.search.service import SearchService
+from federation.settings import Network, Settings, SettingsError, load_network
+from federation.sync.state import SyncState
+
+
+@dataclass
+class Runtime:
+    """The backend, sync state and network a process works with, built lazily."""
+
+    settings: Settings
+    _network: Network | None = field(default=None, init=False)
+
+    @cached_property
+    def backend(self) -> SearchBackend:
+        if self.settings.backend == "embedded":
+            from federation.search.embedded import EmbeddedBackend
+
+            return EmbeddedBackend(self.settings.index_dir)
+        raise SettingsError(
+            f"backend {self.settings.backend!r} is not available in this build yet"
+        )
+
+    @cached_property
+    def state(self) -> SyncState:
+        return SyncState(self.settings.state_path)
+
+    @cached_property
+    def search(self) -> SearchService:
+        return SearchService(self.backend)
+
+    def network(self) -> Network:
+        """The network file, re-read when it changes on disk (admins edit it)."""
+        path = self.settings.network
+        if path is None:
+            raise SettingsError("no network file configured (setting `network`)")
+        if self._network is None or self._network_stamp != _stamp(path):
+            self._network = load_network(path)
+            self._network_stamp = _stamp(path)
+        return self._network
+
+    _network_stamp: int = field(default=-1, init=False)
+
+
+def _stamp(path: object) -> int:
+    from pathlib import Path
+
+    try:
+        return Path(str(path)).stat().st_mtime_ns
+    except FileNotFoundError:
+        return -1

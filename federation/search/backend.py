@@ -1,0 +1,121 @@
+"""The interface every search backend implements, and what it shares across backends."""
+
+from __future__ import annotations
+
+import abc
+import base64
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, ClassVar
+
+from federation.search.query import BackendAnswer, BadQuery, Criteria, PageRequest
+
+
+class BackendUnavailable(RuntimeError):
+    """The backend cannot answer now (engine down, store unreadable); searches fail fast."""
+
+
+@dataclass(frozen=True)
+class GenerationInfo:
+    """A published generation of one biobank's documents."""
+
+    biobank_id: str
+    generation: str
+    documents: int
+    published_at: str
+    # Small facts published with the rows (the biobank's collections), served as they are.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class GenerationWriter(abc.ABC):
+    """Writes a new generation of one biobank; nothing is visible until `publish`.
+
+    Used as a context manager: leaving the block without publishing (an error, an
+    interrupted sync) discards the half-written generation and the previous one serves on.
+    """
+
+    def __init__(self, biobank_id: str) -> None:
+        self.biobank_id = biobank_id
+        self.published: GenerationInfo | None = None
+        self.metadata: dict[str, Any] = {}
+
+    @abc.abstractmethod
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Append index rows (see `federation.search.documents`)."""
+
+    @abc.abstractmethod
+    def _publish(self) -> GenerationInfo:
+        """Make the generation the one searches see, in one atomic step."""
+
+    @abc.abstractmethod
+    def abort(self) -> None:
+        """Discard everything written; the previous generation keeps serving."""
+
+    def publish(self) -> GenerationInfo:
+        self.published = self._publish()
+        return self.published
+
+    def __enter__(self) -> GenerationWriter:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.published is None:
+            self.abort()
+
+
+class SearchBackend(abc.ABC):
+    """Answers criteria with exact counts, facets and record pages; stores generations."""
+
+    name: ClassVar[str]
+
+    @abc.abstractmethod
+    def answer(
+        self, criteria: Criteria, *, facets: Sequence[str] = (), page: PageRequest | None = None
+    ) -> BackendAnswer:
+        """Exact per-biobank counts, facet cells per biobank, and optionally a page of rows."""
+
+    @abc.abstractmethod
+    def generation_writer(self, biobank_id: str) -> GenerationWriter:
+        """Start writing a new full generation of a biobank."""
+
+    @abc.abstractmethod
+    def published(self) -> dict[str, GenerationInfo]:
+        """The generation each biobank currently serves."""
+
+    @abc.abstractmethod
+    def sample_ids(self, biobank_id: str) -> set[str]:
+        """Ids of the samples the biobank's current generation holds (to count deletions)."""
+
+    @abc.abstractmethod
+    def remove_biobank(self, biobank_id: str) -> None:
+        """Stop serving a biobank altogether (it left the network)."""
+
+    @abc.abstractmethod
+    def ready(self) -> bool:
+        """True when searches can be answered now."""
+
+    def close(self) -> None:
+        """Release files and connections."""
+
+
+def encode_cursor(position: Sequence[Any]) -> str:
+    raw = json.dumps(list(position), separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> list[Any]:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = json.loads(base64.urlsafe_b64decode(padded.encode()))
+    except (ValueError, UnicodeDecodeError):
+        raise BadQuery("after", cursor, "not a cursor this service issued") from None
+    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+        raise BadQuery("after", cursor, "not a cursor this service issued")
+    return value

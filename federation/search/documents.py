@@ -1,0 +1,181 @@
+"""Index documents: one flat row per sample with its donor, collection and consent folded in.
+
+Every backend indexes these rows (the engine groups them under their donor). Disease codes
+are stored with all their ancestors so any level of the ICD-10 hierarchy matches by one
+membership test, and consent is stored as columns a compiled purpose can test.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from federation.model import icd10
+from federation.model.duo import Consent
+from federation.model.records import Collection, Donor, Sample
+
+# Column name -> type; the embedded backend builds its Arrow schema from this and the
+# engine mapping in schema/ is checked against it.
+COLUMNS: dict[str, str] = {
+    "biobank_id": "string",
+    "sample_id": "string",
+    "collection_id": "string",
+    "collection_types": "string[]",
+    "donor_id": "string",
+    "donor_ord": "int",
+    "sex": "string",
+    "birth_year": "int",
+    "age": "int",
+    "material_type": "string",
+    "collection_date": "date",
+    "storage_temperature": "string",
+    "availability": "string",
+    "data_categories": "string[]",
+    "diagnoses": "string[]",
+    "disease_terms": "string[]",
+    "chapters": "string[]",
+    "blocks": "string[]",
+    "orpha": "string[]",
+    "consent": "string",
+    "duo_permission": "string",
+    "duo_modifiers": "string[]",
+    "duo_diseases": "string[]",
+    "duo_countries": "string[]",
+    "duo_ts_date": "date",
+    "duo_mor_date": "date",
+    "withdrawn": "bool",
+    "last_updated": "timestamp",
+}
+
+
+@dataclass(frozen=True)
+class Orphan:
+    """A sample that cannot be indexed because what it refers to is missing or rejected."""
+
+    sample: Sample
+    field: str
+    value: str
+    reason: str
+
+
+def effective_consent(donor: Donor, collection: Collection) -> Consent | None:
+    """A donor's own consent overrides the collection default; None means unknown."""
+    return donor.consent if donor.consent is not None else collection.default_consent
+
+
+def age_at_collection(sample: Sample, donor: Donor) -> int | None:
+    """The sample's stated age, else derived from birth year and collection date."""
+    if sample.age_at_collection is not None:
+        return sample.age_at_collection
+    if donor.birth_year is not None and sample.collection_date is not None:
+        return sample.collection_date.year - donor.birth_year
+    return None
+
+
+def build_documents(
+    samples: Mapping[str, Sample],
+    donors: Mapping[str, Donor],
+    collections: Mapping[str, Collection],
+    rejected_donors: Mapping[str, str],
+) -> Iterator[dict[str, Any] | Orphan]:
+    """Join samples to donors and collections; yield rows, or Orphans for the quarantine."""
+    donor_ord = {donor_id: n for n, donor_id in enumerate(sorted(donors))}
+    for sample in samples.values():
+        donor = donors.get(sample.donor_id)
+        if donor is None:
+            why = rejected_donors.get(sample.donor_id)
+            reason = f"donor was rejected: {why}" if why else "no such donor at the source"
+            yield Orphan(sample, "donor_id", sample.donor_id, reason)
+            continue
+        collection = collections.get(sample.collection_id)
+        if collection is None:
+            yield Orphan(sample, "collection_id", sample.collection_id, "no such collection")
+            continue
+        yield document(sample, donor, collection, donor_ord[donor.id])
+
+
+def document(sample: Sample, donor: Donor, collection: Collection, ordinal: int) -> dict[str, Any]:
+    """One index row for a sample of a donor in a collection."""
+    diagnoses = tuple(dict.fromkeys((*sample.diagnoses, *donor.diagnoses)))
+    terms: dict[str, None] = {}
+    chapters: dict[str, None] = {}
+    blocks: dict[str, None] = {}
+    for code in diagnoses:
+        terms.update(dict.fromkeys(icd10.with_ancestors(code)))
+        chapters[icd10.chapter(code)] = None
+        block = icd10.block(code)
+        if block:
+            blocks[block] = None
+    consent = effective_consent(donor, collection)
+    return {
+        "biobank_id": sample.biobank_id,
+        "sample_id": sample.id,
+        "collection_id": sample.collection_id,
+        "collection_types": list(collection.types),
+        "donor_id": donor.id,
+        "donor_ord": ordinal,
+        "sex": donor.sex,
+        "birth_year": donor.birth_year,
+        "age": age_at_collection(sample, donor),
+        "material_type": sample.material_type,
+        "collection_date": sample.collection_date,
+        "storage_temperature": sample.storage_temperature,
+        "availability": sample.availability,
+        "data_categories": list(sample.data_categories),
+        "diagnoses": list(diagnoses),
+        "disease_terms": list(terms),
+        "chapters": list(chapters),
+        "blocks": list(blocks),
+        "orpha": list(donor.orpha),
+        **consent_columns(consent),
+        "withdrawn": donor.consent_withdrawn,
+        "last_updated": sample.last_updated,
+    }
+
+
+def consent_columns(consent: Consent | None) -> dict[str, Any]:
+    """Consent as flat columns; `duo_permission` None means unknown, which never permits."""
+    if consent is None:
+        return {
+            "consent": None,
+            "duo_permission": None,
+            "duo_modifiers": [],
+            "duo_diseases": [],
+            "duo_countries": [],
+            "duo_ts_date": None,
+            "duo_mor_date": None,
+        }
+    ts, mor, gs = consent.modifier("TS"), consent.modifier("MOR"), consent.modifier("GS")
+    return {
+        "consent": consent.to_text(),
+        "duo_permission": consent.permission.code,
+        "duo_modifiers": [m.code for m in consent.modifiers],
+        "duo_diseases": list(consent.permission.diseases),
+        "duo_countries": list(gs.countries) if gs else [],
+        "duo_ts_date": ts.date if ts else None,
+        "duo_mor_date": mor.date if mor else None,
+    }
+
+
+def record_view(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The public shape of a sample record: what a role with record access may see."""
+    date = row.get("collection_date")
+    updated = row.get("last_updated")
+    return {
+        "biobank_id": row["biobank_id"],
+        "sample_id": row["sample_id"],
+        "collection_id": row["collection_id"],
+        "donor_id": row["donor_id"],
+        "sex": row["sex"],
+        "age": row["age"],
+        "material_type": row["material_type"],
+        "collection_date": date.isoformat() if isinstance(date, dt.date) else date,
+        "storage_temperature": row["storage_temperature"],
+        "availability": row["availability"],
+        "diagnoses": list(row["diagnoses"] or ()),
+        "data_categories": list(row["data_categories"] or ()),
+        "consent": row["consent"],
+        "last_updated": updated.isoformat() if isinstance(updated, dt.datetime) else updated,
+    }

@@ -1,0 +1,178 @@
+"""The query model: one researcher question, validated, in backend-neutral form."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from federation.model import icd10, vocab
+
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+AGE_BUCKET_YEARS = 10
+FACETS = ("material_type", "sex", "age", "chapter", "block", "biobank", "collection_type")
+
+
+class BadQuery(ValueError):
+    """A query argument that cannot be used; names the argument and the value."""
+
+    def __init__(self, argument: str, value: Any, reason: str) -> None:
+        self.argument = argument
+        self.value = value
+        self.reason = reason
+        super().__init__(f"{argument}: {reason} (got {value!r})")
+
+
+@dataclass(frozen=True)
+class SampleQuery:
+    """What a researcher asks for. Within a field values are ORed; fields are ANDed."""
+
+    diseases: tuple[str, ...] = ()
+    text: str | None = None
+    materials: tuple[str, ...] = ()
+    sexes: tuple[str, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    biobanks: tuple[str, ...] = ()
+    collection_types: tuple[str, ...] = ()
+    data_categories: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any]) -> SampleQuery:
+        """Validate user input (from GraphQL or the CLI) into a normalised query."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise BadQuery(unknown[0], raw[unknown[0]], "unknown filter")
+        diseases = []
+        for value in raw.get("diseases") or ():
+            try:
+                diseases.append(icd10.normalise(value))
+            except icd10.UnknownCode as err:
+                raise BadQuery("diseases", value, str(err)) from None
+        text = (raw.get("text") or "").strip() or None
+        if text is not None and len(text) > 200:
+            raise BadQuery("text", text[:40] + "...", "longer than 200 characters")
+        age_min, age_max = raw.get("age_min"), raw.get("age_max")
+        for name, age in (("age_min", age_min), ("age_max", age_max)):
+            if age is not None and not 0 <= int(age) <= 150:
+                raise BadQuery(name, age, "must be between 0 and 150")
+        if age_min is not None and age_max is not None and age_min > age_max:
+            raise BadQuery("age_min", age_min, f"is greater than age_max {age_max}")
+        return cls(
+            diseases=tuple(dict.fromkeys(diseases)),
+            text=text,
+            materials=_codes(raw, "materials", vocab.material_types()),
+            sexes=_codes(raw, "sexes", vocab.sexes()),
+            age_min=age_min,
+            age_max=age_max,
+            biobanks=tuple(dict.fromkeys(str(b) for b in raw.get("biobanks") or ())),
+            collection_types=_codes(raw, "collection_types", vocab.collection_types()),
+            data_categories=_codes(raw, "data_categories", vocab.data_categories()),
+        )
+
+    def normalised(self) -> dict[str, Any]:
+        """A canonical, order-independent form: the key for caches, noise and audit."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, tuple):
+                value = sorted(value)
+            if value not in (None, []):
+                out[f.name] = value
+        return out
+
+
+def _codes(raw: Mapping[str, Any], name: str, vocabulary: vocab.Vocabulary) -> tuple[str, ...]:
+    out = []
+    for value in raw.get(name) or ():
+        code = vocabulary.canonical(str(value))
+        if code is None:
+            raise BadQuery(name, value, f"not in the {vocabulary.name} vocabulary")
+        out.append(code)
+    return tuple(dict.fromkeys(out))
+
+
+@dataclass(frozen=True)
+class Criteria:
+    """A query resolved for a backend: every clause is a set of allowed values.
+
+    `disease_terms` is a list of OR-groups that are ANDed (the explicit diseases and the
+    codes found by free text form separate groups). An empty group matches nothing.
+    """
+
+    disease_terms: tuple[tuple[str, ...], ...] = ()
+    material_type: tuple[str, ...] = ()
+    sex: tuple[str, ...] = ()
+    age_min: int | None = None
+    age_max: int | None = None
+    biobank_id: tuple[str, ...] = ()
+    collection_types: tuple[str, ...] = ()
+    data_categories: tuple[str, ...] = ()
+
+    def without(self, facet: str) -> Criteria:
+        """The criteria minus the facet's own filter, so its buckets show the alternatives."""
+        clause = FACET_CLAUSE.get(facet)
+        if clause is None:
+            return self
+        if clause == "age":
+            return dataclasses.replace(self, age_min=None, age_max=None)
+        return dataclasses.replace(self, **{clause: ()})
+
+
+# Which Criteria clause each facet refines (chapter and block refine the disease clause,
+# which stays: a disease search's chapter facet shows where its matches sit).
+FACET_CLAUSE = {
+    "material_type": "material_type",
+    "sex": "sex",
+    "age": "age",
+    "biobank": "biobank_id",
+    "collection_type": "collection_types",
+}
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    first: int = DEFAULT_PAGE_SIZE
+    after: str | None = None
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Exact donor and sample counts for one biobank (or one facet bucket in one biobank)."""
+
+    donors: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class FacetCell:
+    facet: str
+    key: str
+    biobank_id: str
+    donors: int
+    samples: int
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    records: tuple[dict[str, Any], ...]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@dataclass(frozen=True)
+class BackendAnswer:
+    """Exact figures from a backend, before any disclosure rule is applied."""
+
+    by_biobank: dict[str, Cell]
+    facets: tuple[FacetCell, ...] = ()
+    page: RecordPage | None = None
+    generation: dict[str, str] = field(default_factory=dict)
+
+
+def age_bucket(age: int) -> str:
+    low = (age // AGE_BUCKET_YEARS) * AGE_BUCKET_YEARS
+    return f"{low}-{low + AGE_BUCKET_YEARS - 1}"

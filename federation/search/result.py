@@ -1,0 +1,70 @@
+"""The result model: what one search answers, with every count carrying its precision."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Precision(enum.Enum):
+    """How a released count relates to the true one (after Beacon v2.2 `countPrecision`)."""
+
+    EXACT = "exact"
+    ROUNDED = "rounded"
+    NOISED = "noised"
+    BELOW_THRESHOLD = "below_threshold"
+    HIDDEN = "hidden"
+
+
+@dataclass(frozen=True)
+class Count:
+    """A released count: `value` is None when the policy withholds the number."""
+
+    value: int | None
+    precision: Precision = Precision.EXACT
+    reason: str | None = None
+
+    @classmethod
+    def exact(cls, value: int) -> Count:
+        return cls(value, Precision.EXACT, None)
+
+
+@dataclass(frozen=True)
+class BiobankResult:
+    biobank_id: str
+    donors: Count
+    samples: Count
+    generation: str | None = None
+
+
+@dataclass(frozen=True)
+class FacetBucket:
+    key: str
+    label: str
+    donors: Count
+    samples: Count
+
+
+@dataclass(frozen=True)
+class Facet:
+    name: str
+    buckets: tuple[FacetBucket, ...]
+
+
+@dataclass(frozen=True)
+class RecordConnection:
+    records: tuple[dict[str, Any], ...]
+    end_cursor: str | None
+    has_next_page: bool
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    donors: Count
+    samples: Count
+    by_biobank: tuple[BiobankResult, ...]
+    facets: tuple[Facet, ...]
+    records: RecordConnection | None
+    # Codes a free-text disease query resolved to, so a researcher sees what was searched.
+    text_diseases: tuple[str, ...] = field(default=())

@@ -1,0 +1,1 @@
+"""Sync runs: pull from a connector, validate, quarantine, publish a generation."""
