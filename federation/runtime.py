@@ -24,9 +24,7 @@ class Runtime:
             from federation.search.embedded import EmbeddedBackend
 
             return EmbeddedBackend(self.settings.index_dir)
-        raise SettingsError(
-            f"backend {self.settings.backend!r} is not available in this build yet"
-        )
+        raise SettingsError(f"backend {self.settings.backend!r} is not available in this build yet")
 
     @cached_property
     def state(self) -> SyncState:

@@ -78,8 +78,8 @@ def load_settings(
     env = os.environ if environ is None else environ
     names = {f.name: f for f in dataclasses.fields(Settings)}
     for key, raw in env.items():
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX):].lower() in names:
-            values[key[len(ENV_PREFIX):].lower()] = raw
+        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names:
+            values[key[len(ENV_PREFIX) :].lower()] = raw
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r}")

@@ -6,6 +6,7 @@ name tables (see `register_names`), so a search in Japanese finds the same codes
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import unicodedata
@@ -92,14 +93,19 @@ class DiseaseNames:
     def codes_for_text(self, text: str) -> tuple[str, ...]:
         """Every code whose name (in any language) contains all the words of `text`."""
         query = fold(text)
-        variants = [query, *(query.replace(lay, who) for lay, alts in LAY_TERMS.items()
-                             if lay in query for who in alts)]
+        variants = [
+            query,
+            *(
+                query.replace(lay, who)
+                for lay, alts in LAY_TERMS.items()
+                if lay in query
+                for who in alts
+            ),
+        ]
         found: dict[str, None] = {}
         if _CODE_LIKE.match(text.strip()):
-            try:
+            with contextlib.suppress(icd10.UnknownCode):
                 found[icd10.normalise(text)] = None
-            except icd10.UnknownCode:
-                pass
         for code, alternatives in self._names.items():
             for _, _, folded in alternatives:
                 if any(_contains_words(folded, v) for v in variants):

@@ -11,7 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import (
+    EXCLUDE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates_schema,
+)
 
 from federation.model import duo, icd10, vocab
 
@@ -87,9 +95,9 @@ class VocabularyCode(fields.String):
     """A code from a `schema/vocab` table, accepted in any letter case."""
 
     def __init__(self, vocabulary_name: str, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
+        metadata = {"vocabulary": vocabulary_name, **kwargs.pop("metadata", {})}
+        super().__init__(metadata=metadata, **kwargs)
         self.vocabulary_name = vocabulary_name
-        self.metadata.setdefault("vocabulary", vocabulary_name)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -103,8 +111,7 @@ class Icd10Diagnosis(fields.String):
     """An ICD-10 category or subcategory in any common spelling, stored as the WHO code."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.metadata.setdefault("format", "icd10")
+        super().__init__(metadata={"format": "icd10", **kwargs.pop("metadata", {})}, **kwargs)
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
@@ -117,7 +124,7 @@ class Icd10Diagnosis(fields.String):
         return code
 
 
-class ConsentField(fields.Field):
+class ConsentField(fields.Field):  # type: ignore[type-arg]
     """DUO consent as text (`DS(C50);NCU`) or as a list of `{code, diseases, countries, date}`."""
 
     def _deserialize(
@@ -211,7 +218,9 @@ class DonorSchema(_Canonical):
     birth_year = fields.Integer(
         load_default=None,
         allow_none=True,
-        validate=validate.Range(EARLIEST_BIRTH_YEAR, dt.date.today().year, error="{input} is not a plausible birth year"),
+        validate=validate.Range(
+            EARLIEST_BIRTH_YEAR, dt.date.today().year, error="{input} is not a plausible birth year"
+        ),
     )
     age_at_recruitment = fields.Integer(
         load_default=None,
@@ -229,7 +238,11 @@ class DonorSchema(_Canonical):
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Donor:
         return Donor(
-            **{**data, "diagnoses": tuple(dict.fromkeys(data["diagnoses"])), "orpha": tuple(data["orpha"])}
+            **{
+                **data,
+                "diagnoses": tuple(dict.fromkeys(data["diagnoses"])),
+                "orpha": tuple(data["orpha"]),
+            }
         )
 
 
@@ -284,7 +297,13 @@ def describe_errors(messages: Any, prefix: str = "") -> list[str]:
     if isinstance(messages, Mapping):
         lines: list[str] = []
         for key, value in messages.items():
-            name = key if not prefix else f"{prefix}[{key}]" if isinstance(key, int) else f"{prefix}.{key}"
+            name = (
+                key
+                if not prefix
+                else f"{prefix}[{key}]"
+                if isinstance(key, int)
+                else f"{prefix}.{key}"
+            )
             lines.extend(describe_errors(value, str(name)))
         return lines
     if isinstance(messages, list):

@@ -101,7 +101,7 @@ class SearchBackend(abc.ABC):
     def ready(self) -> bool:
         """True when searches can be answered now."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends need none
         """Release files and connections."""
 
 

@@ -8,7 +8,7 @@ membership test, and consent is stored as columns a compiled purpose can test.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,26 +74,28 @@ def age_at_collection(sample: Sample, donor: Donor) -> int | None:
     return None
 
 
-def build_documents(
-    samples: Mapping[str, Sample],
+def donor_ordinals(donors: Mapping[str, Donor]) -> dict[str, int]:
+    """Small integers per donor: distinct counts over integers are several times faster."""
+    return {donor_id: n for n, donor_id in enumerate(sorted(donors))}
+
+
+def join_sample(
+    sample: Sample,
     donors: Mapping[str, Donor],
     collections: Mapping[str, Collection],
     rejected_donors: Mapping[str, str],
-) -> Iterator[dict[str, Any] | Orphan]:
-    """Join samples to donors and collections; yield rows, or Orphans for the quarantine."""
-    donor_ord = {donor_id: n for n, donor_id in enumerate(sorted(donors))}
-    for sample in samples.values():
-        donor = donors.get(sample.donor_id)
-        if donor is None:
-            why = rejected_donors.get(sample.donor_id)
-            reason = f"donor was rejected: {why}" if why else "no such donor at the source"
-            yield Orphan(sample, "donor_id", sample.donor_id, reason)
-            continue
-        collection = collections.get(sample.collection_id)
-        if collection is None:
-            yield Orphan(sample, "collection_id", sample.collection_id, "no such collection")
-            continue
-        yield document(sample, donor, collection, donor_ord[donor.id])
+    ordinals: Mapping[str, int],
+) -> dict[str, Any] | Orphan:
+    """The index row of a sample, or an Orphan when its donor or collection is missing."""
+    donor = donors.get(sample.donor_id)
+    if donor is None:
+        why = rejected_donors.get(sample.donor_id)
+        reason = f"donor was rejected: {why}" if why else "no such donor at the source"
+        return Orphan(sample, "donor_id", sample.donor_id, reason)
+    collection = collections.get(sample.collection_id)
+    if collection is None:
+        return Orphan(sample, "collection_id", sample.collection_id, "no such collection")
+    return document(sample, donor, collection, ordinals[donor.id])
 
 
 def document(sample: Sample, donor: Donor, collection: Collection, ordinal: int) -> dict[str, Any]:

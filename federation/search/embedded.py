@@ -238,7 +238,9 @@ class EmbeddedBackend(SearchBackend):
             try:
                 if files:
                     listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-                    self._db.execute(f"CREATE TABLE {table} AS SELECT * FROM read_parquet([{listing}])")
+                    self._db.execute(
+                        f"CREATE TABLE {table} AS SELECT * FROM read_parquet([{listing}])"
+                    )
                 else:
                     self._db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
                     self._db.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
@@ -306,9 +308,7 @@ class EmbeddedBackend(SearchBackend):
                 f"WHERE {where})"
             )
         else:
-            source = (
-                f"(SELECT biobank_id, donor_ord, {expression} AS k FROM {table} WHERE {where})"
-            )
+            source = f"(SELECT biobank_id, donor_ord, {expression} AS k FROM {table} WHERE {where})"
         rows = db.execute(
             f"SELECT biobank_id, k, count(DISTINCT donor_ord), count(*) FROM {source} "
             "WHERE k IS NOT NULL GROUP BY biobank_id, k",

@@ -119,7 +119,8 @@ class Criteria:
             return self
         if clause == "age":
             return dataclasses.replace(self, age_min=None, age_max=None)
-        return dataclasses.replace(self, **{clause: ()})
+        cleared: dict[str, Any] = {clause: ()}
+        return dataclasses.replace(self, **cleared)
 
 
 # Which Criteria clause each facet refines (chapter and block refine the disease clause,

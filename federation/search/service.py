@@ -11,12 +11,12 @@ from federation.search.backend import SearchBackend
 from federation.search.documents import record_view
 from federation.search.query import (
     FACETS,
+    MAX_PAGE_SIZE,
     BackendAnswer,
     BadQuery,
     Criteria,
     PageRequest,
     SampleQuery,
-    MAX_PAGE_SIZE,
 )
 from federation.search.result import (
     BiobankResult,
@@ -79,7 +79,9 @@ class SearchService:
         self, answer: BackendAnswer, facets: Sequence[str], text_codes: tuple[str, ...]
     ) -> SearchResult:
         by_biobank = tuple(
-            BiobankResult(bb, Count.exact(c.donors), Count.exact(c.samples), answer.generation.get(bb))
+            BiobankResult(
+                bb, Count.exact(c.donors), Count.exact(c.samples), answer.generation.get(bb)
+            )
             for bb, c in sorted(answer.by_biobank.items())
         )
         sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))

@@ -109,5 +109,5 @@ class Connector(abc.ABC):
     def map(self, record: SourceRecord) -> dict[str, Any]:
         """Map a source record to canonical fields, or raise RecordRejected."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook, file sources need none
         """Release connections; called once when the run ends."""

@@ -14,12 +14,11 @@ from federation.model.records import (
     SCHEMAS,
     Collection,
     Donor,
-    Sample,
     consent_to_json,
     describe_errors,
 )
 from federation.search.backend import SearchBackend
-from federation.search.documents import Orphan, build_documents
+from federation.search.documents import Orphan, donor_ordinals, join_sample
 from federation.settings import BiobankSource
 from federation.sync import registry
 from federation.sync.connector import (
@@ -29,6 +28,7 @@ from federation.sync.connector import (
     RecordRejected,
     SourceError,
     SourceRecord,
+    Stream,
 )
 from federation.sync.locks import biobank_lock
 from federation.sync.state import FAILED, SUCCEEDED, SyncRun, SyncState
@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 # Rows handed to the backend writer at once: large enough for columnar writes to be
 # efficient, small enough to keep a sync's memory flat.
 WRITE_BATCH = 50_000
+PROGRESS_STEP = 10_000
 
 Progress = Callable[[str, int], None]
 
@@ -69,9 +70,7 @@ class Rejection:
 class _Pulled:
     collections: dict[str, Collection] = field(default_factory=dict)
     donors: dict[str, Donor] = field(default_factory=dict)
-    samples: dict[str, Sample] = field(default_factory=dict)
     rejected_donors: dict[str, str] = field(default_factory=dict)
-    payloads: dict[str, tuple[Any, str]] = field(default_factory=dict)  # sample id -> raw
     rejections: list[Rejection] = field(default_factory=list)
     read: int = 0
 
@@ -99,32 +98,39 @@ def sync_biobank(
         run_id = state.start_run(biobank_id, "full", triggered_by)
         started = time.monotonic()
         counts = {"read": 0, "indexed": 0, "rejected": 0, "deleted": 0, "withdrawn": 0}
+        pulled = _Pulled()
         try:
             connector = _connector(source)
+            previous = backend.sample_ids(biobank_id)
+            kept: set[str] = set()
             try:
-                pulled = _pull(connector, progress)
+                with backend.generation_writer(biobank_id) as writer:
+                    # Collections and donors are few and held in memory; samples stream
+                    # through to the writer in batches, so memory stays flat at any size.
+                    _pull_references(connector, pulled, progress)
+                    writer.metadata = {
+                        "collections": [_collection_json(c) for c in pulled.collections.values()]
+                    }
+                    for batch in _sample_batches(connector, pulled, counts, kept, progress):
+                        writer.add(batch)
+                    info = writer.publish()
             finally:
                 connector.close()
             counts["read"] = pulled.read
-            previous = backend.sample_ids(biobank_id)
-            with backend.generation_writer(biobank_id) as writer:
-                writer.metadata = {"collections": [_collection_json(c) for c in pulled.collections.values()]}
-                kept: set[str] = set()
-                for batch in _batches(pulled, counts, kept):
-                    writer.add(batch)
-                    if progress:
-                        progress("indexed", len(batch))
-                counts["rejected"] = len(pulled.rejections)
-                info = writer.publish()
+            counts["rejected"] = len(pulled.rejections)
             counts["indexed"] = info.documents
             counts["deleted"] = len(previous - kept)
             state.replace_quarantine(biobank_id, run_id, [r.as_row() for r in pulled.rejections])
             state.finish_run(
-                run_id, SUCCEEDED, counts, duration_s=time.monotonic() - started,
+                run_id,
+                SUCCEEDED,
+                counts,
+                duration_s=time.monotonic() - started,
                 generation=info.generation,
             )
         except (SourceError, ConfigError, OSError) as err:
             log.warning("sync of %s failed: %s", biobank_id, err)
+            counts["read"] = pulled.read
             state.finish_run(
                 run_id, FAILED, counts, duration_s=time.monotonic() - started, error=str(err)
             )
@@ -141,75 +147,78 @@ def _connector(source: BiobankSource) -> Connector:
     return cls(source.biobank.id, source.options, base_dir=str(source.base_dir))
 
 
-def _pull(connector: Connector, progress: Progress | None) -> _Pulled:
-    pulled = _Pulled()
-    for stream in connector.streams:
-        schema = SCHEMAS[stream.record]()
-        target: dict[str, Any] = {
-            "collection": pulled.collections, "donor": pulled.donors, "sample": pulled.samples
-        }[stream.record]
-        for item in connector.pull(stream, None):
-            if isinstance(item, Checkpoint):
-                continue
-            pulled.read += 1
-            if progress and pulled.read % 10_000 == 0:
-                progress("read", 10_000)
-            record = _validate(connector, schema, item, pulled)
-            if record is None:
-                if stream.record == "donor" and item.source_id:
-                    pulled.rejected_donors[item.source_id] = pulled.rejections[-1].reason
-                continue
-            if record.id in target:
-                pulled.rejections.append(
-                    Rejection(item.stream, item.source_id, item.position, "id", record.id,
-                              f"duplicate id {record.id!r}: an earlier row has it", item.payload)
-                )
-                continue
-            target[record.id] = record
-            if stream.record == "sample":
-                pulled.payloads[record.id] = (item.payload, item.position)
-    return pulled
+def _stream(connector: Connector, kind: str) -> Stream | None:
+    return next((s for s in connector.streams if s.record == kind), None)
 
 
-def _validate(connector: Connector, schema: Schema, item: SourceRecord, pulled: _Pulled) -> Any:
-    """Map and validate one record; on failure keep it in the rejections with the reason."""
-    try:
-        mapped = connector.map(item)
-        return schema.load(mapped)
-    except RecordRejected as err:
-        pulled.rejections.append(
-            Rejection(item.stream, item.source_id, item.position, err.field, err.value,
-                      err.reason, item.payload)
-        )
-    except ValidationError as err:
-        lines = describe_errors(err.messages)
-        first_field = lines[0].split(":", 1)[0] if lines else ""
-        value = _value_at(mapped, first_field)
-        pulled.rejections.append(
-            Rejection(item.stream, item.source_id, item.position, first_field, value,
-                      "; ".join(lines), item.payload)
-        )
-    return None
-
-
-def _value_at(mapped: Any, path: str) -> Any:
-    """The mapped value an error path like `diagnoses[1]` points at."""
-    base, _, rest = path.partition("[")
-    value = mapped.get(base.split(".", 1)[0]) if isinstance(mapped, dict) else None
-    if rest and isinstance(value, list):
-        index = rest.split("]", 1)[0]
-        if index.isdigit() and int(index) < len(value):
-            return value[int(index)]
-    return value
-
-
-def _batches(pulled: _Pulled, counts: dict[str, int], kept: set[str]) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
-    for row in build_documents(pulled.samples, pulled.donors, pulled.collections, pulled.rejected_donors):
-        if isinstance(row, Orphan):
-            payload, position = pulled.payloads.get(row.sample.id, ({}, ""))
+def _records(
+    connector: Connector, kind: str, pulled: _Pulled, progress: Progress | None
+) -> Iterator[tuple[SourceRecord, Any]]:
+    """Valid canonical records of one kind, with their source; rejections are kept."""
+    stream = _stream(connector, kind)
+    if stream is None:
+        return
+    schema = SCHEMAS[kind]()
+    seen: set[str] = set()
+    for item in connector.pull(stream, None):
+        if isinstance(item, Checkpoint):
+            continue
+        pulled.read += 1
+        if progress and pulled.read % PROGRESS_STEP == 0:
+            progress("read", PROGRESS_STEP)
+        record = _validate(connector, schema, item, pulled)
+        if record is None:
+            if kind == "donor" and item.source_id:
+                pulled.rejected_donors[item.source_id] = pulled.rejections[-1].reason
+            continue
+        if record.id in seen:
             pulled.rejections.append(
-                Rejection("samples", row.sample.id, position, row.field, row.value, row.reason, payload)
+                Rejection(
+                    item.stream,
+                    item.source_id,
+                    item.position,
+                    "id",
+                    record.id,
+                    f"duplicate id {record.id!r}: an earlier row has it",
+                    item.payload,
+                )
+            )
+            continue
+        seen.add(record.id)
+        yield item, record
+
+
+def _pull_references(connector: Connector, pulled: _Pulled, progress: Progress | None) -> None:
+    for _, collection in _records(connector, "collection", pulled, progress):
+        pulled.collections[collection.id] = collection
+    for _, donor in _records(connector, "donor", pulled, progress):
+        pulled.donors[donor.id] = donor
+
+
+def _sample_batches(
+    connector: Connector,
+    pulled: _Pulled,
+    counts: dict[str, int],
+    kept: set[str],
+    progress: Progress | None,
+) -> Iterator[list[dict[str, Any]]]:
+    batch: list[dict[str, Any]] = []
+    ordinals = donor_ordinals(pulled.donors)
+    for item, sample in _records(connector, "sample", pulled, progress):
+        row = join_sample(
+            sample, pulled.donors, pulled.collections, pulled.rejected_donors, ordinals
+        )
+        if isinstance(row, Orphan):
+            pulled.rejections.append(
+                Rejection(
+                    item.stream,
+                    item.source_id,
+                    item.position,
+                    row.field,
+                    row.value,
+                    row.reason,
+                    item.payload,
+                )
             )
             continue
         if row["withdrawn"]:
@@ -223,6 +232,53 @@ def _batches(pulled: _Pulled, counts: dict[str, int], kept: set[str]) -> Iterato
             batch = []
     if batch:
         yield batch
+
+
+def _validate(connector: Connector, schema: Schema, item: SourceRecord, pulled: _Pulled) -> Any:
+    """Map and validate one record; on failure keep it in the rejections with the reason."""
+    mapped: Any = None
+    try:
+        mapped = connector.map(item)
+        return schema.load(mapped)
+    except RecordRejected as err:
+        pulled.rejections.append(
+            Rejection(
+                item.stream,
+                item.source_id,
+                item.position,
+                err.field,
+                err.value,
+                err.reason,
+                item.payload,
+            )
+        )
+    except ValidationError as err:
+        lines = describe_errors(err.messages)
+        first_field = lines[0].split(":", 1)[0] if lines else ""
+        value = _value_at(mapped, first_field)
+        pulled.rejections.append(
+            Rejection(
+                item.stream,
+                item.source_id,
+                item.position,
+                first_field,
+                value,
+                "; ".join(lines),
+                item.payload,
+            )
+        )
+    return None
+
+
+def _value_at(mapped: Any, path: str) -> Any:
+    """The mapped value an error path like `diagnoses[1]` points at."""
+    base, _, rest = path.partition("[")
+    value = mapped.get(base.split(".", 1)[0]) if isinstance(mapped, dict) else None
+    if rest and isinstance(value, list):
+        index = rest.split("]", 1)[0]
+        if index.isdigit() and int(index) < len(value):
+            return value[int(index)]
+    return value
 
 
 def _collection_json(collection: Collection) -> dict[str, Any]:

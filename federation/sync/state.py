@@ -144,18 +144,33 @@ class SyncState:
             )
             return int(cursor.lastrowid or 0)
 
-    def finish_run(self, run_id: int, outcome: str, counts: Mapping[str, int], *,
-                   duration_s: float, generation: str | None = None,
-                   error: str | None = None) -> None:
+    def finish_run(
+        self,
+        run_id: int,
+        outcome: str,
+        counts: Mapping[str, int],
+        *,
+        duration_s: float,
+        generation: str | None = None,
+        error: str | None = None,
+    ) -> None:
         with self._connect() as db:
             db.execute(
                 "UPDATE sync_runs SET finished_at = ?, outcome = ?, read = ?, indexed = ?, "
                 "rejected = ?, deleted = ?, withdrawn = ?, duration_s = ?, generation = ?, "
                 "error = ? WHERE id = ?",
                 (
-                    now(), outcome, counts.get("read", 0), counts.get("indexed", 0),
-                    counts.get("rejected", 0), counts.get("deleted", 0),
-                    counts.get("withdrawn", 0), round(duration_s, 3), generation, error, run_id,
+                    now(),
+                    outcome,
+                    counts.get("read", 0),
+                    counts.get("indexed", 0),
+                    counts.get("rejected", 0),
+                    counts.get("deleted", 0),
+                    counts.get("withdrawn", 0),
+                    round(duration_s, 3),
+                    generation,
+                    error,
+                    run_id,
                 ),
             )
 
@@ -177,8 +192,9 @@ class SyncState:
 
     # --- quarantine -----------------------------------------------------------------------
 
-    def replace_quarantine(self, biobank_id: str, run_id: int,
-                           records: list[dict[str, Any]]) -> None:
+    def replace_quarantine(
+        self, biobank_id: str, run_id: int, records: list[dict[str, Any]]
+    ) -> None:
         """After a full sync: what it rejected is the quarantine; fixed records leave it."""
         stamp = now()
         with self._connect() as db:
@@ -197,17 +213,27 @@ class SyncState:
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
-                        biobank_id, r["stream"], r["record_key"], r["source_id"], r["position"],
-                        r["field"], r["value"], r["reason"], cap_payload(r["payload"]), run_id,
-                        first_seen.get(f"{r['stream']}\0{r['record_key']}", stamp), stamp,
+                        biobank_id,
+                        r["stream"],
+                        r["record_key"],
+                        r["source_id"],
+                        r["position"],
+                        r["field"],
+                        r["value"],
+                        r["reason"],
+                        cap_payload(r["payload"]),
+                        run_id,
+                        first_seen.get(f"{r['stream']}\0{r['record_key']}", stamp),
+                        stamp,
                     )
                     for r in records
                 ],
             )
             db.execute("COMMIT")
 
-    def quarantine(self, biobank_id: str, *, limit: int = 100, offset: int = 0,
-                   stream: str | None = None) -> list[QuarantinedRecord]:
+    def quarantine(
+        self, biobank_id: str, *, limit: int = 100, offset: int = 0, stream: str | None = None
+    ) -> list[QuarantinedRecord]:
         query = "SELECT * FROM quarantine WHERE biobank_id = ?"
         params: list[Any] = [biobank_id]
         if stream:
@@ -216,9 +242,9 @@ class SyncState:
         query += " ORDER BY stream, record_key LIMIT ? OFFSET ?"
         with self._connect() as db:
             rows = db.execute(query, [*params, limit, offset]).fetchall()
-        return [
-            QuarantinedRecord(**{k: r[k] for k in r.keys() if k != "record_key"}) for r in rows
-        ]
+        # sqlite3.Row iterates its values, not its keys: keys() is needed here.
+        fields = [k for k in rows[0].keys() if k != "record_key"] if rows else []  # noqa: SIM118
+        return [QuarantinedRecord(**{k: r[k] for k in fields}) for r in rows]
 
     def quarantine_count(self, biobank_id: str) -> int:
         with self._connect() as db:
@@ -247,7 +273,11 @@ class SyncState:
 
 
 def cap_payload(payload: Mapping[str, Any] | str) -> str:
-    text = payload if isinstance(payload, str) else json.dumps(payload, default=str, ensure_ascii=False)
+    text = (
+        payload
+        if isinstance(payload, str)
+        else json.dumps(payload, default=str, ensure_ascii=False)
+    )
     raw = text.encode()
     if len(raw) <= MAX_PAYLOAD_BYTES:
         return text

@@ -1,0 +1,334 @@
+"""`biofed`: generate a demo network, sync biobanks, serve the API, inspect sync state."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from federation import PROJECT_ROOT
+from federation.settings import Settings, SettingsError, load_settings
+
+DEMO_BIOBANKS = 8
+DEMO_SAMPLES = 200_000
+DEMO_SEED = 7
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings: Settings = ctx.obj["settings"]
+    return settings
+
+
+@click.group()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    default=None,
+    envvar="BIOFED_CONFIG",
+    help="Settings YAML layered over config/settings.yaml.",
+)
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for the index and sync state (setting data_dir).",
+)
+@click.option(
+    "--network",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Network file listing the biobanks and their connectors.",
+)
+@click.pass_context
+def main(
+    ctx: click.Context, config_file: Path | None, data_dir: Path | None, network: Path | None
+) -> None:
+    """Biobank cross-search federation."""
+    overrides: dict[str, Any] = {}
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    if network is not None:
+        overrides["network"] = network
+    try:
+        settings = load_settings(config_file)
+        if overrides:
+            settings = settings.with_overrides(**overrides)
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from None
+    ctx.obj = {"settings": settings, "config_file": config_file}
+
+
+@main.command("demo-data")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write.")
+@click.option("--biobanks", type=click.IntRange(1, 1000), default=DEMO_BIOBANKS, show_default=True)
+@click.option("--samples", type=click.IntRange(1), default=DEMO_SAMPLES, show_default=True)
+@click.option("--seed", type=int, default=DEMO_SEED, show_default=True)
+def demo_data(out: Path, biobanks: int, samples: int, seed: int) -> None:
+    """Write a generated network: each biobank's export in its own format, and network.yaml."""
+    from federation.demo.generator import generate_network
+
+    summary = generate_network(out, biobanks=biobanks, samples=samples, seed=seed)
+    click.echo(f"wrote {summary.network_path}")
+
+
+@main.command()
+@click.option("--all", "all_biobanks", is_flag=True, help="Sync every biobank of the network.")
+@click.option("--biobank", "biobank_ids", multiple=True, help="Sync this biobank (repeatable).")
+@click.option(
+    "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
+)
+@click.pass_context
+def sync(
+    ctx: click.Context, all_biobanks: bool, biobank_ids: tuple[str, ...], progress: bool | None
+) -> None:
+    """Run a full sync: pull, validate, quarantine, publish a new generation."""
+    if not all_biobanks and not biobank_ids:
+        raise click.UsageError("give --all or --biobank ID")
+    failures = _sync(_settings(ctx), None if all_biobanks else biobank_ids, progress)
+    if failures:
+        sys.exit(1)
+
+
+def _sync(settings: Settings, biobank_ids: tuple[str, ...] | None, progress: bool | None) -> int:
+    from federation.runtime import Runtime
+    from federation.sync.locks import SyncAlreadyRunning
+    from federation.sync.run import SyncFailed, sync_biobank
+
+    runtime = Runtime(settings)
+    try:
+        network = runtime.network()
+        sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
+    except SettingsError as err:
+        raise click.UsageError(str(err)) from None
+    show = sys.stderr.isatty() if progress is None else progress
+    failures = 0
+    for source in sources:
+        bar = _progress_bar(source.biobank.id, show)
+        try:
+            run = sync_biobank(
+                source,
+                runtime.backend,
+                runtime.state,
+                locks_dir=settings.locks_dir,
+                progress=bar.update,
+            )
+        except (SyncFailed, SyncAlreadyRunning) as err:
+            bar.close()
+            click.echo(f"{source.biobank.id}: FAILED: {err}", err=True)
+            failures += 1
+            continue
+        bar.close()
+        click.echo(
+            f"{run.biobank_id}: {run.outcome} in {run.duration_s:.1f}s; read {run.read}, "
+            f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
+            f"withdrawn {run.withdrawn}"
+        )
+    return failures
+
+
+class _Bar:
+    """A tqdm bar over records read and indexed, or nothing when not on a terminal."""
+
+    def __init__(self, label: str, show: bool) -> None:
+        self._bar: Any = None
+        if show:
+            from tqdm import tqdm
+
+            self._bar = tqdm(desc=label, unit=" rec", file=sys.stderr, leave=False)
+
+    def update(self, stage: str, n: int) -> None:
+        if self._bar is not None:
+            self._bar.set_postfix_str(stage, refresh=False)
+            self._bar.update(n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
+def _progress_bar(label: str, show: bool) -> _Bar:
+    return _Bar(label, show)
+
+
+@main.command()
+@click.option("--host", default=None, help="Bind address (setting host).")
+@click.option("--port", type=int, default=None, help="Port (setting port).")
+@click.option("--workers", type=int, default=None, help="gunicorn worker processes.")
+@click.pass_context
+def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
+    """Serve the GraphQL API and the web UI under gunicorn."""
+    settings = _settings(ctx)
+    _exec_gunicorn(settings, ctx.obj["config_file"], host, port, workers)
+
+
+def _exec_gunicorn(
+    settings: Settings,
+    config_file: Path | None,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+) -> None:
+    env = dict(os.environ)
+    env.update(
+        {
+            "BIOFED_DATA_DIR": str(Path(settings.data_dir).resolve()),
+            "BIOFED_HOST": host or settings.host,
+            "BIOFED_PORT": str(port or settings.port),
+            "BIOFED_WORKERS": str(workers or settings.workers),
+            "BIOFED_BACKEND": settings.backend,
+        }
+    )
+    if settings.network is not None:
+        env["BIOFED_NETWORK"] = str(Path(settings.network).resolve())
+    if config_file is not None:
+        env["BIOFED_CONFIG"] = str(Path(config_file).resolve())
+    url = f"http://{env['BIOFED_HOST']}:{env['BIOFED_PORT']}"
+    click.echo(f"serving the GraphQL API at {url}/graphql (web UI at {url}/)", err=True)
+    sys.stdout.flush()
+    args = [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py")]
+    os.execve(sys.executable, args, env)
+
+
+@main.command()
+@click.option("--biobanks", type=click.IntRange(1, 1000), default=DEMO_BIOBANKS, show_default=True)
+@click.option("--samples", type=click.IntRange(1), default=DEMO_SAMPLES, show_default=True)
+@click.option("--seed", type=int, default=DEMO_SEED, show_default=True)
+@click.option("--port", type=int, default=None, help="Port to serve on (default 8000).")
+@click.option("--fresh", is_flag=True, help="Regenerate the demo network even if present.")
+@click.pass_context
+def demo(
+    ctx: click.Context, biobanks: int, samples: int, seed: int, port: int | None, fresh: bool
+) -> None:
+    """Generate the demo network, sync it, and serve the API on 127.0.0.1."""
+    from federation.demo.generator import generate_network
+
+    settings = _settings(ctx)
+    out = Path(settings.data_dir) / "demo"
+    network = out / "network.yaml"
+    if fresh or not network.exists():
+        click.echo(f"generating {biobanks} biobanks, {samples} samples into {out} ...", err=True)
+        generate_network(out, biobanks=biobanks, samples=samples, seed=seed)
+    settings = settings.with_overrides(network=network)
+    if _sync(settings, None, None):
+        click.echo("some biobanks failed to sync; serving the others", err=True)
+    _exec_gunicorn(settings, ctx.obj["config_file"], "127.0.0.1", port, None)
+
+
+@main.command()
+@click.option("--biobank", default=None, help="Only this biobank.")
+@click.option("--limit", type=int, default=20, show_default=True)
+@click.pass_context
+def runs(ctx: click.Context, biobank: str | None, limit: int) -> None:
+    """Sync history: runs with counts, duration, outcome and error."""
+    from federation.sync.state import SyncState
+
+    state = SyncState(_settings(ctx).state_path)
+    for run in state.runs(biobank, limit):
+        click.echo(
+            f"#{run.id} {run.biobank_id} {run.kind} {run.outcome} {run.started_at} "
+            f"read={run.read} indexed={run.indexed} rejected={run.rejected} "
+            f"deleted={run.deleted} withdrawn={run.withdrawn} {run.duration_s or 0:.1f}s"
+            + (f" error: {run.error}" if run.error else "")
+        )
+
+
+@main.command()
+@click.option("--biobank", required=True)
+@click.option("--limit", type=int, default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line, payload included.")
+@click.pass_context
+def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> None:
+    """Records a biobank's last sync rejected, with the reason."""
+    from dataclasses import asdict
+
+    from federation.sync.state import SyncState
+
+    state = SyncState(_settings(ctx).state_path)
+    records = state.quarantine(biobank, limit=limit)
+    for item in records:
+        if as_json:
+            click.echo(json.dumps(asdict(item), ensure_ascii=False))
+        else:
+            click.echo(f"{item.stream} {item.source_id or '-'} ({item.position}): {item.reason}")
+    if not as_json:
+        click.echo(f"{state.quarantine_count(biobank)} record(s) in quarantine", err=True)
+
+
+@main.command()
+@click.option("--disease", "diseases", multiple=True, help="ICD-10 code at any level.")
+@click.option("--text", default=None, help="Free text on disease names.")
+@click.option("--material", "materials", multiple=True)
+@click.option("--sex", "sexes", multiple=True)
+@click.option("--age-min", type=int, default=None)
+@click.option("--age-max", type=int, default=None)
+@click.option("--biobank", "biobanks", multiple=True)
+@click.pass_context
+def search(ctx: click.Context, /, **filters: Any) -> None:
+    """Counts per biobank for a query, as JSON (for operators; researchers use the API)."""
+    from federation.runtime import Runtime
+    from federation.search.query import BadQuery, SampleQuery
+
+    runtime = Runtime(_settings(ctx))
+    try:
+        query = SampleQuery.parse({k: v for k, v in filters.items() if v not in (None, ())})
+    except BadQuery as err:
+        raise click.UsageError(str(err)) from None
+    result = runtime.search.search(query, facets=())
+    click.echo(
+        json.dumps(
+            {
+                "donors": result.donors.value,
+                "samples": result.samples.value,
+                "byBiobank": {
+                    b.biobank_id: {"donors": b.donors.value, "samples": b.samples.value}
+                    for b in result.by_biobank
+                },
+            },
+            indent=2,
+        )
+    )
+
+
+@main.group("schema")
+def schema_group() -> None:
+    """The language-neutral contracts in schema/."""
+
+
+@schema_group.command("export")
+def schema_export() -> None:
+    """Regenerate schema/schema.graphql and schema/records.schema.json from the code."""
+    from federation import SCHEMA_DIR
+    from federation.gateway.sdl import export_sdl
+    from federation.model.jsonschema import dumps
+
+    writers: dict[str, Callable[[], str]] = {
+        "schema.graphql": export_sdl,
+        "records.schema.json": dumps,
+    }
+    for name, make in writers.items():
+        (SCHEMA_DIR / name).write_text(make(), encoding="utf-8")
+        click.echo(f"wrote schema/{name}")
+
+
+@main.group("connectors")
+def connectors_group() -> None:
+    """Connector plugins."""
+
+
+@connectors_group.command("list")
+def connectors_list() -> None:
+    """Connectors installed through the `federation.connectors` entry points."""
+    from federation.sync.registry import installed
+
+    for name, cls in sorted(installed().items()):
+        click.echo(f"{name}\t{cls.__module__}:{cls.__qualname__}\t{cls.description}")
+
+
+if __name__ == "__main__":
+    main()

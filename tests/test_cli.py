@@ -1,0 +1,87 @@
+"""The `biofed` commands that inspect and operate a network (serve/demo run in tests/e2e)."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+
+from federation.cli import main
+from tests.conftest import Federation
+from tests.sync.test_sync import small_biobank
+
+
+def invoke(fed: Federation, *args: str) -> str:
+    result = CliRunner().invoke(
+        main,
+        [
+            "--data-dir",
+            str(fed.settings.data_dir),
+            "--network",
+            str(fed.root / "network.yaml"),
+            *args,
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_sync_runs_quarantine_and_search(federation: Federation) -> None:
+    small_biobank(federation)
+    federation.biobank("bb1").sample("S9", "D1", material="BLOOD_SPOT")
+    federation.write()
+    out = invoke(federation, "sync", "--all", "--no-progress")
+    assert "bb1: succeeded" in out and "indexed 3, rejected 1" in out
+    assert "#1 bb1 full succeeded" in invoke(federation, "runs")
+    assert "samples S9 (samples.csv line 5): material_type: 'BLOOD_SPOT'" in invoke(
+        federation, "quarantine", "--biobank", "bb1"
+    )
+    line = invoke(federation, "quarantine", "--biobank", "bb1", "--json").strip()
+    assert json.loads(line)["payload"].startswith("{")
+    answer = json.loads(invoke(federation, "search", "--disease", "C50", "--sex", "female"))
+    assert answer == {"donors": 1, "samples": 2, "byBiobank": {"bb1": {"donors": 1, "samples": 2}}}
+
+
+def test_bad_input_is_a_usage_error_naming_the_value(federation: Federation) -> None:
+    small_biobank(federation)
+    federation.write()
+    runner = CliRunner()
+    base = [
+        "--data-dir",
+        str(federation.settings.data_dir),
+        "--network",
+        str(federation.root / "network.yaml"),
+    ]
+    result = runner.invoke(main, [*base, "search", "--disease", "C50.99"])
+    assert result.exit_code == 2
+    assert "'C50.99' is not a WHO ICD-10 code" in result.output
+    result = runner.invoke(main, [*base, "sync", "--biobank", "nope"])
+    assert result.exit_code == 2 and "no biobank 'nope'" in result.output
+    result = runner.invoke(main, [*base, "sync"])
+    assert result.exit_code == 2 and "give --all or --biobank" in result.output
+
+
+def test_failed_sync_exits_non_zero(federation: Federation) -> None:
+    small_biobank(federation)
+    federation.write()
+    (federation.biobank("bb1").folder / "donors.csv").unlink()
+    result = CliRunner().invoke(
+        main,
+        [
+            "--data-dir",
+            str(federation.settings.data_dir),
+            "--network",
+            str(federation.root / "network.yaml"),
+            "sync",
+            "--all",
+            "--no-progress",
+        ],
+    )
+    assert result.exit_code == 1
+    assert "bb1: FAILED" in result.output and "donors.csv does not exist" in result.output
+
+
+def test_connectors_list_shows_the_builtin_through_entry_points() -> None:
+    out = CliRunner().invoke(main, ["connectors", "list"]).output
+    assert out.startswith("tabular\tconnectors.tabular:TabularConnector")

@@ -1,0 +1,50 @@
+from pathlib import Path
+
+import pytest
+
+from federation.settings import SettingsError, load_network, load_settings
+
+
+def test_layers_files_then_overrides_then_environment(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text("port: 9000\nworkers: 3\n")
+    settings = load_settings(config, overrides={"workers": 5}, environ={"BIOFED_PORT": "9100"})
+    assert (settings.port, settings.workers, settings.backend) == (9100, 5, "embedded")
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"BIOFED_PORT": "eighty"}, "port: 'eighty' is not an integer"),
+        (
+            {"BIOFED_BACKEND": "solr"},
+            "backend: 'solr' is not embedded, elasticsearch or opensearch",
+        ),
+    ],
+)
+def test_bad_settings_name_the_setting(environ: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(environ=environ)
+
+
+def test_missing_config_file_and_unknown_setting(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="no such file"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(SettingsError, match="unknown setting 'colour'"):
+        load_settings(overrides={"colour": "blue"}, read_files=False, environ={})
+
+
+def test_network_entries_are_validated(tmp_path: Path) -> None:
+    path = tmp_path / "network.yaml"
+    path.write_text("biobanks:\n  - {id: a, name: A, country: Japan, connector: {type: tabular}}\n")
+    with pytest.raises(SettingsError, match=r"biobanks\[0\]: country: 'Japan' is not ISO 3166"):
+        load_network(path)
+    path.write_text("biobanks:\n  - {id: a, name: A, country: JP}\n")
+    with pytest.raises(SettingsError, match="connector.type is missing"):
+        load_network(path)
+    path.write_text(
+        "biobanks:\n  - {id: a, name: A, country: JP, connector: {type: t}}\n"
+        "  - {id: a, name: B, country: JP, connector: {type: t}}\n"
+    )
+    with pytest.raises(SettingsError, match="biobank id 'a' appears twice"):
+        load_network(path)
