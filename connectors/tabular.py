@@ -24,7 +24,9 @@ DEFAULT_FILES = {"collections": "collections", "donors": "donors", "samples": "s
 
 
 class TabularConfig(Schema):
-    path = fields.String(required=True, metadata={"description": "folder (or .xlsx file) holding the tables"})
+    path = fields.String(
+        required=True, metadata={"description": "folder (or .xlsx file) holding the tables"}
+    )
     format = fields.String(load_default="csv", validate=validate.OneOf(["csv", "tsv", "xlsx"]))
     files = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     list_separator = fields.String(load_default=";")
@@ -71,7 +73,9 @@ class TabularConnector(Connector):
     ) -> Iterator[SourceRecord | Checkpoint]:
         """Yield every row of the stream's table (tables have no change feed: always full)."""
         key_column = self.config["columns"].get(stream.name, {}).get("id", "id")
-        rows = self._xlsx_rows(stream) if self.config["format"] == "xlsx" else self._text_rows(stream)
+        rows = (
+            self._xlsx_rows(stream) if self.config["format"] == "xlsx" else self._text_rows(stream)
+        )
         for position, row in rows:
             source_id = (row.get(key_column) or "").strip() or None
             yield SourceRecord(stream.name, source_id, row, position)
@@ -91,10 +95,12 @@ class TabularConnector(Connector):
                     # source's problem, reported by the mapping rather than crashing here.
                     clean = {k: v for k, v in row.items() if k is not None}
                     if None in row:
-                        clean["__extra__"] = delimiter.join(row[None])  # type: ignore[index]
+                        clean["__extra__"] = delimiter.join(row[None])
                     yield f"{name} line {reader.line_num}", clean
         except UnicodeDecodeError as err:
-            raise SourceError(f"{path} is not {self.config['encoding']}: {err}", retriable=False) from None
+            raise SourceError(
+                f"{path} is not {self.config['encoding']}: {err}", retriable=False
+            ) from None
 
     def _xlsx_rows(self, stream: Stream) -> Iterator[tuple[str, dict[str, str]]]:
         import openpyxl  # imported here: only XLSX sources pay its import time
@@ -114,7 +120,10 @@ class TabularConnector(Connector):
                 if all(v is None or v == "" for v in values):
                     continue
                 cells = ["" if v is None else _cell_text(v) for v in values]
-                yield f"{path.name}:{sheet_name} row {number}", dict(zip(header, cells, strict=False))
+                yield (
+                    f"{path.name}:{sheet_name} row {number}",
+                    dict(zip(header, cells, strict=False)),
+                )
         finally:
             book.close()
 
@@ -146,7 +155,9 @@ def _identity(payload: Mapping[str, Any]) -> dict[str, str]:
 def _cell_text(value: Any) -> str:
     """Spreadsheet cells come typed; canonical validation expects text like a CSV's."""
     if hasattr(value, "date") and hasattr(value, "hour"):
-        return str(value.date().isoformat() if value.hour == value.minute == 0 else value.isoformat())
+        return str(
+            value.date().isoformat() if value.hour == value.minute == 0 else value.isoformat()
+        )
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
