@@ -26,6 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from federation.search import expr as ex
 from federation.search.backend import (
     BackendUnavailable,
     GenerationInfo,
@@ -376,34 +377,42 @@ class EmbeddedBackend(SearchBackend):
 
 def compile_where(criteria: Criteria) -> tuple[str, list[Any]]:
     """Criteria as a DuckDB WHERE clause with bound parameters."""
-    # Withdrawn donors are excluded at sync already; the clause is a second lock on the door.
-    clauses = ["NOT withdrawn"]
     params: list[Any] = []
-    for group in criteria.disease_terms:
-        if not group:
-            clauses.append("FALSE")
-            continue
-        clauses.append("list_has_any(disease_terms, ?::VARCHAR[])")
-        params.append(list(group))
-    for column, values in (
-        ("material_type", criteria.material_type),
-        ("sex", criteria.sex),
-        ("biobank_id", criteria.biobank_id),
-    ):
-        if values:
-            clauses.append(f"{column} IN ({', '.join('?' for _ in values)})")
-            params.extend(values)
-    for column, values in (
-        ("collection_types", criteria.collection_types),
-        ("data_categories", criteria.data_categories),
-    ):
-        if values:
-            clauses.append(f"list_has_any({column}, ?::VARCHAR[])")
-            params.append(list(values))
-    if criteria.age_min is not None:
-        clauses.append("age >= ?")
-        params.append(criteria.age_min)
-    if criteria.age_max is not None:
-        clauses.append("age <= ?")
-        params.append(criteria.age_max)
-    return " AND ".join(clauses), params
+    return to_sql(criteria.to_expr(), params), params
+
+
+def to_sql(node: ex.Expr, params: list[Any]) -> str:
+    """Translate a filter tree to SQL, appending bound values to `params`."""
+    if isinstance(node, ex.Const):
+        return "TRUE" if node.value else "FALSE"
+    if isinstance(node, ex.In):
+        params.extend(node.values)
+        if len(node.values) == 1:
+            return f"{_column(node.column)} = ?"
+        return f"{_column(node.column)} IN ({', '.join('?' for _ in node.values)})"
+    if isinstance(node, ex.HasAny):
+        params.append(list(node.values))
+        return f"list_has_any({_column(node.column)}, ?::VARCHAR[])"
+    if isinstance(node, ex.Range):
+        bounds = []
+        for op, value in ((">=", node.gte), ("<=", node.lte), ("<", node.lt)):
+            if value is not None:
+                bounds.append(f"{_column(node.column)} {op} ?")
+                params.append(value)
+        return "(" + " AND ".join(bounds) + ")" if bounds else f"{_column(node.column)} IS NOT NULL"
+    if isinstance(node, ex.IsNull):
+        return f"{_column(node.column)} IS NULL"
+    if isinstance(node, ex.Not):
+        # SQL's NOT of NULL is NULL (no match); a filter tree's NOT means "not matched".
+        return f"NOT coalesce({to_sql(node.item, params)}, FALSE)"
+    if isinstance(node, ex.And):
+        return "(" + " AND ".join(to_sql(i, params) for i in node.items) + ")"
+    if isinstance(node, ex.Or):
+        return "(" + " OR ".join(to_sql(i, params) for i in node.items) + ")"
+    raise TypeError(f"unknown filter node {node!r}")
+
+
+def _column(name: str) -> str:
+    if name not in COLUMNS:
+        raise ValueError(f"unknown index column {name!r}")
+    return name

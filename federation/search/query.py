@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from federation.model import icd10, vocab
+from federation.search import expr as ex
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -111,6 +112,29 @@ class Criteria:
     biobank_id: tuple[str, ...] = ()
     collection_types: tuple[str, ...] = ()
     data_categories: tuple[str, ...] = ()
+
+    def to_expr(self) -> ex.Expr:
+        """The criteria as a filter tree; withdrawn donors never match, whatever was asked."""
+        parts: list[ex.Expr] = [ex.In("withdrawn", (False,))]
+        parts.extend(
+            ex.HasAny("disease_terms", group) if group else ex.FALSE for group in self.disease_terms
+        )
+        for column, values in (
+            ("material_type", self.material_type),
+            ("sex", self.sex),
+            ("biobank_id", self.biobank_id),
+        ):
+            if values:
+                parts.append(ex.In(column, values))
+        for column, values in (
+            ("collection_types", self.collection_types),
+            ("data_categories", self.data_categories),
+        ):
+            if values:
+                parts.append(ex.HasAny(column, values))
+        if self.age_min is not None or self.age_max is not None:
+            parts.append(ex.Range("age", gte=self.age_min, lte=self.age_max))
+        return ex.all_of(*parts)
 
     def without(self, facet: str) -> Criteria:
         """The criteria minus the facet's own filter, so its buckets show the alternatives."""
