@@ -5,11 +5,12 @@ from __future__ import annotations
 import abc
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
+from federation.search.expr import Expr
 from federation.search.query import BackendAnswer, BadQuery, Criteria, PageRequest
 
 
@@ -77,9 +78,20 @@ class SearchBackend(abc.ABC):
 
     @abc.abstractmethod
     def answer(
-        self, criteria: Criteria, *, facets: Sequence[str] = (), page: PageRequest | None = None
+        self,
+        criteria: Criteria,
+        *,
+        facets: Sequence[str] = (),
+        page: PageRequest | None = None,
+        segments: Mapping[str, Expr] | None = None,
+        page_filter: Expr | None = None,
     ) -> BackendAnswer:
-        """Exact per-biobank counts, facet cells per biobank, and optionally a page of rows."""
+        """Exact per-biobank counts, facet cells per biobank, and optionally a page of rows.
+
+        `segments` are named filters counted per biobank within the matches (consent
+        outcomes); `page_filter` further restricts the rows of the page (to usable consent),
+        so counts, segments and paging come from one consistent query.
+        """
 
     @abc.abstractmethod
     def generation_writer(self, biobank_id: str) -> GenerationWriter:

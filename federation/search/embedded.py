@@ -18,7 +18,7 @@ import json
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -281,22 +281,47 @@ class EmbeddedBackend(SearchBackend):
                 self._drop_retired()
 
     def answer(
-        self, criteria: Criteria, *, facets: Sequence[str] = (), page: PageRequest | None = None
+        self,
+        criteria: Criteria,
+        *,
+        facets: Sequence[str] = (),
+        page: PageRequest | None = None,
+        segments: Mapping[str, ex.Expr] | None = None,
+        page_filter: ex.Expr | None = None,
     ) -> BackendAnswer:
         with self._reading() as (db, table):
-            where, params = compile_where(criteria)
+            names = list(segments or {})
+            columns = ["biobank_id", "count(DISTINCT donor_ord)", "count(*)"]
+            # Placeholders bind in text order: the SELECT list's come before the WHERE's.
+            select_params: list[Any] = []
+            for name in names:
+                assert segments is not None
+                condition = to_sql(segments[name], select_params)
+                filtered = to_sql(segments[name], select_params)
+                columns += [
+                    f"count(DISTINCT donor_ord) FILTER (WHERE {condition})",
+                    f"count(*) FILTER (WHERE {filtered})",
+                ]
+            where_params: list[Any] = []
+            where = to_sql(criteria.to_expr(), where_params)
             rows = db.execute(
-                f"SELECT biobank_id, count(DISTINCT donor_ord), count(*) FROM {table} "
-                f"WHERE {where} GROUP BY biobank_id",
-                params,
+                f"SELECT {', '.join(columns)} FROM {table} WHERE {where} GROUP BY biobank_id",
+                select_params + where_params,
             ).fetchall()
-            by_biobank = {bb: Cell(int(d), int(s)) for bb, d, s in rows}
+            by_biobank = {row[0]: Cell(int(row[1]), int(row[2])) for row in rows}
+            split = {
+                row[0]: {
+                    name: Cell(int(row[3 + 2 * n]), int(row[4 + 2 * n]))
+                    for n, name in enumerate(names)
+                }
+                for row in rows
+            }
             cells: list[FacetCell] = []
             for facet in facets:
                 cells.extend(self._facet(db, table, facet, criteria.without(facet)))
-            record_page = self._page(db, table, criteria, page) if page else None
+            record_page = self._page(db, table, criteria, page, page_filter) if page else None
             generation = {bb: e["generation"] for bb, e in self._manifest["biobanks"].items()}
-        return BackendAnswer(by_biobank, tuple(cells), record_page, generation)
+        return BackendAnswer(by_biobank, tuple(cells), record_page, generation, split)
 
     def _facet(
         self, db: duckdb.DuckDBPyConnection, table: str, facet: str, criteria: Criteria
@@ -318,9 +343,18 @@ class EmbeddedBackend(SearchBackend):
         return [FacetCell(facet, str(k), bb, int(d), int(s)) for bb, k, d, s in rows]
 
     def _page(
-        self, db: duckdb.DuckDBPyConnection, table: str, criteria: Criteria, page: PageRequest
+        self,
+        db: duckdb.DuckDBPyConnection,
+        table: str,
+        criteria: Criteria,
+        page: PageRequest,
+        page_filter: ex.Expr | None,
     ) -> RecordPage:
-        where, params = compile_where(criteria)
+        params: list[Any] = []
+        condition = criteria.to_expr()
+        if page_filter is not None:
+            condition = ex.all_of(condition, page_filter)
+        where = to_sql(condition, params)
         if page.after:
             biobank, sample = decode_cursor(page.after)
             where += " AND (biobank_id, sample_id) > (?, ?)"

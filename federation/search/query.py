@@ -190,12 +190,17 @@ class RecordPage:
 
 @dataclass(frozen=True)
 class BackendAnswer:
-    """Exact figures from a backend, before any disclosure rule is applied."""
+    """Exact figures from a backend, before any disclosure rule is applied.
+
+    `segments` holds, per biobank, the counts of the matching rows that also match each
+    named segment filter (e.g. the consent outcomes of a declared purpose).
+    """
 
     by_biobank: dict[str, Cell]
     facets: tuple[FacetCell, ...] = ()
     page: RecordPage | None = None
     generation: dict[str, str] = field(default_factory=dict)
+    segments: dict[str, dict[str, Cell]] = field(default_factory=dict)
 
 
 def age_bucket(age: int) -> str:
