@@ -308,7 +308,7 @@ def schema_export() -> None:
     from federation.model.jsonschema import dumps
 
     writers: dict[str, Callable[[], str]] = {
-        "schema.graphql": export_sdl,
+        "schema.graphql": export_sdl,  # same as federation.gateway.sdl.write_sdl
         "records.schema.json": dumps,
     }
     for name, make in writers.items():

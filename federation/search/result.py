@@ -14,6 +14,8 @@ class Precision(enum.Enum):
     ROUNDED = "rounded"
     NOISED = "noised"
     BELOW_THRESHOLD = "below_threshold"
+    BOOLEAN = "boolean"  # only whether there are any; see `exists`
+    LOWER_BOUND = "lower_bound"  # a total that leaves out withheld cells
     HIDDEN = "hidden"
 
 
@@ -24,6 +26,7 @@ class Count:
     value: int | None
     precision: Precision = Precision.EXACT
     reason: str | None = None
+    exists: bool | None = None  # set when only presence may be told (boolean granularity)
 
     @classmethod
     def exact(cls, value: int) -> Count:

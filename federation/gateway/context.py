@@ -1,0 +1,55 @@
+"""The per-request context resolvers share: the runtime and what one request loads once.
+
+Created for each request and dropped after it (the way saleor's dataloaders live on the
+request): nothing here is shared between threads or users, so a memoised value can never
+leak one request's view into another's.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from federation.gateway.errors import NotFound
+from federation.runtime import Runtime
+from federation.search.backend import GenerationInfo
+from federation.search.service import SearchService
+from federation.settings import BiobankSource, Network
+
+
+@dataclass
+class GatewayContext:
+    """What resolvers of one request reach: the service, and loaders memoised per request."""
+
+    runtime: Runtime
+    _network: Network | None = field(default=None, init=False)
+    _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
+
+    @property
+    def search(self) -> SearchService:
+        return self.runtime.search
+
+    def network(self) -> Network:
+        """The network file as of this request (read once, even if edited meanwhile)."""
+        if self._network is None:
+            self._network = self.runtime.network()
+        return self._network
+
+    def biobank(self, biobank_id: str) -> BiobankSource | None:
+        """A biobank of the network, or None when the network file does not list it."""
+        for source in self.network().biobanks:
+            if source.biobank.id == biobank_id:
+                return source
+        return None
+
+    def require_biobank(self, biobank_id: str, argument: str) -> BiobankSource:
+        """A biobank named by an argument; NOT_FOUND naming the argument otherwise."""
+        source = self.biobank(biobank_id)
+        if source is None:
+            raise NotFound(argument, biobank_id, "biobank in this network with id")
+        return source
+
+    def generations(self) -> dict[str, GenerationInfo]:
+        """The generation each biobank serves, with its published metadata."""
+        if self._generations is None:
+            self._generations = self.runtime.backend.published()
+        return self._generations

@@ -1,0 +1,271 @@
+"""Every failure carries a stable code and names what was wrong; nothing internal leaks."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from flask.testing import FlaskClient
+
+from federation.runtime import Runtime
+from federation.search.backend import BackendUnavailable
+from tests.gateway.conftest import graphql, only_error
+
+SEARCH = "query($q: SampleQuery!) { search(query: $q) { samples { value } } }"
+
+
+def search_error(client: FlaskClient, query: dict[str, Any]) -> dict[str, Any]:
+    body = graphql(client, SEARCH, {"q": query})
+    assert body["data"] is None
+    return only_error(body)
+
+
+# --- bad input: BAD_USER_INPUT, naming the argument and the value -------------------------
+
+
+def test_unknown_icd10_code(client: FlaskClient) -> None:
+    error = search_error(client, {"diseases": ["C50", "C99"]})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "query.diseases"
+    assert error["extensions"]["value"] == "C99"
+    assert error["message"].startswith("query.diseases: ")
+    assert "C99" in error["message"]
+    assert error["path"] == ["search"]
+
+
+def test_national_extension_code_gets_a_hint(client: FlaskClient) -> None:
+    error = search_error(client, {"diseases": ["C50.91"]})
+    assert error["extensions"]["argument"] == "query.diseases"
+    assert "C50.9" in error["message"]
+
+
+def test_age_min_above_age_max(client: FlaskClient) -> None:
+    error = search_error(client, {"ageMin": 70, "ageMax": 40})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "query.ageMin"
+    assert error["extensions"]["value"] == 70
+    # Sibling fields are named as the client spells them.
+    assert "ageMax" in error["message"] and "age_max" not in error["message"]
+
+
+def test_unknown_vocabulary_value(client: FlaskClient) -> None:
+    error = search_error(client, {"materials": ["PLASMA", "BLOOD_ORANGE"]})
+    assert error["extensions"]["argument"] == "query.materials"
+    assert "BLOOD_ORANGE" in error["message"]
+
+
+def test_wrong_type_inline_names_the_argument(client: FlaskClient) -> None:
+    body = graphql(client, '{ search(query: {ageMin: "x"}) { samples { value } } }')
+    assert "data" not in body
+    error = only_error(body)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert error["extensions"]["argument"] == "query.ageMin"
+    assert error["message"].startswith("query.ageMin: ")
+    assert '"x"' in error["message"]
+
+
+def test_wrong_type_in_variables_names_the_variable_path(client: FlaskClient) -> None:
+    body = graphql(client, SEARCH, {"q": {"ageMin": "x"}})
+    assert "data" not in body
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert "q.ageMin" in error["message"] and "'x'" in error["message"]
+
+
+def test_unknown_input_field(client: FlaskClient) -> None:
+    error = only_error(graphql(client, "{ search(query: {colour: 1}) { samples { value } } }"))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert error["extensions"]["argument"] == "query.colour"
+
+
+def test_unknown_facet_name(client: FlaskClient) -> None:
+    body = graphql(client, '{ search(query: {}) { facets(names: ["colour"]) { name } } }')
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "facets.names"
+    assert error["extensions"]["value"] == "colour"
+    assert "material_type" in error["message"]  # says which facets exist
+
+
+@pytest.mark.parametrize("first", [0, 101])
+def test_page_size_out_of_range(client: FlaskClient, first: int) -> None:
+    query = "{ search(query: {}) { records(first: FIRST) { nodes { sampleId } } } }"
+    body = graphql(client, query.replace("FIRST", str(first)))
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "records.first"
+    assert str(first) in error["message"] and "100" in error["message"]
+
+
+def test_malformed_cursor(client: FlaskClient) -> None:
+    body = graphql(
+        client, '{ search(query: {}) { records(after: "not-a-cursor") { nodes { sampleId } } } }'
+    )
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "records.after"
+    assert "not-a-cursor" in error["message"]
+
+
+def test_disease_matches_out_of_range(client: FlaskClient) -> None:
+    error = only_error(graphql(client, '{ diseases(text: "breast", first: 500) { code } }'))
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "first"
+
+
+def test_explicit_null_page_size_means_the_default(client: FlaskClient) -> None:
+    body = graphql(client, "{ search(query: {}) { records(first: null) { nodes { sampleId } } } }")
+    assert "errors" not in body
+    # 7 of bb1's 9 samples (S6's donor withdrew, S9's collection is missing) and bb2's 4.
+    assert len(body["data"]["search"]["records"]["nodes"]) == 11
+
+
+# --- malformed documents ------------------------------------------------------------------
+
+
+def test_syntax_error(client: FlaskClient) -> None:
+    body = graphql(client, "{ search(query: {}) { samples { value }")
+    assert "data" not in body
+    error = only_error(body)
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    assert error["locations"]
+
+
+def test_unknown_field(client: FlaskClient) -> None:
+    error = only_error(graphql(client, "{ search(query: {}) { sampels { value } } }"))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "sampels" in error["message"]
+
+
+def test_count_is_never_a_bare_int(client: FlaskClient) -> None:
+    error = only_error(graphql(client, "{ search(query: {}) { samples } }"))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+
+
+def test_several_operations_need_an_operation_name(client: FlaskClient) -> None:
+    body = graphql(client, "query A { biobanks { id } } query B { biobanks { name } }")
+    error = only_error(body)
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "operationName" in error["message"]
+    response = client.post(
+        "/graphql",
+        json={
+            "query": "query A { biobanks { id } } query B { biobanks { name } }",
+            "operationName": "B",
+        },
+    )
+    assert response.get_json()["data"]["biobanks"][0] == {"name": "Test biobank"}
+
+
+# --- HTTP ---------------------------------------------------------------------------------
+
+
+def http_error(response: Any, status: int, code: str) -> str:
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    (error,) = response.get_json()["errors"]
+    assert error["extensions"]["code"] == code
+    return str(error["message"])
+
+
+def test_get_runs_queries(client: FlaskClient) -> None:
+    response = client.get(
+        "/graphql",
+        query_string={
+            "query": "query($id: ID!) { biobank(id: $id) { name } }",
+            "variables": '{"id": "bb2"}',
+        },
+    )
+    assert response.status_code == 200
+    assert response.get_json() == {"data": {"biobank": {"name": "Second biobank"}}}
+
+
+def test_malformed_json_body(client: FlaskClient) -> None:
+    response = client.post("/graphql", data='{"query": ', content_type="application/json")
+    assert "JSON" in http_error(response, 400, "BAD_REQUEST")
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [[], {"variables": {}}, {"query": 5}, {"query": "{ biobanks { id } }", "variables": [1]}],
+)
+def test_body_without_a_usable_request(client: FlaskClient, payload: object) -> None:
+    http_error(client.post("/graphql", json=payload), 400, "BAD_REQUEST")
+
+
+def test_non_json_body(client: FlaskClient) -> None:
+    response = client.post("/graphql", data="{ biobanks { id } }", content_type="text/plain")
+    http_error(response, 415, "UNSUPPORTED_MEDIA_TYPE")
+
+
+def test_other_methods(client: FlaskClient) -> None:
+    response = client.put("/graphql", json={"query": "{ biobanks { id } }"})
+    http_error(response, 405, "METHOD_NOT_ALLOWED")
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+def test_body_size_is_capped(client: FlaskClient) -> None:
+    padding = " " * (70 * 1024)
+    response = client.post("/graphql", json={"query": "{ biobanks { id } }" + padding})
+    http_error(response, 413, "PAYLOAD_TOO_LARGE")
+
+
+def test_document_length_is_capped(client: FlaskClient) -> None:
+    query = "{ biobanks { id } }" + "#" * 30_000
+    message = http_error(client.post("/graphql", json={"query": query}), 400, "BAD_REQUEST")
+    assert "20000" in message
+
+
+def test_token_count_is_capped(client: FlaskClient) -> None:
+    query = "{ biobanks { " + "id " * 6000 + "} }"
+    error = only_error(graphql(client, query))
+    assert error["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+
+
+# --- failures behind the API --------------------------------------------------------------
+
+
+def test_backend_unavailable(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def down(*_: object, **__: object) -> None:
+        raise BackendUnavailable("index file /srv/secret/path unreadable")
+
+    monkeypatch.setattr(runtime.backend, "answer", down)
+    error = search_error(client, {})
+    assert error["extensions"]["code"] == "BACKEND_UNAVAILABLE"
+    assert "/srv/secret" not in error["message"]
+
+
+def test_unexpected_errors_are_logged_not_shown(
+    client: FlaskClient,
+    runtime: Runtime,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise ZeroDivisionError("secret internal detail")
+
+    monkeypatch.setattr(runtime.backend, "answer", broken)
+    with caplog.at_level(logging.ERROR, logger="federation.gateway"):
+        response = client.post("/graphql", json={"query": SEARCH, "variables": {"q": {}}})
+    assert response.status_code == 200
+    text = response.get_data(as_text=True)
+    assert "secret" not in text and "ZeroDivisionError" not in text and "Traceback" not in text
+    error = only_error(response.get_json())
+    assert error["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
+    assert error["path"] == ["search"]
+    assert any(r.exc_info and r.exc_info[0] is ZeroDivisionError for r in caplog.records)
+
+
+def test_unknown_biobank_argument_is_not_found(client: FlaskClient) -> None:
+    for query in (
+        '{ collections(biobank: "nope") { id } }',
+        '{ quarantine(biobank: "nope") { reason } }',
+        '{ syncRuns(biobank: "nope") { id } }',
+    ):
+        error = only_error(graphql(client, query))
+        assert error["extensions"]["code"] == "NOT_FOUND", query
+        assert error["extensions"]["argument"] == "biobank"
+        assert "nope" in error["message"]
