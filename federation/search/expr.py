@@ -8,7 +8,9 @@ means the same thing everywhere and the conformance suite checks one semantics.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 Scalar = str | int | bool | dt.date
 
@@ -95,3 +97,35 @@ def negate(item: Expr) -> Expr:
     if isinstance(item, Not):
         return item.item
     return Not(item)
+
+
+def evaluate(node: Expr, row: Mapping[str, Any]) -> bool:
+    """Evaluate a filter tree on one index row, with the same semantics as the backends.
+
+    Used to explain a single record (its consent obligations) and by tests as the
+    reference the backends are checked against.
+    """
+    if isinstance(node, Const):
+        return node.value
+    if isinstance(node, In):
+        return row.get(node.column) in node.values
+    if isinstance(node, HasAny):
+        return bool(set(row.get(node.column) or ()) & set(node.values))
+    if isinstance(node, Range):
+        value = row.get(node.column)
+        if value is None:
+            return False
+        return (
+            (node.gte is None or value >= node.gte)
+            and (node.lte is None or value <= node.lte)
+            and (node.lt is None or value < node.lt)
+        )
+    if isinstance(node, IsNull):
+        return row.get(node.column) is None
+    if isinstance(node, Not):
+        return not evaluate(node.item, row)
+    if isinstance(node, And):
+        return all(evaluate(i, row) for i in node.items)
+    if isinstance(node, Or):
+        return any(evaluate(i, row) for i in node.items)
+    raise TypeError(f"unknown filter node {node!r}")
