@@ -271,6 +271,7 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
 @click.pass_context
 def search(ctx: click.Context, /, **filters: Any) -> None:
     """Counts per biobank for a query, as JSON (for operators; researchers use the API)."""
+    from federation.disclosure.roles import Identity
     from federation.runtime import Runtime
     from federation.search.query import BadQuery, SampleQuery
 
@@ -279,7 +280,9 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
         query = SampleQuery.parse({k: v for k, v in filters.items() if v not in (None, ())})
     except BadQuery as err:
         raise click.UsageError(str(err)) from None
-    result = runtime.search.search(query, facets=())
+    # The CLI runs on the server, so its user is the network operator.
+    operator = Identity(subject="cli", authenticated=True, operator=True, via="cli")
+    result = runtime.search.search(query, identity=operator, facets=())
     click.echo(
         json.dumps(
             {

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from dataclasses import dataclass, field
 from functools import cached_property
+from pathlib import Path
 
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
@@ -24,6 +27,10 @@ class Runtime:
             from federation.search.embedded import EmbeddedBackend
 
             return EmbeddedBackend(self.settings.index_dir)
+        if self.settings.backend in ("elasticsearch", "opensearch"):
+            from federation.search.engine import EngineBackend
+
+            return EngineBackend.from_settings(self.settings)
         raise SettingsError(f"backend {self.settings.backend!r} is not available in this build yet")
 
     @cached_property
@@ -32,7 +39,34 @@ class Runtime:
 
     @cached_property
     def search(self) -> SearchService:
-        return SearchService(self.backend)
+        return SearchService(
+            self.backend,
+            policies=lambda biobank_id: self.network().policy(biobank_id),
+            secret=self.secret(),
+            record_biobanks=lambda: [s.biobank.id for s in self.network().biobanks],
+        )
+
+    def secret(self) -> str:
+        """The server secret noise is keyed with: from the environment, else one kept on disk.
+
+        It must be the same in every worker and across restarts, or repeating a query would
+        draw fresh noise and averaging could recover the true count.
+        """
+        if self.settings.secret_key:
+            return self.settings.secret_key
+        path = Path(self.settings.data_dir) / "secret.key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".secret.{os.getpid()}")
+            tmp.write_text(secrets.token_hex(32))
+            tmp.chmod(0o600)
+            try:
+                os.link(tmp, path)  # atomic and fails if another process won the race
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        return path.read_text().strip()
 
     def network(self) -> Network:
         """The network file, re-read when it changes on disk (admins edit it)."""

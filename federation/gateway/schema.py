@@ -18,6 +18,8 @@ import graphene
 from graphql import GraphQLObjectType, GraphQLResolveInfo, get_argument_values, get_named_type
 from graphql.execution.collect_fields import collect_sub_fields
 
+from federation.consent import ResearchPurpose as ResearchPurposeData
+from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.gateway.context import GatewayContext
 from federation.gateway.errors import UserInputError, bad_input, camel
 from federation.model import duo, icd10
@@ -33,6 +35,7 @@ from federation.search.query import (
 from federation.search.result import BiobankResult as BiobankResultData
 from federation.search.result import Count as CountResult
 from federation.search.result import Facet as FacetResult
+from federation.search.result import OutcomeCounts as OutcomeCountsData
 from federation.search.result import Precision as PrecisionData
 from federation.search.result import RecordConnection
 from federation.search.result import SearchResult as SearchResultData
@@ -69,6 +72,7 @@ class SearchAnswer:
     query: SampleQuery
     result: SearchResultData
     page: PageRequest | None
+    purpose: ResearchPurposeData | None = None
 
 
 @dataclass(frozen=True)
@@ -151,6 +155,10 @@ class Count(graphene.ObjectType):
     )
     reason = graphene.String(
         description="Why the count is not exact (for example the biobank's minimum count)."
+    )
+    exists = graphene.Boolean(
+        description="Whether there are any matches, when only that may be told (precision "
+        "BOOLEAN); null otherwise."
     )
 
     @staticmethod
@@ -363,10 +371,111 @@ class BiobankResult(graphene.ObjectType):
     biobank = graphene.Field(Biobank, required=True, description="The biobank.")
     donors = graphene.Field(Count, required=True, description="Matching donors in this biobank.")
     samples = graphene.Field(Count, required=True, description="Matching samples in this biobank.")
+    access = graphene.Field(
+        lambda: Access,
+        required=True,
+        description="What your role may see of this biobank's answer, and why.",
+    )
+    consent = graphene.List(
+        graphene.NonNull(lambda: OutcomeCounts),
+        description="With a declared purpose: the matches split by what their donors' consent "
+        "says about that purpose (permitted, conditional, not permitted); null without one.",
+    )
 
     @staticmethod
     def resolve_biobank(parent: BiobankResultData, info: GraphQLResolveInfo) -> BiobankNode:
         return _biobank_node(_context(info), parent.biobank_id)
+
+
+class Access(graphene.ObjectType):
+    class Meta:
+        description = (
+            "How a biobank's disclosure policy applies to you: your role toward that biobank, "
+            "the granularity it releases to that role, and the rules in words."
+        )
+
+    role = graphene.String(
+        required=True,
+        description="anonymous, registered, approved, biobank_admin or network_operator.",
+    )
+    granularity = graphene.String(
+        required=True, description="none, boolean, count or record: the most you may see."
+    )
+    explanation = graphene.String(
+        required=True, description="The minimum count, rounding and noise that apply, in words."
+    )
+
+
+class ConsentOutcome(graphene.Enum):
+    class Meta:
+        description = "What a donor's GA4GH DUO consent says about the declared purpose."
+
+    PERMITTED = "permitted"
+    CONDITIONAL = "conditional"
+    NOT_PERMITTED = "not_permitted"
+
+
+class OutcomeCounts(graphene.ObjectType):
+    class Meta:
+        description = "Matching donors and samples whose consent gives one outcome."
+
+    outcome = graphene.Field(ConsentOutcome, required=True, description="The consent outcome.")
+    donors = graphene.Field(Count, required=True, description="Donors with this outcome.")
+    samples = graphene.Field(Count, required=True, description="Samples with this outcome.")
+
+    @staticmethod
+    def resolve_outcome(parent: OutcomeCountsData, info: GraphQLResolveInfo) -> str:
+        return parent.outcome
+
+
+class Obligation(graphene.ObjectType):
+    class Meta:
+        description = (
+            "A condition the donor's consent sets on the declared purpose, such as "
+            "collaboration (COL) or a publication moratorium (MOR)."
+        )
+
+    code = graphene.String(required=True, description="The DUO modifier's shorthand.")
+    description = graphene.String(required=True, description="What it asks of you.")
+    until = graphene.String(description="For a moratorium (MOR): the date it ends.")
+
+
+class PurposeKind(graphene.Enum):
+    class Meta:
+        description = "What the research is for, in the categories DUO consent distinguishes."
+
+    DISEASE = "disease"
+    HEALTH = "health"
+    ANCESTRY = "ancestry"
+    METHODS = "methods"
+    GENERAL = "general"
+    CLINICAL_CARE = "clinical_care"
+
+
+class ResearchPurposeInput(graphene.InputObjectType):
+    class Meta:
+        name = "ResearchPurpose"
+        description = (
+            "What you will use the samples for. Each donor's GA4GH DUO consent is matched "
+            "against it inside the search: counts are split by outcome, and records come only "
+            "from donors whose consent permits the purpose, with their conditions."
+        )
+
+    kind = graphene.Field(PurposeKind, required=True, description="The kind of research.")
+    diseases = graphene.List(
+        graphene.NonNull(graphene.String),
+        description="ICD-10 codes the research is about (required for DISEASE; for METHODS, "
+        "the disease scope).",
+    )
+    commercial = graphene.Boolean(default_value=False, description="Commercial use.")
+    for_profit = graphene.Boolean(
+        default_value=False, description="Your organisation is for-profit."
+    )
+    country = graphene.String(description="Where the research is done (ISO 3166 code).")
+    ethics_approval = graphene.Boolean(
+        default_value=False, description="You hold ethics (IRB/ERB) approval for this use."
+    )
+    genetic = graphene.Boolean(default_value=False, description="The study is genetic.")
 
 
 class FacetBucket(graphene.ObjectType):
@@ -415,6 +524,21 @@ class SampleRecord(graphene.ObjectType):
     data_categories = _strings("Data available with the sample, such as GENOMIC_DATA.")
     consent = graphene.String(description="The donor's GA4GH DUO consent, in DUO shorthand.")
     last_updated = graphene.String(description="When the biobank last changed the record.")
+    consent_outcome = graphene.Field(
+        ConsentOutcome, description="With a declared purpose: what the consent says about it."
+    )
+    obligations = graphene.List(
+        graphene.NonNull(Obligation),
+        description="With a declared purpose: the conditions the consent sets on it.",
+    )
+
+    @staticmethod
+    def resolve_consent_outcome(parent: Mapping[str, Any], info: GraphQLResolveInfo) -> Any:
+        return parent.get("consent_outcome")
+
+    @staticmethod
+    def resolve_obligations(parent: Mapping[str, Any], info: GraphQLResolveInfo) -> Any:
+        return parent.get("obligations")
 
     @staticmethod
     def resolve_biobank(parent: Mapping[str, Any], info: GraphQLResolveInfo) -> BiobankNode:
@@ -496,6 +620,22 @@ class SearchResult(graphene.ObjectType):
         required=True,
         description="The ICD-10 items the query's `text` was matched to (empty without text).",
     )
+    consent = graphene.List(
+        graphene.NonNull(OutcomeCounts),
+        description="With a declared purpose: network totals per consent outcome, summed from "
+        "the released per-biobank figures; null without a purpose.",
+    )
+    records_note = graphene.String(
+        description="Why `records` is null or leaves biobanks out, when it does."
+    )
+
+    @staticmethod
+    def resolve_consent(parent: SearchAnswer, info: GraphQLResolveInfo) -> Any:
+        return parent.result.consent
+
+    @staticmethod
+    def resolve_records_note(parent: SearchAnswer, info: GraphQLResolveInfo) -> Any:
+        return parent.result.records_note
 
     @staticmethod
     def resolve_donors(parent: SearchAnswer, info: GraphQLResolveInfo) -> CountResult:
@@ -527,7 +667,14 @@ class SearchResult(graphene.ObjectType):
             return parent.result.records
         # A second `records` selection (an alias) with other arguments: its own backend round.
         try:
-            return _context(info).search.search(parent.query, facets=(), page=page).records
+            context = _context(info)
+            return context.search.search(
+                parent.query,
+                identity=_identity(context),
+                purpose=parent.purpose,
+                facets=(),
+                page=page,
+            ).records
         except BadQuery as err:
             raise bad_input(err, _SEARCH_ARGUMENTS.get(err.argument, err.argument)) from None
 
@@ -535,6 +682,12 @@ class SearchResult(graphene.ObjectType):
     def resolve_text_diseases(parent: SearchAnswer, info: GraphQLResolveInfo) -> list[DiseaseNode]:
         names = _context(info).search.names
         return [DiseaseNode(c, names.name(c), "en") for c in parent.result.text_diseases]
+
+
+def _identity(context: GatewayContext) -> Identity:
+    """The caller, as authenticated for this request (anonymous without credentials)."""
+    identity = getattr(context, "identity", None)
+    return identity if isinstance(identity, Identity) else ANONYMOUS
 
 
 def _selections(info: GraphQLResolveInfo, field_name: str) -> list[dict[str, Any]]:
@@ -658,8 +811,14 @@ class Query(graphene.ObjectType):
         SearchResult,
         required=True,
         query=graphene.Argument(SampleQueryInput, required=True, description="What to look for."),
+        purpose=graphene.Argument(
+            ResearchPurposeInput,
+            description="What the samples are for; consent is matched against it.",
+        ),
         description="Count matching donors and samples in every biobank, with facets and "
-        "records. One search answers one research question.",
+        "records. One search answers one research question. Every count is released under "
+        "each biobank's disclosure policy for your role: small counts may be withheld, "
+        "rounded or carry fixed noise, and each count says which and why.",
     )
     biobanks = graphene.List(
         graphene.NonNull(Biobank), required=True, description="Every biobank of the network."
@@ -710,23 +869,41 @@ class Query(graphene.ObjectType):
 
     @staticmethod
     def resolve_search(
-        root: None, info: GraphQLResolveInfo, query: Mapping[str, Any]
+        root: None,
+        info: GraphQLResolveInfo,
+        query: Mapping[str, Any],
+        purpose: Mapping[str, Any] | None = None,
     ) -> SearchAnswer:
         raw = {name: value for name, value in dict(query).items() if value is not None}
         try:
             sample_query = SampleQuery.parse(raw)
         except BadQuery as err:
             raise bad_input(err, f"query.{camel(err.argument)}") from None
+        declared = None
+        if purpose is not None:
+            # graphene hands enum arguments over as enum members; the service reads values.
+            fields = {
+                k: getattr(v, "value", v) for k, v in dict(purpose).items() if v is not None
+            }
+            try:
+                declared = ResearchPurposeData.parse(fields)
+            except BadQuery as err:
+                raise bad_input(err, camel(err.argument)) from None
         # One backend round for what the request selected: facets and records that are
         # not selected are not computed.
         page = _planned_page(info)
         try:
-            result = _context(info).search.search(
-                sample_query, facets=_planned_facets(info), page=page
+            context = _context(info)
+            result = context.search.search(
+                sample_query,
+                identity=_identity(context),
+                purpose=declared,
+                facets=_planned_facets(info),
+                page=page,
             )
         except BadQuery as err:
             raise bad_input(err, _SEARCH_ARGUMENTS.get(err.argument, err.argument)) from None
-        return SearchAnswer(sample_query, result, page)
+        return SearchAnswer(sample_query, result, page, declared)
 
     @staticmethod
     def resolve_biobanks(root: None, info: GraphQLResolveInfo) -> list[BiobankNode]:

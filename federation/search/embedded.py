@@ -77,7 +77,9 @@ _FACET_SQL: dict[str, tuple[str, bool]] = {
 }
 _RECORD_COLUMNS = (
     "biobank_id, sample_id, collection_id, donor_id, sex, age, material_type, collection_date, "
-    "storage_temperature, availability, diagnoses, data_categories, consent, last_updated"
+    "storage_temperature, availability, diagnoses, data_categories, consent, last_updated, "
+    # The consent columns let the service explain each record's obligations.
+    "duo_permission, duo_modifiers, duo_diseases, duo_countries, duo_ts_date, duo_mor_date"
 )
 
 

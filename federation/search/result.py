@@ -34,11 +34,31 @@ class Count:
 
 
 @dataclass(frozen=True)
+class OutcomeCounts:
+    """Donors and samples of one consent outcome (permitted, conditional, not permitted)."""
+
+    outcome: str
+    donors: Count
+    samples: Count
+
+
+@dataclass(frozen=True)
+class Access:
+    """What the caller's role may see of one biobank, and why, in words."""
+
+    role: str
+    granularity: str
+    explanation: str
+
+
+@dataclass(frozen=True)
 class BiobankResult:
     biobank_id: str
     donors: Count
     samples: Count
     generation: str | None = None
+    access: Access | None = None
+    consent: tuple[OutcomeCounts, ...] | None = None  # only with a declared purpose
 
 
 @dataclass(frozen=True)
@@ -71,3 +91,5 @@ class SearchResult:
     records: RecordConnection | None
     # Codes a free-text disease query resolved to, so a researcher sees what was searched.
     text_diseases: tuple[str, ...] = field(default=())
+    consent: tuple[OutcomeCounts, ...] | None = None  # network totals per consent outcome
+    records_note: str | None = None  # why records are absent or limited

@@ -1,39 +1,93 @@
-"""The search service: turns a researcher's query into backend criteria and a result."""
+"""The search service: a researcher's question in, a consent-aware, policy-released answer out.
+
+One search is one backend round: exact counts per biobank, the consent outcomes of a
+declared purpose (compiled into the same query), facets and a page of records. The exact
+figures never leave this module: each is released under the asking role's rule for that
+biobank before it reaches a result.
+"""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
+from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
+from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
+from federation.disclosure.release import noise_key, release_pair, total
+from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.model import icd10, vocab
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
-from federation.search.backend import SearchBackend
+from federation.search import expr as ex
+from federation.search.backend import SearchBackend, decode_cursor
 from federation.search.documents import record_view
 from federation.search.query import (
     FACETS,
     MAX_PAGE_SIZE,
     BackendAnswer,
     BadQuery,
+    Cell,
     Criteria,
     PageRequest,
     SampleQuery,
 )
 from federation.search.result import (
+    Access,
     BiobankResult,
     Count,
     Facet,
     FacetBucket,
+    OutcomeCounts,
     RecordConnection,
     SearchResult,
 )
 
+PolicyLookup = Callable[[str], DisclosurePolicy]
+
+
+@dataclass(frozen=True)
+class _Asker:
+    """The asking identity's rule for each biobank, and the keys its noise is drawn with."""
+
+    identity: Identity
+    policies: PolicyLookup
+    secret: str
+    query_key: Mapping[str, Any]
+
+    def rule(self, biobank_id: str) -> RoleRule:
+        return self.policies(biobank_id).rule(self.identity.role_for(biobank_id))
+
+    def keys(self, biobank_id: str, cell: str) -> tuple[bytes, bytes]:
+        return (
+            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:donors"),
+            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:samples"),
+        )
+
+    def release(self, biobank_id: str, cell: Cell, name: str) -> tuple[Count, Count]:
+        return release_pair(
+            cell.donors, cell.samples, self.rule(biobank_id), self.keys(biobank_id, name)
+        )
+
 
 class SearchService:
-    """One search = one backend round of counts, facets and (optionally) records."""
+    """Consent-aware search over one backend, released under per-biobank policies."""
 
-    def __init__(self, backend: SearchBackend, names: DiseaseNames | None = None) -> None:
+    def __init__(
+        self,
+        backend: SearchBackend,
+        names: DiseaseNames | None = None,
+        *,
+        policies: PolicyLookup | None = None,
+        secret: str = "",
+        record_biobanks: Callable[[], Sequence[str]] | None = None,
+    ) -> None:
         self.backend = backend
         self.names = names or default_names()
+        self.policies: PolicyLookup = policies or (lambda _biobank: DisclosurePolicy())
+        self.secret = secret
+        # The biobanks of the network, to decide where a role may see records.
+        self.record_biobanks = record_biobanks or (lambda: list(backend.published()))
 
     def criteria(self, query: SampleQuery) -> tuple[Criteria, tuple[str, ...]]:
         """Resolve a query to backend criteria; also return the codes its free text found."""
@@ -62,58 +116,159 @@ class SearchService:
         self,
         query: SampleQuery,
         *,
+        identity: Identity = ANONYMOUS,
+        purpose: ResearchPurpose | None = None,
         facets: Sequence[str] = FACETS,
         page: PageRequest | None = None,
     ) -> SearchResult:
-        """Exact counts per biobank, facets and a page of records for the query."""
+        """Released counts per biobank, consent outcomes, facets and a page of records."""
         unknown = [f for f in facets if f not in FACETS]
         if unknown:
             raise BadQuery("facets", unknown[0], f"unknown facet; known: {', '.join(FACETS)}")
         if page is not None and not 1 <= page.first <= MAX_PAGE_SIZE:
             raise BadQuery("first", page.first, f"must be between 1 and {MAX_PAGE_SIZE}")
+        if page is not None and page.after is not None:
+            decode_cursor(page.after)  # a bad cursor is bad input, whoever asks
         criteria, text_codes = self.criteria(query)
-        answer = self.backend.answer(criteria, facets=facets, page=page)
-        return self._result(answer, facets, text_codes)
+        asker = _Asker(identity, self.policies, self.secret, query.normalised())
+        rules = compile_purpose(purpose) if purpose else None
+        segments = rules.outcome_filters() if rules else None
+
+        # Records only from biobanks whose policy gives this role record access, and with
+        # a purpose only for donors whose consent permits it: both go into the query, so
+        # paging never skips or repeats what a filter applied afterwards would.
+        record_page, records_note, page_filter = None, None, None
+        if page is not None:
+            allowed = tuple(
+                bb
+                for bb in self.record_biobanks()
+                if asker.rule(bb).granularity.allows(Granularity.RECORD)
+            )
+            if allowed:
+                page_filter = ex.all_of(
+                    ex.In("biobank_id", allowed), rules.usable if rules else ex.TRUE
+                )
+                record_page = page
+            else:
+                records_note = "your role may not see sample records at any biobank"
+        answer = self.backend.answer(
+            criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
+        )
+        return self._result(answer, asker, facets, text_codes, rules, records_note)
 
     def _result(
-        self, answer: BackendAnswer, facets: Sequence[str], text_codes: tuple[str, ...]
+        self,
+        answer: BackendAnswer,
+        asker: _Asker,
+        facets: Sequence[str],
+        text_codes: tuple[str, ...],
+        rules: ConsentRules | None,
+        records_note: str | None,
     ) -> SearchResult:
-        by_biobank = tuple(
-            BiobankResult(
-                bb, Count.exact(c.donors), Count.exact(c.samples), answer.generation.get(bb)
+        rows: list[BiobankResult] = []
+        outcome_cells: dict[str, list[tuple[Count, Count]]] = defaultdict(list)
+        for biobank_id, cell in sorted(answer.by_biobank.items()):
+            rule = asker.rule(biobank_id)
+            if rule.granularity is Granularity.NONE:
+                continue  # not even the presence of matches is told
+            donors, samples = asker.release(biobank_id, cell, "all")
+            consent = None
+            if rules is not None:
+                split = answer.segments.get(biobank_id, {})
+                consent = tuple(
+                    OutcomeCounts(
+                        name,
+                        *asker.release(
+                            biobank_id,
+                            split.get(name, Cell(0, 0)),
+                            f"consent:{name}:{rules.purpose.normalised()}",
+                        ),
+                    )
+                    for name in OUTCOMES
+                )
+                for item in consent:
+                    outcome_cells[item.outcome].append((item.donors, item.samples))
+            rows.append(
+                BiobankResult(
+                    biobank_id,
+                    donors,
+                    samples,
+                    answer.generation.get(biobank_id),
+                    Access(
+                        asker.identity.role_for(biobank_id).value,
+                        rule.granularity.value,
+                        explain_rule(rule),
+                    ),
+                    consent,
+                )
             )
-            for bb, c in sorted(answer.by_biobank.items())
-        )
-        sums: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(lambda: [0, 0]))
-        for cell in answer.facets:
-            bucket = sums[cell.facet][cell.key]
-            bucket[0] += cell.donors  # donors are biobank-scoped, so per-biobank sums are exact
-            bucket[1] += cell.samples
-        facet_list = tuple(
-            Facet(
-                name,
-                tuple(
-                    FacetBucket(key, self.label(name, key), Count.exact(d), Count.exact(s))
-                    for key, (d, s) in sorted(sums[name].items(), key=lambda kv: (-kv[1][1], kv[0]))
-                ),
+        network_consent = None
+        if rules is not None:
+            network_consent = tuple(
+                OutcomeCounts(
+                    name,
+                    total(d for d, _ in outcome_cells[name]),
+                    total(s for _, s in outcome_cells[name]),
+                )
+                for name in OUTCOMES
             )
-            for name in facets
-        )
         records = None
         if answer.page is not None:
+            views = []
+            for row in answer.page.records:
+                view = record_view(row)
+                if rules is not None:
+                    outcome, _, conditions = rules.explain(row)
+                    view["consent_outcome"] = outcome
+                    view["obligations"] = [
+                        {"code": r.code, "description": r.description, "until": _until(r.code, row)}
+                        for r in conditions
+                    ]
+                views.append(view)
             records = RecordConnection(
-                tuple(record_view(r) for r in answer.page.records),
-                answer.page.end_cursor,
-                answer.page.has_next_page,
+                tuple(views), answer.page.end_cursor, answer.page.has_next_page
             )
         return SearchResult(
-            donors=Count.exact(sum(c.donors for c in answer.by_biobank.values())),
-            samples=Count.exact(sum(c.samples for c in answer.by_biobank.values())),
-            by_biobank=by_biobank,
-            facets=facet_list,
+            donors=total(r.donors for r in rows),
+            samples=total(r.samples for r in rows),
+            by_biobank=tuple(rows),
+            facets=self._facets(answer, asker, facets),
             records=records,
             text_diseases=text_codes,
+            consent=network_consent,
+            records_note=records_note,
         )
+
+    def _facets(
+        self, answer: BackendAnswer, asker: _Asker, facets: Sequence[str]
+    ) -> tuple[Facet, ...]:
+        released: dict[str, dict[str, list[tuple[Count, Count]]]] = defaultdict(
+            lambda: defaultdict(list)
+        )
+        for cell in answer.facets:
+            if asker.rule(cell.biobank_id).granularity is Granularity.NONE:
+                continue
+            released[cell.facet][cell.key].append(
+                asker.release(
+                    cell.biobank_id,
+                    Cell(cell.donors, cell.samples),
+                    f"facet:{cell.facet}:{cell.key}",
+                )
+            )
+        out = []
+        for name in facets:
+            buckets = [
+                FacetBucket(
+                    key,
+                    self.label(name, key),
+                    total(d for d, _ in pairs),
+                    total(s for _, s in pairs),
+                )
+                for key, pairs in released[name].items()
+            ]
+            buckets.sort(key=lambda b: (-(b.samples.value or 0), b.key))
+            out.append(Facet(name, tuple(buckets)))
+        return tuple(out)
 
     def label(self, facet: str, key: str, language: str = "en") -> str:
         """A human label for a facet bucket key."""
@@ -131,3 +286,31 @@ class SearchService:
         if not 1 <= first <= MAX_PAGE_SIZE:
             raise BadQuery("first", first, f"must be between 1 and {MAX_PAGE_SIZE}")
         return self.names.find(text, first)
+
+
+def _until(code: str, row: Mapping[str, Any]) -> str | None:
+    if code == "MOR" and row.get("duo_mor_date") is not None:
+        return str(row["duo_mor_date"])
+    return None
+
+
+def explain_rule(rule: RoleRule) -> str:
+    """The rule in a researcher's words, for the `access` of each biobank row."""
+    if rule.granularity is Granularity.NONE:
+        return "this biobank does not answer your role"
+    if rule.granularity is Granularity.BOOLEAN:
+        return "you see whether this biobank has matches, not how many"
+    parts = []
+    if rule.min_count > 1:
+        parts.append(f"counts from 1 to {rule.min_count - 1} are withheld")
+    if rule.noise > 0:
+        parts.append(f"counts carry fixed random noise (scale {rule.noise:g})")
+    if rule.rounding > 1:
+        parts.append(f"counts are rounded to the nearest {rule.rounding}")
+    counts = "; ".join(parts) if parts else "counts are exact"
+    records = (
+        "sample records are available"
+        if rule.granularity is Granularity.RECORD
+        else "sample records are not available to your role"
+    )
+    return f"{counts}; {records}"

@@ -70,8 +70,13 @@ CASES: list[tuple[str, str | None, ResearchPurpose, str, set[str]]] = [
     ("NPU-commercial-but-not-for-profit", "HMB;NPU", purpose("health", commercial=True), P, set()),
     ("NPUNCU-commercial", "GRU;NPUNCU", purpose("general", commercial=True), N, {"NCU"}),
     ("NPUNCU-for-profit", "GRU;NPUNCU", purpose("general", for_profit=True), N, {"NPU"}),
-    ("NPUNCU-both", "GRU;NPUNCU", purpose("general", commercial=True, for_profit=True), N,
-     {"NCU", "NPU"}),
+    (
+        "NPUNCU-both",
+        "GRU;NPUNCU",
+        purpose("general", commercial=True, for_profit=True),
+        N,
+        {"NCU", "NPU"},
+    ),
     ("DUOS-NPOA-ancestry", "GRU;NPOA", purpose("ancestry"), N, {"NPOA"}),
     ("NPOA-disease", "GRU;NPOA", purpose("disease", "C50"), P, set()),
     ("DUOS-NMDS-methods", "GRU;NMDS", purpose("methods"), N, {"NMDS"}),
@@ -98,12 +103,27 @@ CASES: list[tuple[str, str | None, ResearchPurpose, str, set[str]]] = [
     ("PS", "GRU;PS", purpose("health"), C, {"PS"}),
     ("IS", "GRU;IS", purpose("health"), C, {"IS"}),
     ("RS", "GRU;RS", purpose("health"), C, {"RS"}),
-    ("many-obligations", "DS(C50);COL;PUB;IRB", purpose("disease", "C50.9"), C,
-     {"COL", "PUB", "IRB"}),
-    ("denial-beats-obligations", "DS(C50);NCU;COL;PUB", purpose("disease", "C50", commercial=True),
-     N, {"NCU"}),
-    ("hospital-mix", "DS(C34);NPUNCU;GS(JP);RTN", purpose("disease", "C34.1", country="JP"), C,
-     {"RTN"}),
+    (
+        "many-obligations",
+        "DS(C50);COL;PUB;IRB",
+        purpose("disease", "C50.9"),
+        C,
+        {"COL", "PUB", "IRB"},
+    ),
+    (
+        "denial-beats-obligations",
+        "DS(C50);NCU;COL;PUB",
+        purpose("disease", "C50", commercial=True),
+        N,
+        {"NCU"},
+    ),
+    (
+        "hospital-mix",
+        "DS(C34);NPUNCU;GS(JP);RTN",
+        purpose("disease", "C34.1", country="JP"),
+        C,
+        {"RTN"},
+    ),
 ]
 
 
@@ -111,15 +131,18 @@ def row_for(consent: str | None) -> dict[str, Any]:
     return consent_columns(duo.parse(consent) if consent else None)
 
 
-@pytest.mark.parametrize(("case", "consent", "declared", "outcome", "codes"), CASES,
-                         ids=[c[0] for c in CASES])
+@pytest.mark.parametrize(
+    ("case", "consent", "declared", "outcome", "codes"), CASES, ids=[c[0] for c in CASES]
+)
 def test_consent_against_purpose(
     case: str, consent: str | None, declared: ResearchPurpose, outcome: str, codes: set[str]
 ) -> None:
     rules = compile_purpose(declared)
     got, denials, conditions = rules.explain(row_for(consent))
     assert got == outcome
-    applied = {r.code for r in denials} if outcome == NOT_PERMITTED else {r.code for r in conditions}
+    applied = (
+        {r.code for r in denials} if outcome == NOT_PERMITTED else {r.code for r in conditions}
+    )
     assert applied == codes
 
 

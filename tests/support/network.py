@@ -92,8 +92,19 @@ class TabularBiobank:
         }
 
 
+# Tests of syncing and searching check exact figures, so their networks let every role
+# see exact counts and records; the disclosure tests set their own policies.
+OPEN_DISCLOSURE = {
+    role: {"granularity": "record", "min_count": 1, "rounding": 1, "noise": 0}
+    for role in ("anonymous", "registered", "approved", "network_operator")
+}
+
+
 def write_network(
-    root: Path, biobanks: Iterable[TabularBiobank], extra: Iterable[Mapping[str, Any]] = ()
+    root: Path,
+    biobanks: Iterable[TabularBiobank],
+    extra: Iterable[Mapping[str, Any]] = (),
+    default_disclosure: Mapping[str, Any] | None = None,
 ) -> Path:
     entries = []
     for biobank in biobanks:
@@ -101,5 +112,11 @@ def write_network(
         entries.append(biobank.network_entry())
     entries.extend(dict(e) for e in extra)
     path = root / "network.yaml"
-    path.write_text(yaml.safe_dump({"biobanks": entries}, sort_keys=False), encoding="utf-8")
+    document = {
+        "default_disclosure": dict(
+            OPEN_DISCLOSURE if default_disclosure is None else default_disclosure
+        ),
+        "biobanks": entries,
+    }
+    path.write_text(yaml.safe_dump(document, sort_keys=False), encoding="utf-8")
     return path

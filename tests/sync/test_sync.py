@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -185,7 +186,7 @@ def _slow_network(fed: Federation, samples: int, pause_after: int) -> Path:
         "type": "tests.support.slow_connector:SlowTabularConnector",
         "options": {"path": "sources/big", "pause_after": pause_after, "marker": str(marker)},
     }
-    slow.write_text(yaml.safe_dump({"biobanks": [entry]}))
+    slow.write_text(yaml.safe_dump({"biobanks": [entry]}))  # only the sync process reads it
     return slow
 
 
@@ -260,7 +261,8 @@ def test_searches_from_other_processes_see_whole_generations_while_a_sync_runs(
         "from federation.runtime import Runtime\n"
         "from federation.settings import load_settings\n"
         "from federation.search.query import SampleQuery\n"
-        "rt = Runtime(load_settings(overrides={'data_dir': sys.argv[1]}, read_files=False))\n"
+        "rt = Runtime(load_settings(overrides={'data_dir': sys.argv[1], 'network': sys.argv[3]},\n"
+        "                           read_files=False, environ={}))\n"
         "seen = set()\n"
         "deadline = time.monotonic() + float(sys.argv[2])\n"
         "while time.monotonic() < deadline:\n"
@@ -270,7 +272,14 @@ def test_searches_from_other_processes_see_whole_generations_while_a_sync_runs(
     )
     readers = [
         subprocess.Popen(
-            [sys.executable, "-c", search_script, str(federation.settings.data_dir), "6"],
+            [
+                sys.executable,
+                "-c",
+                search_script,
+                str(federation.settings.data_dir),
+                "6",
+                str(federation.root / "network.yaml"),
+            ],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
         )
@@ -280,9 +289,10 @@ def test_searches_from_other_processes_see_whole_generations_while_a_sync_runs(
     writer = _sync_process(federation, slow)
     _, errors = writer.communicate(timeout=120)
     assert writer.returncode == 0, errors.decode()
-    for reader in readers:
-        out, _ = reader.communicate(timeout=60)
-        seen = {tuple(x) for x in __import__("json").loads(out)}
+    outputs = [reader.communicate(timeout=60)[0] for reader in readers]
+    assert all(r.returncode == 0 for r in readers)
+    for out in outputs:
+        seen = {tuple(x) for x in json.loads(out)}
         # Every answer is one whole generation: the old one, or the new one.
         assert seen <= {(1000, 2000), (1000, 1999)}, seen
         assert (1000, 2000) in seen

@@ -1,0 +1,1 @@
+"""Per-biobank, per-role disclosure: granularity, thresholds, rounding, fixed noise."""

@@ -1,0 +1,119 @@
+"""Releasing counts under a role's rule: threshold, noise fixed per query, rounding.
+
+Noise is Laplace-distributed with the rule's scale, drawn from an HMAC of the server
+secret, the normalised query and the cell, so asking the same question again returns the
+same number and averaging repeated answers learns nothing. Totals are sums of released
+figures only, so no total can be used to recover a withheld cell.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from federation.disclosure.policy import Granularity, RoleRule
+from federation.search.result import Count, Precision
+
+# The order in which imprecision dominates when released cells are summed.
+_DOMINANCE = (Precision.NOISED, Precision.ROUNDED, Precision.LOWER_BOUND)
+
+
+def noise_key(secret: str, query: Mapping[str, Any], biobank_id: str, cell: str) -> bytes:
+    """The per-(query, biobank, cell) key noise is drawn from."""
+    message = json.dumps([query, biobank_id, cell], sort_keys=True, default=str).encode()
+    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+
+
+def laplace(key: bytes, scale: float) -> int:
+    """A Laplace(0, scale) draw, rounded, determined entirely by `key`."""
+    # 53 bits so that u is exact in a float and strictly inside (0, 1): log never sees 0.
+    u = ((int.from_bytes(key[:8], "big") >> 11) + 0.5) / 2**53
+    draw = scale * math.log(2 * u) if u < 0.5 else -scale * math.log(2 * (1 - u))
+    return round(draw)
+
+
+def release(true: int, rule: RoleRule, key: bytes) -> Count:
+    """One count as the rule lets it be seen."""
+    if rule.granularity is Granularity.NONE:
+        return Count(None, Precision.HIDDEN, "this biobank does not answer your role")
+    if rule.granularity is Granularity.BOOLEAN:
+        return Count(
+            None,
+            Precision.BOOLEAN,
+            "this biobank tells your role only whether there are matches",
+            exists=true > 0,
+        )
+    if true == 0:
+        return Count(0, Precision.EXACT)
+    if true < rule.min_count:
+        return Count(
+            None,
+            Precision.BELOW_THRESHOLD,
+            f"between 1 and {rule.min_count - 1}: below this biobank's minimum "
+            f"count of {rule.min_count}",
+        )
+    value, precision, reasons = true, Precision.EXACT, []
+    if rule.noise > 0:
+        # Never below the threshold: a noised small number must not look suppressible.
+        value = max(rule.min_count, value + laplace(key, rule.noise))
+        precision = Precision.NOISED
+        reasons.append(f"fixed random noise (scale {rule.noise:g}) added")
+    if rule.rounding > 1:
+        step = rule.rounding
+        # Rounding must not carry a count into the withheld range 1..k-1 either: the
+        # smallest multiple of the step that is at least k is the floor.
+        value = max(step * round(value / step), step * math.ceil(rule.min_count / step))
+        precision = Precision.NOISED if precision is Precision.NOISED else Precision.ROUNDED
+        reasons.append(f"rounded to the nearest {rule.rounding}")
+    return Count(value, precision, "; ".join(reasons) or None)
+
+
+def release_pair(
+    donors: int, samples: int, rule: RoleRule, keys: tuple[bytes, bytes]
+) -> tuple[Count, Count]:
+    """Donor and sample counts of one cell; samples are withheld whenever donors are,
+    since many samples of one donor would otherwise reveal that donor."""
+    released_donors = release(donors, rule, keys[0])
+    if released_donors.precision is Precision.BELOW_THRESHOLD:
+        return released_donors, Count(
+            None, Precision.BELOW_THRESHOLD, "withheld with the donor count it belongs to"
+        )
+    return released_donors, release(samples, rule, keys[1])
+
+
+def total(cells: Iterable[Count]) -> Count:
+    """Sum released cells; say how imprecise the sum is and what it leaves out."""
+    value, withheld, kinds, exists = 0, 0, set(), False
+    numeric = False
+    for cell in cells:
+        if cell.value is not None:
+            value += cell.value
+            numeric = True
+            if cell.precision is not Precision.EXACT:
+                kinds.add(cell.precision)
+        else:
+            withheld += 1
+            exists = exists or bool(cell.exists) or cell.precision is Precision.BELOW_THRESHOLD
+    if not numeric and withheld:
+        return Count(
+            None,
+            Precision.BOOLEAN if exists else Precision.HIDDEN,
+            f"every one of {withheld} biobank answer(s) is withheld",
+            exists=exists,
+        )
+    reasons = []
+    if withheld:
+        kinds.add(Precision.LOWER_BOUND)
+        reasons.append(f"leaves out {withheld} withheld biobank answer(s)")
+    if Precision.NOISED in kinds:
+        reasons.append("includes noised counts")
+    if Precision.ROUNDED in kinds:
+        reasons.append("includes rounded counts")
+    precision = next((p for p in _DOMINANCE if p in kinds), Precision.EXACT)
+    return Count(
+        value, precision, "sum of released figures; " + "; ".join(reasons) if reasons else None
+    )
