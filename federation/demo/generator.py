@@ -268,6 +268,7 @@ def _network_entry(entry: _Entry, plan: BiobankPlan) -> dict[str, Any]:
         contact_email=f"biobank@{entry.id}.example.org",
         description=plan.description,
         kind=entry.kind,
+        disclosure=DEMO_DISCLOSURE[entry.kind],
         connector={
             "type": "tabular",
             "options": {
@@ -285,6 +286,26 @@ def _network_entry(entry: _Entry, plan: BiobankPlan) -> dict[str, Any]:
         },
     )
     return item
+
+
+# Disclosure policies of the demo biobanks, so the demo shows how answers differ by role:
+# cohorts release rounded counts to the public, hospitals only tell the public whether
+# they have matches, rare-disease biobanks withhold more. Approved researchers and admins
+# get the defaults (exact counts and records).
+DEMO_DISCLOSURE: dict[str, dict[str, dict[str, Any]]] = {
+    "population": {
+        "anonymous": {"granularity": "count", "min_count": 10, "rounding": 10},
+        "registered": {"granularity": "count", "min_count": 5, "noise": 1.5},
+    },
+    "hospital": {
+        "anonymous": {"granularity": "boolean"},
+        "registered": {"granularity": "count", "min_count": 5, "rounding": 5},
+    },
+    "disease": {
+        "anonymous": {"granularity": "boolean"},
+        "registered": {"granularity": "count", "min_count": 10, "rounding": 5, "noise": 1.0},
+    },
+}
 
 
 def _write_network_yaml(
