@@ -216,7 +216,7 @@ def _wait_for(path: Path, process: subprocess.Popen[bytes], timeout: float = 60)
     while not path.exists():
         if process.poll() is not None:
             _, errors = process.communicate()
-            raise AssertionError(errors.decode())
+            raise AssertionError(errors.decode() if errors else f"exited {process.returncode}")
         assert time.monotonic() < deadline, f"{path} never appeared"
         time.sleep(0.05)
 
@@ -256,20 +256,27 @@ def test_searches_from_other_processes_see_whole_generations_while_a_sync_runs(
     federation.sync("big")
     federation.biobank("big").samples.pop("S0a")
     federation.write()
+    # Readers search in a loop from their own processes: they say when they have answered
+    # once (so the sync starts while they run) and stop a few searches after being told.
     search_script = (
-        "import sys, json, time\n"
+        "import sys, json, time, pathlib\n"
         "from federation.runtime import Runtime\n"
         "from federation.settings import load_settings\n"
         "from federation.search.query import SampleQuery\n"
-        "rt = Runtime(load_settings(overrides={'data_dir': sys.argv[1], 'network': sys.argv[3]},\n"
+        "data, network, ready, stop = sys.argv[1:5]\n"
+        "rt = Runtime(load_settings(overrides={'data_dir': data, 'network': network},\n"
         "                           read_files=False, environ={}))\n"
-        "seen = set()\n"
-        "deadline = time.monotonic() + float(sys.argv[2])\n"
-        "while time.monotonic() < deadline:\n"
+        "seen, after_stop = set(), 0\n"
+        "deadline = time.monotonic() + 120\n"
+        "while after_stop < 5 and time.monotonic() < deadline:\n"
         "    r = rt.search.search(SampleQuery(diseases=('C50',)), facets=())\n"
         "    seen.add((r.donors.value, r.samples.value))\n"
+        "    pathlib.Path(ready).touch()\n"
+        "    after_stop += pathlib.Path(stop).exists()\n"
         "print(json.dumps(sorted(seen)))\n"
     )
+    stop = federation.root / "stop-reading"
+    ready = [federation.root / f"reader-{n}-ready" for n in range(2)]
     readers = [
         subprocess.Popen(
             [
@@ -277,23 +284,26 @@ def test_searches_from_other_processes_see_whole_generations_while_a_sync_runs(
                 "-c",
                 search_script,
                 str(federation.settings.data_dir),
-                "6",
                 str(federation.root / "network.yaml"),
+                str(marker),
+                str(stop),
             ],
             cwd=PROJECT_ROOT,
             stdout=subprocess.PIPE,
         )
-        for _ in range(2)
+        for marker in ready
     ]
-    time.sleep(1.0)
+    for marker, reader in zip(ready, readers, strict=True):
+        _wait_for(marker, reader)
     writer = _sync_process(federation, slow)
     _, errors = writer.communicate(timeout=120)
     assert writer.returncode == 0, errors.decode()
-    outputs = [reader.communicate(timeout=60)[0] for reader in readers]
+    stop.touch()
+    outputs = [reader.communicate(timeout=120)[0] for reader in readers]
     assert all(r.returncode == 0 for r in readers)
     for out in outputs:
         seen = {tuple(x) for x in json.loads(out)}
-        # Every answer is one whole generation: the old one, or the new one.
-        assert seen <= {(1000, 2000), (1000, 1999)}, seen
-        assert (1000, 2000) in seen
+        # Every answer is one whole generation: the old one or the new one, and both
+        # were seen, since the readers ran from before the sync until after it.
+        assert seen == {(1000, 2000), (1000, 1999)}, seen
     assert counts(federation) == {"big": (1000, 1999)}
