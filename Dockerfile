@@ -7,7 +7,8 @@ COPY connectors ./connectors
 COPY schema ./schema
 COPY config ./config
 COPY gunicorn.conf.py ./
-RUN pip install --no-cache-dir -e .
+# The `engine` extra brings the Elasticsearch and OpenSearch clients (docs/engine.md).
+RUN pip install --no-cache-dir -e ".[engine]"
 ENV BIOFED_DATA_DIR=/data BIOFED_HOST=0.0.0.0 BIOFED_PORT=8000
 EXPOSE 8000
 CMD ["python", "-m", "gunicorn", "-c", "/app/gunicorn.conf.py"]

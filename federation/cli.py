@@ -64,16 +64,70 @@ def main(
     ctx.obj = {"settings": settings, "config_file": config_file}
 
 
+BACKENDS = ("embedded", "elasticsearch", "opensearch")
+
+
+def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
+    """`--backend` for a command: overrides the `backend` setting (BIOFED_BACKEND) for it.
+
+    With `local_node` (the demo), an opensearch backend with no engine_urls configured
+    runs on the local node that `scripts/search-node start` starts (docs/search-node.md).
+    """
+
+    def apply(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+        import dataclasses
+
+        settings: Settings = ctx.obj["settings"]
+        if value is not None:
+            settings = dataclasses.replace(settings, backend=value)
+        default_urls = Settings().engine_urls
+        if local_node and settings.backend == "opensearch" and settings.engine_urls == default_urls:
+            url = _start_local_node()
+            settings = dataclasses.replace(settings, engine_urls=(url,))
+            os.environ["BIOFED_ENGINE_URLS"] = url  # for the gunicorn workers
+        ctx.obj["settings"] = settings
+        return value
+
+    return click.option(
+        "--backend",
+        type=click.Choice(BACKENDS),
+        default=None,
+        expose_value=False,
+        callback=apply,
+        help="Search backend (setting backend; default embedded).",
+    )
+
+
+def _start_local_node() -> str:
+    import subprocess
+
+    click.echo("starting the local OpenSearch node (scripts/search-node start) ...", err=True)
+    done = subprocess.run(
+        [str(PROJECT_ROOT / "scripts" / "search-node"), "start"], capture_output=True, text=True
+    )
+    if done.returncode != 0:
+        raise click.ClickException(f"the local OpenSearch node did not start:\n{done.stderr}")
+    click.echo(f"OpenSearch at {done.stdout.strip()} (stop it: scripts/search-node stop)", err=True)
+    return done.stdout.strip()
+
+
 @main.command("demo-data")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Folder to write.")
 @click.option("--biobanks", type=click.IntRange(1, 1000), default=DEMO_BIOBANKS, show_default=True)
 @click.option("--samples", type=click.IntRange(1), default=DEMO_SAMPLES, show_default=True)
 @click.option("--seed", type=int, default=DEMO_SEED, show_default=True)
-def demo_data(out: Path, biobanks: int, samples: int, seed: int) -> None:
+@click.option(
+    "--sources",
+    type=click.Choice(["mixed", "tables"]),
+    default="mixed",
+    show_default=True,
+    help="mixed: some biobanks are FHIR, Beacon v2 and REST sources (recorded pages).",
+)
+def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -> None:
     """Write a generated network: each biobank's export in its own format, and network.yaml."""
     from federation.demo.generator import generate_network
 
-    summary = generate_network(out, biobanks=biobanks, samples=samples, seed=seed)
+    summary = generate_network(out, biobanks=biobanks, samples=samples, seed=seed, sources=sources)
     click.echo(f"wrote {summary.network_path}")
 
 
@@ -83,19 +137,41 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int) -> None:
 @click.option(
     "--progress/--no-progress", default=None, help="Progress bar (default: on a terminal)."
 )
+@click.option(
+    "--mode",
+    type=click.Choice(["auto", "full", "incremental"]),
+    default="auto",
+    show_default=True,
+    help="auto: incremental where the source can be asked for changes, else full.",
+)
+@click.option("--triggered-by", default="cli", hidden=True)
+@_backend_option()
 @click.pass_context
 def sync(
-    ctx: click.Context, all_biobanks: bool, biobank_ids: tuple[str, ...], progress: bool | None
+    ctx: click.Context,
+    all_biobanks: bool,
+    biobank_ids: tuple[str, ...],
+    progress: bool | None,
+    mode: str,
+    triggered_by: str,
 ) -> None:
-    """Run a full sync: pull, validate, quarantine, publish a new generation."""
+    """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
         raise click.UsageError("give --all or --biobank ID")
-    failures = _sync(_settings(ctx), None if all_biobanks else biobank_ids, progress)
+    failures = _sync(
+        _settings(ctx), None if all_biobanks else biobank_ids, progress, mode, triggered_by
+    )
     if failures:
         sys.exit(1)
 
 
-def _sync(settings: Settings, biobank_ids: tuple[str, ...] | None, progress: bool | None) -> int:
+def _sync(
+    settings: Settings,
+    biobank_ids: tuple[str, ...] | None,
+    progress: bool | None,
+    mode: str = "auto",
+    triggered_by: str = "cli",
+) -> int:
     from federation.runtime import Runtime
     from federation.sync.locks import SyncAlreadyRunning
     from federation.sync.run import SyncFailed, sync_biobank
@@ -117,6 +193,8 @@ def _sync(settings: Settings, biobank_ids: tuple[str, ...] | None, progress: boo
                 runtime.state,
                 locks_dir=settings.locks_dir,
                 progress=bar.update,
+                mode=mode,
+                triggered_by=triggered_by,
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             bar.close()
@@ -125,7 +203,8 @@ def _sync(settings: Settings, biobank_ids: tuple[str, ...] | None, progress: boo
             continue
         bar.close()
         click.echo(
-            f"{run.biobank_id}: {run.outcome} in {run.duration_s:.1f}s; read {run.read}, "
+            f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
+            f"read {run.read}, "
             f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
             f"withdrawn {run.withdrawn}"
         )
@@ -160,6 +239,7 @@ def _progress_bar(label: str, show: bool) -> _Bar:
 @click.option("--host", default=None, help="Bind address (setting host).")
 @click.option("--port", type=int, default=None, help="Port (setting port).")
 @click.option("--workers", type=int, default=None, help="gunicorn worker processes.")
+@_backend_option()
 @click.pass_context
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the GraphQL API and the web UI under gunicorn."""
@@ -201,6 +281,7 @@ def _exec_gunicorn(
 @click.option("--seed", type=int, default=DEMO_SEED, show_default=True)
 @click.option("--port", type=int, default=None, help="Port to serve on (default 8000).")
 @click.option("--fresh", is_flag=True, help="Regenerate the demo network even if present.")
+@_backend_option(local_node=True)
 @click.pass_context
 def demo(
     ctx: click.Context, biobanks: int, samples: int, seed: int, port: int | None, fresh: bool
@@ -213,7 +294,7 @@ def demo(
     network = out / "network.yaml"
     if fresh or not network.exists():
         click.echo(f"generating {biobanks} biobanks, {samples} samples into {out} ...", err=True)
-        generate_network(out, biobanks=biobanks, samples=samples, seed=seed)
+        generate_network(out, biobanks=biobanks, samples=samples, seed=seed, sources="mixed")
     settings = settings.with_overrides(network=network)
     if _sync(settings, None, None):
         click.echo("some biobanks failed to sync; serving the others", err=True)
@@ -317,6 +398,93 @@ def schema_export() -> None:
     for name, make in writers.items():
         (SCHEMA_DIR / name).write_text(make(), encoding="utf-8")
         click.echo(f"wrote schema/{name}")
+
+
+@main.group("apikey")
+def apikey_group() -> None:
+    """API keys for the GraphQL API (see docs/access.md)."""
+
+
+@apikey_group.command("create")
+@click.option("--subject", required=True, help="Who holds the key (a person or a service).")
+@click.option("--operator", is_flag=True, help="A network operator (reads the audit log).")
+@click.option(
+    "--admin-of", "admin_of", multiple=True, help="Administers this biobank (repeatable)."
+)
+@click.option(
+    "--approved-for", "approved_for", multiple=True, help="Approved at this biobank (repeatable)."
+)
+def apikey_create(
+    subject: str, operator: bool, admin_of: tuple[str, ...], approved_for: tuple[str, ...]
+) -> None:
+    """Make a new API key: print the key once and the hashed entry for `auth.api_keys`."""
+    import yaml
+
+    from federation.gateway.auth import issue_api_key
+
+    try:
+        issued = issue_api_key(
+            subject, operator=operator, admin_of=admin_of, approved_for=approved_for
+        )
+    except ValueError as err:
+        raise click.UsageError(str(err)) from None
+    click.echo("The API key (shown only now; hand it to its holder, it is not stored):", err=True)
+    click.echo(issued.key)
+    click.echo(
+        "\nAdd this entry under `auth: api_keys:` in the settings file; it holds only a salted "
+        "hash of the key, then restart the gateway:",
+        err=True,
+    )
+    click.echo(yaml.safe_dump([issued.entry], sort_keys=False, default_flow_style=None).rstrip())
+
+
+@main.command()
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--subject", default=None, help="Only this subject's searches.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_context
+def audit(ctx: click.Context, limit: int, subject: str | None, as_json: bool) -> None:
+    """The audit log of answered searches, newest first (for network operators)."""
+    from dataclasses import asdict
+
+    from federation.gateway.audit import AUDIT_FILE, AuditLog
+
+    path = Path(_settings(ctx).data_dir) / AUDIT_FILE
+    if not path.exists():
+        click.echo(f"no audit log at {path} yet: no search has been answered", err=True)
+        return
+    for entry in AuditLog(path).entries(first=limit, subject=subject).entries:
+        if as_json:
+            click.echo(json.dumps(asdict(entry), ensure_ascii=False))
+            continue
+        released = ", ".join(f"{r.biobank_id}:{r.donors}/{r.samples}" for r in entry.released)
+        purpose = json.dumps(entry.purpose, ensure_ascii=False) if entry.purpose else "-"
+        filters = json.dumps(entry.filters, ensure_ascii=False)
+        click.echo(
+            f"#{entry.id} {entry.at} {entry.subject} ({entry.via}; {','.join(entry.roles)}) "
+            f"from {entry.client_ip or '-'} filters={filters} "
+            f"purpose={purpose} released=[{released}] "
+            f"records={entry.record_count if entry.records_returned else 'none'}"
+        )
+
+
+@main.command()
+@click.option("--poll", type=click.FloatRange(0.1), default=30.0, show_default=True)
+@click.option("--jobs", type=click.IntRange(1, 64), default=2, show_default=True)
+@click.option("--once", is_flag=True, help="Start what is due now, wait for it, and exit.")
+@click.pass_context
+def worker(ctx: click.Context, poll: float, jobs: int, once: bool) -> None:
+    """Run scheduled syncs (the network file's `schedule:`) and syncs admins asked for."""
+    from federation.sync.worker import SyncWorker
+
+    settings = _settings(ctx)
+    if settings.network is None:
+        raise click.UsageError("no network file configured (setting `network`)")
+    runner = SyncWorker(settings, ctx.obj["config_file"], jobs=jobs)
+    try:
+        runner.run(poll=poll, once=once)
+    except KeyboardInterrupt:
+        runner.stop()
 
 
 @main.group("connectors")

@@ -56,6 +56,11 @@ class Settings:
     engine_replicas: int = 0
     # A sync lock not renewed for this long is stale (its holder died) and may be taken.
     engine_lock_ttl: float = 120.0
+    # --- access: API keys / OIDC, and request limits; see docs/access.md ---------------------
+    # Raw sections, validated in full by federation.gateway.auth / .limits when the app is
+    # built; an empty section means the defaults documented in config/settings.yaml.
+    auth: dict[str, Any] = field(default_factory=dict, repr=False)
+    limits: dict[str, Any] = field(default_factory=dict)
 
     @property
     def index_dir(self) -> Path:
@@ -114,6 +119,8 @@ def load_settings(
 
 
 def _coerce(name: str, value: Any) -> Any:
+    if name in ACCESS_SECTIONS:
+        return _access_section(name, value)
     if name in ("data_dir", "network", "engine_ca_certs"):
         return None if value in (None, "") else Path(value)
     if name in (
@@ -149,6 +156,24 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "backend" and value not in ("embedded", "elasticsearch", "opensearch"):
         raise SettingsError(f"backend: {value!r} is not embedded, elasticsearch or opensearch")
     return value
+
+
+# Settings that are whole YAML sections rather than single values.
+ACCESS_SECTIONS = ("auth", "limits")
+
+
+def _access_section(name: str, value: Any) -> dict[str, Any]:
+    """An `auth` or `limits` section: a mapping from a file, or YAML/JSON text from BIOFED_*."""
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError:
+            raise SettingsError(f"{name}: not valid YAML or JSON") from None
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{name}: must be a mapping of settings")
+    return dict(value)
 
 
 def _boolean(name: str, value: Any) -> bool:

@@ -84,4 +84,6 @@ def test_failed_sync_exits_non_zero(federation: Federation) -> None:
 
 def test_connectors_list_shows_the_builtin_through_entry_points() -> None:
     out = CliRunner().invoke(main, ["connectors", "list"]).output
-    assert out.startswith("tabular\tconnectors.tabular:TabularConnector")
+    lines = {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
+    assert lines["tabular"] == "connectors.tabular:TabularConnector"
+    assert {"fhir", "beacon", "directory", "rest"} <= set(lines)

@@ -40,7 +40,7 @@ def test_network_entries_are_validated(tmp_path: Path) -> None:
     with pytest.raises(SettingsError, match=r"biobanks\[0\]: country: 'Japan' is not ISO 3166"):
         load_network(path)
     path.write_text("biobanks:\n  - {id: a, name: A, country: JP}\n")
-    with pytest.raises(SettingsError, match="connector.type is missing"):
+    with pytest.raises(SettingsError, match=r"connector\.type is missing"):
         load_network(path)
     path.write_text(
         "biobanks:\n  - {id: a, name: A, country: JP, connector: {type: t}}\n"

@@ -11,6 +11,7 @@ import csv
 import datetime as dt
 import math
 import re
+import shutil
 import zipfile
 from bisect import bisect
 from collections.abc import Callable, Iterable, Sequence
@@ -304,6 +305,7 @@ class BiobankExport:
                 )
         withdrawn, bad_sex, dirty_at = layout
 
+        tables: _Tables
         with _open_tables(folder, self.plan.flavour) as tables:
             tables.add("collections", [self._collection_row(c) for c in self.collections])
             self._stream(tables, counts, withdrawn, bad_sex, dirty_at)
@@ -678,10 +680,16 @@ def _freeze_zip(path: Path) -> None:
             target.writestr(info, data)
 
 
-def _open_tables(folder: Path, flavour: Flavour) -> _Tables:
+def _open_tables(folder: Path, flavour: Flavour) -> Any:
+    from federation.demo import sources
+
     folder.mkdir(parents=True, exist_ok=True)
     for name in EXPORT_FILES:
         (folder / name).unlink(missing_ok=True)
+    if flavour.format in sources.EXPORTS:
+        return sources.EXPORTS[flavour.format](folder, FIELDS, sources.PAGE_SIZE)
+    for name in sources.RECORDING_FOLDERS:
+        shutil.rmtree(folder / name, ignore_errors=True)
     if flavour.format == "xlsx":
         return _WorkbookTables(folder, flavour)
     return _DelimitedTables(folder, flavour)

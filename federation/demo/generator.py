@@ -61,7 +61,8 @@ from federation.demo.export import (
     BiobankPlan,
     BiobankSummary,
 )
-from federation.demo.profiles import KINDS, PoolEntry, Profiles, load_profiles
+from federation.demo.profiles import KINDS, Flavour, PoolEntry, Profiles, load_profiles
+from federation.demo.sources import EXPORTS, PAGE_SIZE
 
 __all__ = ["TODAY", "BiobankSummary", "NetworkSummary", "generate_network"]
 
@@ -106,8 +107,18 @@ class _Entry:
     diseases: tuple[str, ...]
 
 
-def generate_network(out: Path, *, biobanks: int, samples: int, seed: int) -> NetworkSummary:
-    """Write a deterministic demo network of `biobanks` biobanks and `samples` sample rows."""
+def generate_network(
+    out: Path, *, biobanks: int, samples: int, seed: int, sources: str = "tables"
+) -> NetworkSummary:
+    """Write a deterministic demo network of `biobanks` biobanks and `samples` sample rows.
+
+    `sources="mixed"` makes three biobanks network sources (from four biobanks on): a
+    hospital serving FHIR R4, a rare-disease biobank behind a Beacon v2, one behind a REST
+    API, each recorded as pages on disk (`federation/demo/sources.py`); the rest export
+    tables. `"tables"` keeps every biobank on table exports.
+    """
+    if sources not in ("tables", "mixed"):
+        raise ValueError(f"sources: {sources!r} is not tables or mixed")
     if biobanks < 1:
         raise ValueError(f"biobanks must be at least 1, got {biobanks}")
     least = MIN_SAMPLES_PER_BIOBANK * biobanks
@@ -121,6 +132,11 @@ def generate_network(out: Path, *, biobanks: int, samples: int, seed: int) -> Ne
     entries = _entries(profiles, biobanks, rng)
     sizes = _sizes(entries, samples, rng)
     flavours = _flavours(sizes, rng)
+    chosen = {name: profiles.flavours[name] for name in set(flavours)}
+    if sources == "mixed":
+        for index, fmt in _network_sources(entries, sizes, flavours).items():
+            flavours[index] = fmt
+            chosen[fmt] = _recorded_flavour(fmt)
     out = Path(out)
     summaries = []
     listed = []
@@ -137,7 +153,7 @@ def generate_network(out: Path, *, biobanks: int, samples: int, seed: int) -> Ne
             city=entry.city,
             diseases=entry.diseases,
             samples=size,
-            flavour=profiles.flavours[flavour_name],
+            flavour=chosen[flavour_name],
             description=kind.description.format(city=entry.city, diseases=", ".join(labels)),
         )
         # One stream per biobank, so one biobank's draws never shift another's.
@@ -145,7 +161,9 @@ def generate_network(out: Path, *, biobanks: int, samples: int, seed: int) -> Ne
         summaries.append(export.write(out / "sources" / entry.id))
         listed.append(_network_entry(entry, plan))
     network_path = out / "network.yaml"
-    _write_network_yaml(network_path, listed, biobanks=biobanks, samples=samples, seed=seed)
+    _write_network_yaml(
+        network_path, listed, biobanks=biobanks, samples=samples, seed=seed, sources=sources
+    )
     return NetworkSummary(network_path, tuple(summaries))
 
 
@@ -250,15 +268,81 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() else "-" for ch in ascii_text.lower()).strip("-")
 
 
+def _network_sources(
+    entries: list[_Entry], sizes: list[int], flavours: list[str]
+) -> dict[int, str]:
+    """Which biobanks become FHIR, Beacon and REST sources (never the largest, nor XLSX).
+
+    A hospital serves FHIR (German ones first: BBMRI.de is the German node's profile), a
+    rare-disease biobank a Beacon (their materials all have sample-origin terms), and a
+    further biobank a REST API.
+    """
+    if len(entries) < 4:
+        return {}
+    largest = max(range(len(sizes)), key=lambda i: sizes[i])
+    free = [i for i in range(len(entries)) if i != largest and flavours[i] != XLSX_FLAVOUR]
+    picked: dict[int, str] = {}
+    hospitals = sorted(
+        (i for i in free if entries[i].kind == "hospital"),
+        key=lambda i: (entries[i].country != "DE", i),
+    )
+    if hospitals:
+        picked[hospitals[0]] = "fhir"
+    rare = [i for i in free if entries[i].kind == "disease" and i not in picked]
+    if rare:
+        picked[rare[0]] = "beacon"
+    rest = [i for i in free if i not in picked]
+    if rest:
+        picked[rest[-1]] = "rest"
+    return picked
+
+
+def _recorded_flavour(fmt: str) -> Flavour:
+    """A network source's flavour: rows keep canonical fields; the format does the rest."""
+    from federation.demo.export import FIELDS
+
+    return Flavour(
+        name=fmt,
+        format=fmt,
+        columns={stream: {f: f for f in fields} for stream, fields in FIELDS.items()},
+        values={},
+    )
+
+
 def _network_entry(entry: _Entry, plan: BiobankPlan) -> dict[str, Any]:
     flavour = plan.flavour
     folder = f"sources/{entry.id}"
+    if flavour.format in EXPORTS:
+        connector = {
+            "type": flavour.format,
+            "options": EXPORTS[flavour.format].options(folder, PAGE_SIZE),
+        }
+        return _describe(entry, plan, connector)
     if flavour.format == "xlsx":
         path = f"{folder}/{XLSX_FILE}"
         files = {stream: stream for stream in flavour.columns}
     else:
         path = folder
         files = {stream: f"{stream}.{flavour.format}" for stream in flavour.columns}
+    connector = {
+        "type": "tabular",
+        "options": {
+            "path": path,
+            "format": flavour.format,
+            "files": files,
+            "list_separator": LIST_SEPARATOR,
+            "columns": {stream: dict(columns) for stream, columns in flavour.columns.items()},
+            **(
+                {"values": {f: dict(v) for f, v in flavour.values.items()}}
+                if flavour.values
+                else {}
+            ),
+        },
+    }
+    return _describe(entry, plan, connector)
+
+
+def _describe(entry: _Entry, plan: BiobankPlan, connector: dict[str, Any]) -> dict[str, Any]:
     item: dict[str, Any] = {"id": entry.id, "name": entry.name}
     if entry.name_ja:
         item["name_ja"] = entry.name_ja
@@ -269,21 +353,7 @@ def _network_entry(entry: _Entry, plan: BiobankPlan) -> dict[str, Any]:
         description=plan.description,
         kind=entry.kind,
         disclosure=DEMO_DISCLOSURE[entry.kind],
-        connector={
-            "type": "tabular",
-            "options": {
-                "path": path,
-                "format": flavour.format,
-                "files": files,
-                "list_separator": LIST_SEPARATOR,
-                "columns": {stream: dict(columns) for stream, columns in flavour.columns.items()},
-                **(
-                    {"values": {f: dict(v) for f, v in flavour.values.items()}}
-                    if flavour.values
-                    else {}
-                ),
-            },
-        },
+        connector=connector,
     )
     return item
 
@@ -309,12 +379,18 @@ DEMO_DISCLOSURE: dict[str, dict[str, dict[str, Any]]] = {
 
 
 def _write_network_yaml(
-    path: Path, entries: list[dict[str, Any]], *, biobanks: int, samples: int, seed: int
+    path: Path,
+    entries: list[dict[str, Any]],
+    *,
+    biobanks: int,
+    samples: int,
+    seed: int,
+    sources: str,
 ) -> None:
     header = (
         "# Synthetic demo network: no row describes a real person or a real holding.\n"
         "# generated by `biofed demo-data "
-        f"--biobanks {biobanks} --samples {samples} --seed {seed}`\n"
+        f"--biobanks {biobanks} --samples {samples} --seed {seed} --sources {sources}`\n"
         f"# demo date: {TODAY.isoformat()}; biobank kinds: {', '.join(KINDS)}\n"
     )
     body = yaml.safe_dump(

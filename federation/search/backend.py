@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import abc
 import base64
+import contextlib
 import json
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
@@ -16,6 +18,9 @@ from federation.search.query import BackendAnswer, BadQuery, Criteria, PageReque
 
 class BackendUnavailable(RuntimeError):
     """The backend cannot answer now (engine down, store unreadable); searches fail fast."""
+
+    # The stable code clients see in GraphQL `extensions.code`.
+    error_code: ClassVar[str] = "BACKEND_UNAVAILABLE"
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,17 @@ class GenerationInfo:
     published_at: str
     # Small facts published with the rows (the biobank's collections), served as they are.
     metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ChangeOutcome:
+    """What an incremental change did: writes applied, stale ones skipped, donors rebuilt."""
+
+    upserted: int
+    deleted: int
+    missing: int  # deletes of samples the generation did not hold
+    conflicts: int  # writes a newer version had already overtaken (engines only)
+    donors_rebuilt: int
 
 
 class GenerationWriter(abc.ABC):
@@ -98,6 +114,24 @@ class SearchBackend(abc.ABC):
         """Start writing a new full generation of a biobank."""
 
     @abc.abstractmethod
+    def apply_changes(
+        self,
+        biobank_id: str,
+        upserts: Sequence[Mapping[str, Any]],
+        deletes: Sequence[str],
+        *,
+        version: int,
+    ) -> ChangeOutcome:
+        """Upsert sample rows and delete samples by id in the biobank's live data (an
+        incremental sync), visible to searches all at once or not at all.
+
+        `version` grows with every change (a sync passes epoch milliseconds, always above the
+        last it used); a backend that orders writes by it lets a replayed or stale change
+        lose to a newer one. A row whose donor withdrew is deleted, never indexed. Raises
+        when the biobank has no published generation: run a full sync first.
+        """
+
+    @abc.abstractmethod
     def published(self) -> dict[str, GenerationInfo]:
         """The generation each biobank currently serves."""
 
@@ -108,6 +142,14 @@ class SearchBackend(abc.ABC):
     @abc.abstractmethod
     def remove_biobank(self, biobank_id: str) -> None:
         """Stop serving a biobank altogether (it left the network)."""
+
+    def sync_lock(self, biobank_id: str) -> AbstractContextManager[object]:
+        """A lock the backend holds for a biobank's sync across hosts; none by default.
+
+        The sync also holds a file lock per biobank, which covers one machine (the
+        embedded backend); an engine shared by several hosts adds its own.
+        """
+        return contextlib.nullcontext()
 
     @abc.abstractmethod
     def ready(self) -> bool:

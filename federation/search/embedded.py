@@ -24,11 +24,13 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from federation.search import expr as ex
 from federation.search.backend import (
     BackendUnavailable,
+    ChangeOutcome,
     GenerationInfo,
     GenerationWriter,
     SearchBackend,
@@ -162,6 +164,12 @@ class ParquetGenerationWriter(GenerationWriter):
         assert self._writer is not None, "writer already closed"
         self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
         self.count += len(rows)
+
+    def add_table(self, table: pa.Table) -> None:
+        """Append rows already in the index's Arrow schema (a previous generation's)."""
+        assert self._writer is not None, "writer already closed"
+        self._writer.write_table(table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA))
+        self.count += table.num_rows
 
     def _publish(self) -> GenerationInfo:
         assert self._writer is not None, "writer already closed"
@@ -392,6 +400,48 @@ class EmbeddedBackend(SearchBackend):
 
     def generation_writer(self, biobank_id: str) -> GenerationWriter:
         return ParquetGenerationWriter(self.store, biobank_id)
+
+    def apply_changes(
+        self,
+        biobank_id: str,
+        upserts: Sequence[Mapping[str, Any]],
+        deletes: Sequence[str],
+        *,
+        version: int,
+    ) -> ChangeOutcome:
+        """A new generation: the live one minus deletes plus upserts, published atomically.
+
+        Generations are immutable files, so a change rewrites the biobank's file; the sync
+        batches a run's changes into one call. `version` needs no ordering here: the
+        biobank's sync lock admits one writer and each call starts from the live file.
+        """
+        entry = self.store.read_manifest()["biobanks"].get(biobank_id)
+        if entry is None:
+            raise ValueError(f"{biobank_id} has no published generation; run a full sync")
+        live = pq.read_table(self.store.generation_path(biobank_id, entry["generation"]))
+        kept_rows = [dict(r) for r in upserts if not r.get("withdrawn")]
+        replaced = {str(r["sample_id"]) for r in upserts}
+        gone = set(map(str, deletes))
+        drop = pa.array(sorted(replaced | gone), type=pa.string())
+        present = pc.is_in(live.column("sample_id"), value_set=drop)
+        held = set(live.filter(present).column("sample_id").to_pylist())
+        writer = ParquetGenerationWriter(self.store, biobank_id)
+        with writer:
+            writer.metadata = dict(entry.get("metadata") or {})
+            survivors = live.filter(pc.invert(present))
+            if survivors.num_rows:
+                writer.add_table(survivors)
+            writer.add(kept_rows)
+            writer.publish()
+        withdrawn = replaced - {str(r["sample_id"]) for r in kept_rows}
+        removed = held & (gone | withdrawn)
+        return ChangeOutcome(
+            upserted=len(kept_rows),
+            deleted=len(removed),
+            missing=len(gone - held),
+            conflicts=0,
+            donors_rebuilt=0,
+        )
 
     def remove_biobank(self, biobank_id: str) -> None:
         with self.store.manifest_lock():

@@ -9,6 +9,8 @@ sync engine validates what it yields and publishes it.
 from __future__ import annotations
 
 import abc
+import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -42,6 +44,15 @@ class SourceRecord:
 
 
 @dataclass
+class Tombstone:
+    """The source says a record was deleted (a FHIR history DELETE, a withdrawn flag)."""
+
+    stream: str
+    source_id: str
+    position: str = ""
+
+
+@dataclass
 class Checkpoint:
     """A bookmark after which a resumed pull of `stream` may start."""
 
@@ -62,28 +73,46 @@ class RecordRejected(Exception):
 class SourceError(Exception):
     """The source failed. Retriable errors (timeouts, 5xx) may succeed on a later try."""
 
-    def __init__(self, message: str, *, retriable: bool) -> None:
+    def __init__(self, message: str, *, retriable: bool, status: int | None = None) -> None:
         super().__init__(message)
         self.retriable = retriable
+        self.status = status  # the HTTP status, when the source answered with one
 
 
 class ConfigError(ValueError):
     """A connector's configuration is invalid; the message names the option."""
 
 
+# A secret option given as `${NAME}` in the network file is read from the environment.
+_ENV_REFERENCE = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+PulledItem = SourceRecord | Tombstone | Checkpoint
+
+
 class Connector(abc.ABC):
-    """Base class of every connector plugin, built-in or third-party."""
+    """Base class of every connector plugin, built-in or third-party.
+
+    `resumable` connectors honour the state of a Checkpoint they yielded: the sync engine
+    stages their records, saves each checkpoint as the run goes, resumes a killed run from
+    the last one, and (for streams with a replication key) runs incremental syncs from the
+    bookmark the previous run ended with. Non-resumable ones (file exports) are read whole
+    by every run, straight into a new generation.
+    """
 
     name: ClassVar[str]
     description: ClassVar[str] = ""
     config_schema: ClassVar[type[Schema]]
     streams: ClassVar[tuple[Stream, ...]]
+    resumable: ClassVar[bool] = False
 
     def __init__(self, biobank_id: str, config: Mapping[str, Any], *, base_dir: str = ".") -> None:
         self.biobank_id = biobank_id
         self.base_dir = base_dir
+        raw = dict(config)
+        for option in self.secret_options():
+            raw[option] = _from_environment(self.name, biobank_id, option, raw.get(option))
         try:
-            self.config: dict[str, Any] = self.config_schema().load(dict(config))
+            self.config: dict[str, Any] = self.config_schema().load(raw)
         except ValidationError as err:
             lines = "; ".join(describe_errors(err.messages))
             raise ConfigError(f"{self.name} connector for {biobank_id}: {lines}") from None
@@ -96,14 +125,29 @@ class Connector(abc.ABC):
         )
 
     def redacted_config(self) -> dict[str, Any]:
+        """The config with every secret option shown as `***`, safe to log or display."""
         secrets = set(self.secret_options())
-        return {k: ("***" if k in secrets else v) for k, v in self.config.items()}
+        return {k: ("***" if k in secrets and v else v) for k, v in self.config.items()}
+
+    def secret_values(self) -> tuple[str, ...]:
+        """The values of secret options, for scrubbing them out of any message."""
+        return tuple(
+            str(self.config[k])
+            for k in self.secret_options()
+            if self.config.get(k) not in (None, "")
+        )
+
+    def incremental(self) -> bool:
+        """True when this source can be pulled from a bookmark (not just read whole)."""
+        return self.resumable and any(s.replication_key for s in self.streams)
 
     @abc.abstractmethod
-    def pull(
-        self, stream: Stream, state: Mapping[str, Any] | None
-    ) -> Iterator[SourceRecord | Checkpoint]:
-        """Yield the stream's records from `state` on (all of them when state is None)."""
+    def pull(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[PulledItem]:
+        """Yield the stream's records from `state` on (all of them when state is None).
+
+        A Checkpoint says every record before it has been yielded; its state, handed back
+        to `pull`, continues after it. Tombstones report records deleted at the source.
+        """
 
     @abc.abstractmethod
     def map(self, record: SourceRecord) -> dict[str, Any]:
@@ -111,3 +155,19 @@ class Connector(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, file sources need none
         """Release connections; called once when the run ends."""
+
+
+def _from_environment(connector: str, biobank_id: str, option: str, value: Any) -> Any:
+    """Resolve `${NAME}` for a secret option; the message names the variable, never a value."""
+    if not isinstance(value, str):
+        return value
+    match = _ENV_REFERENCE.match(value.strip())
+    if not match:
+        return value
+    variable = match.group(1)
+    if variable not in os.environ:
+        raise ConfigError(
+            f"{connector} connector for {biobank_id}: {option} refers to the environment "
+            f"variable {variable}, which is not set"
+        )
+    return os.environ[variable]

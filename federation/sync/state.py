@@ -117,6 +117,12 @@ class SyncState:
             db.executescript(_SCHEMA)
 
     @contextmanager
+    def connect(self) -> Iterator[sqlite3.Connection]:
+        """A connection in autocommit mode; `BEGIN IMMEDIATE` for a write transaction."""
+        with self._connect() as db:
+            yield db
+
+    @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:

@@ -41,7 +41,7 @@ def test_backend_outcomes_match_the_table(
     consent_index: Federation, purpose: ResearchPurpose
 ) -> None:
     expected_by_donor = {}
-    for n, (_, consent, declared, outcome, codes) in enumerate(CASES):
+    for n, (_, _consent, declared, outcome, codes) in enumerate(CASES):
         if declared == purpose:
             expected_by_donor[f"D{n}"] = (outcome, codes)
     # Every donor of the index is matched against this purpose, not only the table's rows

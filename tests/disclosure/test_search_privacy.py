@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from federation.consent import ResearchPurpose
 from federation.disclosure.roles import Identity
 from federation.search.query import FACETS, PageRequest, SampleQuery
-from federation.search.result import Count, Precision, SearchResult
+from federation.search.result import Count, Precision
 from tests.conftest import Federation
 
 BIOBANKS = ("b1", "b2", "b3")
@@ -209,7 +209,7 @@ def test_privacy_properties(
                 )
         # Biobanks with matches but a NONE rule are absent; others with matches are present.
         shown = {r.biobank_id for r in result.by_biobank}
-        for bb, (donors, _) in expected.items():
+        for bb in expected:
             visible = policy[bb].rule(who.role_for(bb)).granularity.value != "none"
             assert (bb in shown) == visible
         event(f"biobank rows shown: {len(result.by_biobank)}")

@@ -50,11 +50,18 @@ TRUTH_KEYS = {
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("e2e")
-    generate_network(root / "demo", biobanks=7, samples=30_000, seed=20261126)
+    # A mixed network: table exports, and FHIR, Beacon v2 and REST sources (recorded pages).
+    generate_network(root / "demo", biobanks=7, samples=30_000, seed=20261126, sources="mixed")
     network = root / "demo" / "network.yaml"
     # This test checks the counting pipeline end to end, so every figure must be exact:
     # the network opens its disclosure (the privacy layer has its own tests).
     document = yaml.safe_load(network.read_text(encoding="utf-8"))
+    assert {e["connector"]["type"] for e in document["biobanks"]} == {
+        "tabular",
+        "fhir",
+        "beacon",
+        "rest",
+    }
     document["default_disclosure"] = OPEN_DISCLOSURE
     for entry in document["biobanks"]:
         entry.pop("disclosure", None)

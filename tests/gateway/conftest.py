@@ -19,6 +19,7 @@ from federation.gateway import create_app
 from federation.runtime import Runtime
 from federation.settings import Settings, load_settings
 from federation.sync.run import sync_biobank
+from tests.gateway.access import with_test_access
 
 # bb1 -- C50 (breast cancer) in FEMALE donors: D1 (S1 PLASMA, S2 SERUM) and D2 (S3 DNA,
 # S8 PLASMA) = 2 donors, 4 samples. D5 is C50 and FEMALE but withdrew consent. D6 is a MALE
@@ -140,7 +141,8 @@ def _close(app: Flask) -> None:
 
 @pytest.fixture
 def app(synced_settings: Settings) -> Iterator[Flask]:
-    app = create_app({"settings": synced_settings, "TESTING": True})
+    # Accepts the test API keys of tests/gateway/access.py: send `headers("operator")` etc.
+    app = create_app({"settings": with_test_access(synced_settings), "TESTING": True})
     yield app
     _close(app)
 
@@ -158,13 +160,24 @@ def runtime(app: Flask) -> Runtime:
 
 
 def graphql(
-    client: FlaskClient, query: str, variables: dict[str, Any] | None = None
+    client: FlaskClient,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
-    """POST a GraphQL request; GraphQL errors still come back as 200."""
-    response = client.post("/graphql", json={"query": query, "variables": variables})
+    """POST a GraphQL request; GraphQL errors still come back as 200.
+
+    The body's `extensions` (the cost report) is dropped so tests can compare `data` and
+    `errors` whole; tests/gateway/test_limits.py checks the cost report.
+    """
+    response = client.post(
+        "/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
     assert response.status_code == 200, response.get_data(as_text=True)
     body = response.get_json()
     assert isinstance(body, dict)
+    body.pop("extensions", None)
     return body
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask.testing import FlaskClient
 
+from tests.gateway.access import headers
 from tests.gateway.conftest import graphql
 
 
@@ -104,6 +105,7 @@ def test_sync_runs(client: FlaskClient) -> None:
         client,
         """{ syncRuns { biobankId kind outcome read indexed rejected withdrawn
                         durationSeconds generation error startedAt finishedAt } }""",
+        headers=headers("operator"),
     )
     runs = {r["biobankId"]: r for r in body["data"]["syncRuns"]}
     assert set(runs) == {"bb1", "bb2"}
@@ -113,7 +115,9 @@ def test_sync_runs(client: FlaskClient) -> None:
     # left out because D5 withdrew.
     assert (bb1["read"], bb1["indexed"], bb1["rejected"], bb1["withdrawn"]) == (18, 7, 2, 1)
     assert bb1["durationSeconds"] is not None and bb1["generation"] and bb1["finishedAt"]
-    only = graphql(client, '{ syncRuns(biobank: "bb2", first: 1) { biobankId } }')
+    only = graphql(
+        client, '{ syncRuns(biobank: "bb2", first: 1) { biobankId } }', headers=headers("operator")
+    )
     assert only["data"]["syncRuns"] == [{"biobankId": "bb2"}]
 
 
@@ -122,6 +126,7 @@ def test_quarantine(client: FlaskClient) -> None:
         client,
         """{ quarantine(biobank: "bb1") { biobankId stream sourceId field value reason payload
                                           runId firstSeen lastSeen } }""",
+        headers=headers("admin"),
     )
     records = {(r["stream"], r["sourceId"]): r for r in body["data"]["quarantine"]}
     assert set(records) == {("donors", "D7"), ("samples", "S9")}
@@ -129,14 +134,20 @@ def test_quarantine(client: FlaskClient) -> None:
     assert donor["field"] == "sex" and donor["value"] == "SOMETIMES"
     assert "SOMETIMES" in donor["reason"] and "SOMETIMES" in donor["payload"]
     assert records[("samples", "S9")]["field"] == "collection_id"
-    paged = graphql(client, '{ quarantine(biobank: "bb1", first: 1, offset: 1) { sourceId } }')
+    paged = graphql(
+        client,
+        '{ quarantine(biobank: "bb1", first: 1, offset: 1) { sourceId } }',
+        headers=headers("admin"),
+    )
     assert paged["data"]["quarantine"] == [{"sourceId": "S9"}]
-    assert graphql(client, '{ quarantine(biobank: "bb2") { sourceId } }') == {
-        "data": {"quarantine": []}
-    }
+    assert graphql(
+        client, '{ quarantine(biobank: "bb2") { sourceId } }', headers=headers("admin")
+    ) == {"data": {"quarantine": []}}
 
 
 def test_quarantine_offset_must_not_be_negative(client: FlaskClient) -> None:
-    body = graphql(client, '{ quarantine(biobank: "bb1", offset: -1) { sourceId } }')
+    body = graphql(
+        client, '{ quarantine(biobank: "bb1", offset: -1) { sourceId } }', headers=headers("admin")
+    )
     (error,) = body["errors"]
     assert error["extensions"] == {"code": "BAD_USER_INPUT", "argument": "offset", "value": -1}

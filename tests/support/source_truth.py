@@ -2,8 +2,11 @@
 
 End-to-end tests compare the project's search against this oracle, so it shares no code
 with the project: it imports nothing from `federation` or `connectors`, reads the exports
-named in `network.yaml` (CSV, TSV or XLSX) with the standard library and openpyxl, and
-decides validity by its own small rules, mirroring the demo generator's dirty kinds:
+named in `network.yaml` (CSV, TSV or XLSX; FHIR R4, Beacon v2 and REST JSON pages recorded
+on disk) with the standard library and openpyxl, and decides validity by its own small
+rules, mirroring the demo generator's dirty kinds. JSON sources are first read back into
+the same canonical-field rows as tables (`read_recorded`), with the format's own codes
+translated by the oracle's own tables:
 
 - a sample counts iff its own fields are valid (required fields non-empty; material type,
   storage temperature and data categories in `schema/vocab/*.csv`; collection date ISO
@@ -244,7 +247,12 @@ class SourceTruth:
         biobank_id = str(entry["id"])
         options = entry["connector"]["options"]
         separator = str(options.get("list_separator", ";"))
-        tables = read_tables(self.root, options)
+        kind = entry["connector"]["type"]
+        tables = (
+            read_tables(self.root, options)
+            if kind == "tabular"
+            else read_recorded(self.root / options["base_url"], kind)
+        )
         rejected: dict[str, str] = {}
         collections = {record["id"] for _, record in tables["collections"] if record.get("id")}
         donors: dict[str, tuple[str, frozenset[str]]] = {}  # id -> (sex, diseases)
@@ -414,3 +422,235 @@ def _rows(
     with (root / options["path"] / name).open(encoding="utf-8", newline="") as handle:
         for number, row in enumerate(csv.DictReader(handle, delimiter=delimiter), start=2):
             yield f"{name}:{number}", row
+
+
+# --- network sources recorded as JSON pages ---------------------------------------------
+
+# BBMRI.de FHIR codes and Beacon terms back to MIABIS, as a biobank admin reads them.
+FHIR_MATERIALS = {
+    "whole-blood": "WHOLE_BLOOD",
+    "dried-whole-blood": "WHOLE_BLOOD",
+    "buffy-coat": "BUFFY_COAT",
+    "peripheral-blood-cells-vital": "PERIPHERAL_BLOOD_CELLS",
+    "blood-plasma": "PLASMA",
+    "blood-serum": "SERUM",
+    "saliva": "SALIVA",
+    "stool-faeces": "FECES",
+    "urine": "URINE",
+    "tissue-ffpe": "TISSUE_PARAFFIN_EMBEDDED",
+    "tissue-frozen": "TISSUE_FROZEN",
+    "dna": "DNA",
+    "rna": "RNA",
+    "derivative-other": "OTHER",
+}
+FHIR_GENDERS = {"female": "FEMALE", "male": "MALE", "other": "UNDIFFERENTIAL", "unknown": "UNKNOWN"}
+BEACON_SEXES = {"NCIT:C16576": "FEMALE", "NCIT:C20197": "MALE", "NCIT:C17998": "UNKNOWN"}
+BEACON_ORIGINS = {
+    "UBERON:0000178": "WHOLE_BLOOD",
+    "UBERON:0001969": "PLASMA",
+    "UBERON:0001977": "SERUM",
+    "UBERON:0001088": "URINE",
+    "UBERON:0001836": "SALIVA",
+    "UBERON:0001988": "FECES",
+    "OBI:0000922": "TISSUE_FROZEN",
+    "OBI:0001051": "DNA",
+    "OBI:0000880": "RNA",
+    "CL:2000001": "PERIPHERAL_BLOOD_CELLS",
+    "EFO:0000322": "CELL_LINES",
+}
+_ICD10_SYSTEM = "http://hl7.org/fhir/sid/icd-10"
+_ORPHA_SYSTEM = "http://www.orpha.net"
+_EXTENSION = "https://fhir.bbmri.de/StructureDefinition/"
+_DATA_USE = "https://w3id.org/biofed/fhir/StructureDefinition/DataUse"
+_WITHDRAWN = "https://w3id.org/biofed/fhir/StructureDefinition/ConsentWithdrawn"
+
+
+def _pages(folder: Path) -> list[Any]:
+    """Every recorded page under `folder` (a resource's or endpoint's pages)."""
+    import json
+
+    return [json.loads(p.read_text(encoding="utf-8")) for p in sorted(folder.glob("*.json"))]
+
+
+def read_recorded(folder: Path, kind: str) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    """A recorded FHIR, Beacon or REST source as rows of canonical fields (text values)."""
+    reader = {"fhir": _read_fhir, "beacon": _read_beacon, "rest": _read_rest}[kind]
+    return reader(folder)
+
+
+def _ext(resource: dict[str, Any], url: str) -> list[dict[str, Any]]:
+    return [e for e in resource.get("extension") or () if e.get("url") == url]
+
+
+def _code(concept: Any) -> str:
+    for coding in (concept or {}).get("coding") or ():
+        return str(coding.get("code") or "")
+    return ""
+
+
+def _last_segment(reference: Any) -> str:
+    text = str((reference or {}).get("reference") or "")
+    return text.rsplit("/", 1)[-1] if text else ""
+
+
+def _read_fhir(folder: Path) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    def resources(resource_type: str, mode: str = "match") -> list[dict[str, Any]]:
+        return [
+            e["resource"]
+            for page in _pages(folder / resource_type)
+            for e in page.get("entry") or ()
+            if e.get("search", {}).get("mode", "match") == mode
+            and e["resource"]["resourceType"] == resource_type
+        ]
+
+    collections = []
+    for org in resources("Organization"):
+        consent = next((e["valueString"] for e in _ext(org, _DATA_USE)), "")
+        collections.append(
+            (
+                f"Organization/{org['id']}",
+                {
+                    "id": org["id"],
+                    "name": org.get("name", ""),
+                    "types": ";".join(
+                        _code(e["valueCodeableConcept"])
+                        for e in _ext(org, _EXTENSION + "CollectionType")
+                    ),
+                    "default_consent": consent,
+                },
+            )
+        )
+    conditions: dict[str, list[dict[str, Any]]] = {}
+    for page in _pages(folder / "Patient"):
+        for entry in page.get("entry") or ():
+            resource = entry["resource"]
+            if resource["resourceType"] == "Condition":
+                conditions.setdefault(_last_segment(resource["subject"]), []).append(resource)
+    donors, born = [], {}
+    for patient in resources("Patient"):
+        codes = [
+            (c["code"]["coding"][0]["system"], c["code"]["coding"][0]["code"])
+            for c in conditions.get(patient["id"], [])
+        ]
+        withdrawn = next((e["valueBoolean"] for e in _ext(patient, _WITHDRAWN)), False)
+        gender = str(patient.get("gender", ""))
+        record = {
+            "id": patient["id"],
+            "sex": FHIR_GENDERS.get(gender, gender),
+            "birth_year": str(patient.get("birthDate", ""))[:4],
+            "diagnoses": ";".join(code for system, code in codes if system == _ICD10_SYSTEM),
+            "orpha": ";".join(f"ORPHA:{code}" for system, code in codes if system == _ORPHA_SYSTEM),
+            "consent": next((e["valueString"] for e in _ext(patient, _DATA_USE)), ""),
+            "consent_withdrawn": "true" if withdrawn else "false",
+        }
+        if record["birth_year"].isdigit():
+            born[patient["id"]] = int(record["birth_year"])
+        donors.append((f"Patient/{patient['id']}", record))
+    samples = []
+    for specimen in resources("Specimen"):
+        material = _code(specimen.get("type"))
+        date = str((specimen.get("collection") or {}).get("collectedDateTime", ""))[:10]
+        donor_id = _last_segment(specimen.get("subject"))
+        # FHIR Specimens carry no age: it is the collection year less the birth year.
+        age = ""
+        if _iso_date(date, allow_future=True) and donor_id in born:
+            age = str(int(date[:4]) - born[donor_id])
+        samples.append(
+            (
+                f"Specimen/{specimen['id']}",
+                {
+                    "id": specimen["id"],
+                    "collection_id": next(
+                        (
+                            _last_segment(e["valueReference"])
+                            for e in _ext(specimen, _EXTENSION + "Custodian")
+                        ),
+                        "",
+                    ),
+                    "donor_id": donor_id,
+                    "material_type": FHIR_MATERIALS.get(material, material),
+                    "collection_date": date,
+                    "age_at_collection": age,
+                    "storage_temperature": next(
+                        (
+                            _code(e["valueCodeableConcept"])
+                            for e in _ext(specimen, _EXTENSION + "StorageTemperature")
+                        ),
+                        "",
+                    ),
+                    "diagnoses": ";".join(
+                        _code(e["valueCodeableConcept"])
+                        for e in _ext(specimen, _EXTENSION + "SampleDiagnosis")
+                    ),
+                    "availability": str(specimen.get("status", "")),
+                    "last_updated": str((specimen.get("meta") or {}).get("lastUpdated", "")),
+                },
+            )
+        )
+    return {"collections": collections, "donors": donors, "samples": samples}
+
+
+def _beacon_records(folder: Path, endpoint: str) -> list[dict[str, Any]]:
+    out = []
+    for page in _pages(folder / endpoint):
+        response = page["response"]
+        if "collections" in response:
+            out += response["collections"]
+        for result_set in response.get("resultSets") or ():
+            out += [{**r, "_set": result_set["id"]} for r in result_set["results"]]
+    return out
+
+
+def _read_beacon(folder: Path) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    collections = [
+        (f"datasets/{d['id']}", {"id": d["id"], "name": d.get("name", "")})
+        for d in _beacon_records(folder, "datasets")
+    ]
+    donors = []
+    for individual in _beacon_records(folder, "individuals"):
+        sex = str(individual["sex"]["id"])
+        codes = [str(d["diseaseCode"]["id"]) for d in individual.get("diseases") or ()]
+        info = individual.get("info") or {}
+        donors.append(
+            (
+                f"individuals/{individual['id']}",
+                {
+                    "id": individual["id"],
+                    "sex": BEACON_SEXES.get(sex, sex),
+                    # Only ICD-10 terms are diagnoses; ORPHA terms are let go on purpose.
+                    "diagnoses": ";".join(c for c in codes if c.upper().startswith("ICD10:")),
+                    "consent": str(info.get("dataUse", "")),
+                    "consent_withdrawn": "true" if info.get("consentWithdrawn") else "false",
+                },
+            )
+        )
+    samples = []
+    for biosample in _beacon_records(folder, "biosamples"):
+        origin = str((biosample.get("sampleOriginType") or {}).get("id", ""))
+        moment = re.match(r"^P(\d+)Y$", str(biosample.get("collectionMoment", "")))
+        samples.append(
+            (
+                f"biosamples/{biosample['id']}",
+                {
+                    "id": biosample["id"],
+                    "donor_id": str(biosample.get("individualId", "")),
+                    "collection_id": str(biosample["_set"]),
+                    "material_type": BEACON_ORIGINS.get(origin, origin),
+                    "collection_date": str(biosample.get("collectionDate", "")),
+                    "age_at_collection": moment.group(1) if moment else "",
+                    "diagnoses": str((biosample.get("histologicalDiagnosis") or {}).get("id", "")),
+                },
+            )
+        )
+    return {"collections": collections, "donors": donors, "samples": samples}
+
+
+def _read_rest(folder: Path) -> dict[str, list[tuple[str, dict[str, str]]]]:
+    return {
+        stream: [
+            (f"{stream}/{record['id']}", {"id": str(record["id"]), **record["attributes"]})
+            for page in _pages(folder / stream)
+            for record in page["data"]
+        ]
+        for stream in STREAMS
+    }

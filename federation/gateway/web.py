@@ -1,0 +1,171 @@
+"""The web UI: page shells rendered in the reader's language, and their static assets.
+
+The pages are shells: the server renders the frame, the labels and the forms (so the
+first paint needs no script), and small ES modules fill in results by calling the public
+`/graphql` API, exactly as any other client does. There is no build step: the modules and
+the stylesheet in `federation/web/static/` are served as they are.
+
+Every string a person reads comes from a message catalogue (`messages.<lang>.json`). The
+language is the one the reader picked (a cookie the language switch sets), else the best
+match for the browser's `Accept-Language`, else English.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from flask import Blueprint, Response, render_template, request
+from flask.blueprints import BlueprintSetupState
+from markupsafe import Markup
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+STATIC_DIR = WEB_DIR / "static"
+LANGUAGES = ("en", "ja")
+DEFAULT_LANGUAGE = "en"
+LANGUAGE_COOKIE = "biofed_lang"
+# Asset URLs carry a hash of the file, so browsers may keep them for a year.
+ASSET_MAX_AGE = 365 * 24 * 3600
+
+# Scripts and styles only from this origin, no inline script, nothing framed: the pages
+# hold a credential (in sessionStorage) that an injected script could read.
+CONTENT_SECURITY_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    )
+)
+
+# The modules each page imports, preloaded so the browser fetches them in parallel.
+_MODULES = {
+    "search": (
+        "search.js",
+        "shell.js",
+        "i18n.js",
+        "api.js",
+        "dom.js",
+        "counts.js",
+        "combobox.js",
+        "chart.js",
+        "csv.js",
+        "state.js",
+        "names.js",
+    ),
+    "admin": ("admin.js", "shell.js", "i18n.js", "api.js", "dom.js", "csv.js"),
+}
+
+blueprint = Blueprint("web", __name__, template_folder=WEB_DIR / "templates")
+
+
+@blueprint.record_once
+def _serve_assets(state: BlueprintSetupState) -> None:
+    # Flask gives every app a `/static/<path>` route; pointing it at the UI's assets is
+    # simpler than a second route that the first would shadow.
+    state.app.static_folder = str(STATIC_DIR)
+
+
+@cache
+def catalogue(language: str) -> dict[str, str]:
+    """The message catalogue of a language: message key to text."""
+    path = STATIC_DIR / f"messages.{language}.json"
+    messages: dict[str, str] = json.loads(path.read_text(encoding="utf-8"))
+    return messages
+
+
+@cache
+def asset_url(name: str) -> str:
+    """The URL of a static file, with a hash of its content for caching."""
+    digest = hashlib.sha256((STATIC_DIR / name).read_bytes()).hexdigest()[:12]
+    return f"/static/{name}?v={digest}"
+
+
+def reader_language() -> str:
+    """The language of the page: the reader's choice, else the browser's, else English."""
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    return request.accept_languages.best_match(LANGUAGES, default=DEFAULT_LANGUAGE)
+
+
+def translate(messages: Mapping[str, str], key: str, **params: Any) -> str:
+    """A message with its `{name}` placeholders filled; the key itself when it is missing."""
+    text = messages.get(key, key)
+    for name, value in params.items():
+        text = text.replace("{" + name + "}", str(value))
+    return text
+
+
+def _render(template: str, page: str) -> Response:
+    language = reader_language()
+    messages = catalogue(language)
+    config = {
+        "page": page,
+        "language": language,
+        "languages": list(LANGUAGES),
+        "catalogues": {lang: asset_url(f"messages.{lang}.json") for lang in LANGUAGES},
+        "languageCookie": LANGUAGE_COOKIE,
+    }
+    html = render_template(
+        template,
+        page=page,
+        language=language,
+        languages=LANGUAGES,
+        t=lambda key, **params: translate(messages, key, **params),
+        asset=asset_url,
+        modules=_MODULES[page],
+        # JSON in a <script type="application/json"> block: `<` escaped so no text in it
+        # can close the block.
+        config_json=Markup(_script_json(config)),
+        messages_json=Markup(_script_json(messages)),
+    )
+    response = Response(html, mimetype="text/html")
+    response.headers["Content-Language"] = language
+    response.headers["Vary"] = "Accept-Language, Cookie"
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+def _script_json(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+@blueprint.get("/")
+def search_page() -> Response:
+    """The researchers' search page."""
+    return _render("search.html", "search")
+
+
+@blueprint.get("/admin")
+def admin_page() -> Response:
+    """Biobank admins' page: sync history, starting a sync, quarantined records."""
+    return _render("admin.html", "admin")
+
+
+@blueprint.after_request
+def _page_headers(response: Response) -> Response:
+    response.headers.setdefault("Content-Security-Policy", CONTENT_SECURITY_POLICY)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    # Search URLs carry the query; other sites need not learn it from the Referer.
+    response.headers.setdefault("Referrer-Policy", "same-origin")
+    return response
+
+
+@blueprint.after_app_request
+def _asset_headers(response: Response) -> Response:
+    if request.endpoint == "static":
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        if "v" in request.args and response.status_code == 200:
+            response.headers["Cache-Control"] = f"public, max-age={ASSET_MAX_AGE}, immutable"
+    return response

@@ -1,0 +1,564 @@
+"""Staged records of resumable connectors: the sync's own copy of what each source holds.
+
+A resumable source (FHIR, Beacon, REST, the Directory) is read in pages, and a run may be
+killed between any two. So its records are staged in the sync state store as they arrive,
+each batch in one transaction together with the checkpoint after it: a killed run loses at
+most the batch it was reading, and the next run resumes from the saved checkpoint. Records
+are keyed by kind and canonical id, so reading one twice (a resumed page, a bookmark's
+boundary) replaces it: no duplicates, and re-running changes nothing.
+
+A staged record is `pending` from the moment it changes until it is published; publishing
+joins pending samples (and the samples of pending donors and collections) into index rows,
+hands them to the backend, and clears the flags. A record deleted at the source (a
+tombstone, or absent from a full pass) stays staged without data until its deletion is
+published. Donors keep a stable ordinal, so incremental changes count donors the same way
+full generations do.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from federation.model.records import Collection, ConsentField, Donor, Sample, consent_to_json
+from federation.sync.state import SyncState, cap_payload, now
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS staged (
+  biobank_id TEXT NOT NULL,
+  kind TEXT NOT NULL,
+  id TEXT NOT NULL,
+  stream TEXT NOT NULL,
+  source_id TEXT,
+  donor_id TEXT,
+  collection_id TEXT,
+  ordinal INTEGER,
+  data TEXT,
+  pass INTEGER NOT NULL,
+  pending INTEGER NOT NULL,
+  indexed INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (biobank_id, kind, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS staged_pending ON staged (biobank_id, kind) WHERE pending = 1;
+CREATE INDEX IF NOT EXISTS staged_donor ON staged (biobank_id, donor_id) WHERE kind = 'sample';
+CREATE INDEX IF NOT EXISTS staged_collection ON staged (biobank_id, collection_id)
+  WHERE kind = 'sample';
+CREATE INDEX IF NOT EXISTS staged_source ON staged (biobank_id, stream, source_id);
+CREATE TABLE IF NOT EXISTS sync_passes (
+  biobank_id TEXT PRIMARY KEY,
+  pass INTEGER NOT NULL,
+  mode TEXT NOT NULL,
+  started_at TEXT NOT NULL,
+  finished INTEGER NOT NULL,
+  version INTEGER NOT NULL DEFAULT 1
+);
+"""
+
+FULL, INCREMENTAL = "full", "incremental"
+
+
+@dataclass(frozen=True)
+class Pass:
+    """One read of a source from start to publish, possibly spread over killed runs."""
+
+    biobank_id: str
+    number: int
+    mode: str  # full | incremental
+    started_at: str
+    finished: bool
+    version: int
+
+
+@dataclass
+class StagedChange:
+    """What a batch does to the staged records; built by the run, written by `stage`."""
+
+    kind: str
+    stream: str
+    source_id: str | None
+    record: Collection | Donor | Sample | None = None  # None: a tombstone
+    rejection: dict[str, Any] | None = None  # a quarantine row for an unusable record
+    payload: Any = None  # the record as the source sent it
+    position: str = ""
+
+
+@dataclass(frozen=True)
+class StagedSample:
+    id: str
+    stream: str
+    source_id: str | None
+    sample: Sample | None  # None: deleted at the source
+    indexed: bool
+
+    @property
+    def record_key(self) -> str:
+        return self.source_id or self.id
+
+
+class Staging:
+    """Staged records, passes and per-stream checkpoints in the sync state store."""
+
+    def __init__(self, state: SyncState) -> None:
+        self.state = state
+        with state.connect() as db:
+            db.executescript(SCHEMA)
+
+    # --- passes ------------------------------------------------------------------------------
+
+    def current_pass(self, biobank_id: str) -> Pass | None:
+        with self.state.connect() as db:
+            row = db.execute(
+                "SELECT * FROM sync_passes WHERE biobank_id = ?", (biobank_id,)
+            ).fetchone()
+        if row is None:
+            return None
+        return Pass(
+            row["biobank_id"],
+            row["pass"],
+            row["mode"],
+            row["started_at"],
+            bool(row["finished"]),
+            row["version"],
+        )
+
+    def begin_pass(self, biobank_id: str, mode: str) -> Pass:
+        """Start a new pass (the previous one is abandoned if it never finished)."""
+        previous = self.current_pass(biobank_id)
+        number = previous.number + 1 if previous else 1
+        version = previous.version if previous else 1
+        stamp = now()
+        with self.state.connect() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO sync_passes (biobank_id, pass, mode, started_at, "
+                "finished, version) VALUES (?, ?, ?, ?, 0, ?)",
+                (biobank_id, number, mode, stamp, version),
+            )
+        return Pass(biobank_id, number, mode, stamp, False, version)
+
+    def next_version(self, biobank_id: str) -> int:
+        """A change version above every earlier one (engines order writes by it)."""
+        current = self.current_pass(biobank_id)
+        millis = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+        version = max(millis, (current.version if current else 1) + 1)
+        with self.state.connect() as db:
+            db.execute(
+                "UPDATE sync_passes SET version = ? WHERE biobank_id = ?", (version, biobank_id)
+            )
+        return version
+
+    # --- checkpoints ----------------------------------------------------------------------
+
+    def stream_checkpoint(self, biobank_id: str, stream: str) -> dict[str, Any]:
+        """`{pass, done, position, bookmark}` of a stream (empty when never read)."""
+        return self.state.checkpoint(biobank_id, stream) or {}
+
+    def complete_stream(
+        self, biobank_id: str, stream: str, number: int, bookmark: Mapping[str, Any] | None
+    ) -> None:
+        self.state.save_checkpoint(
+            biobank_id,
+            stream,
+            {"pass": number, "done": True, "position": None, "bookmark": bookmark},
+        )
+
+    def has_bookmarks(self, biobank_id: str, streams: Iterable[str]) -> bool:
+        return all(
+            self.stream_checkpoint(biobank_id, s).get("bookmark") is not None for s in streams
+        )
+
+    # --- staging a batch ------------------------------------------------------------------
+
+    def stage(
+        self,
+        biobank_id: str,
+        number: int,
+        run_id: int,
+        changes: list[StagedChange],
+        checkpoint: tuple[str, dict[str, Any]] | None,
+    ) -> list[StagedChange]:
+        """Write a batch and the checkpoint after it in one transaction.
+
+        Returns the changes refused as duplicates (another source record already has
+        that canonical id in this pass); the caller counts them as rejected.
+        """
+        duplicates: list[StagedChange] = []
+        stamp = now()
+        with self.state.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            next_ordinal = None
+            for change in changes:
+                if change.rejection is not None:
+                    _quarantine(db, biobank_id, run_id, change.rejection, stamp)
+                    if change.source_id:
+                        _mark_deleted_by_source(db, biobank_id, change.stream, change.source_id)
+                    continue
+                if change.record is None:
+                    assert change.source_id is not None
+                    _mark_deleted_by_source(db, biobank_id, change.stream, change.source_id)
+                    _unquarantine(db, biobank_id, change.stream, change.source_id)
+                    continue
+                record = change.record
+                existing = db.execute(
+                    "SELECT source_id, pass, ordinal, data FROM staged "
+                    "WHERE biobank_id = ? AND kind = ? AND id = ?",
+                    (biobank_id, change.kind, record.id),
+                ).fetchone()
+                if (
+                    existing is not None
+                    and existing["pass"] == number
+                    and existing["data"] is not None
+                    and existing["source_id"] != change.source_id
+                ):
+                    duplicates.append(change)
+                    continue
+                ordinal = existing["ordinal"] if existing is not None else None
+                if change.kind == "donor" and ordinal is None:
+                    if next_ordinal is None:
+                        row = db.execute(
+                            "SELECT coalesce(max(ordinal), -1) + 1 FROM staged "
+                            "WHERE biobank_id = ? AND kind = 'donor'",
+                            (biobank_id,),
+                        ).fetchone()
+                        next_ordinal = int(row[0])
+                    ordinal, next_ordinal = next_ordinal, next_ordinal + 1
+                data = encode(record)
+                changed = existing is None or existing["data"] != data
+                db.execute(
+                    "INSERT INTO staged (biobank_id, kind, id, stream, source_id, donor_id, "
+                    "collection_id, ordinal, data, pass, pending, indexed) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0) "
+                    "ON CONFLICT (biobank_id, kind, id) DO UPDATE SET stream = excluded.stream, "
+                    "source_id = excluded.source_id, donor_id = excluded.donor_id, "
+                    "collection_id = excluded.collection_id, ordinal = excluded.ordinal, "
+                    "data = excluded.data, pass = excluded.pass, "
+                    "pending = CASE WHEN ? THEN 1 ELSE staged.pending END",
+                    (
+                        biobank_id,
+                        change.kind,
+                        record.id,
+                        change.stream,
+                        change.source_id,
+                        getattr(record, "donor_id", None),
+                        getattr(record, "collection_id", None),
+                        ordinal,
+                        data,
+                        number,
+                        changed,
+                    ),
+                )
+                _unquarantine(db, biobank_id, change.stream, change.source_id)
+                if isinstance(record, Sample):
+                    _check_references(db, biobank_id, run_id, change, record, stamp)
+            if checkpoint is not None:
+                stream, position = checkpoint
+                previous = db.execute(
+                    "SELECT state FROM checkpoints WHERE biobank_id = ? AND stream = ?",
+                    (biobank_id, stream),
+                ).fetchone()
+                bookmark = json.loads(previous[0]).get("bookmark") if previous else None
+                db.execute(
+                    "INSERT OR REPLACE INTO checkpoints (biobank_id, stream, state, updated_at) "
+                    "VALUES (?, ?, ?, ?)",
+                    (
+                        biobank_id,
+                        stream,
+                        json.dumps(
+                            {
+                                "pass": number,
+                                "done": False,
+                                "position": position,
+                                "bookmark": bookmark,
+                            },
+                            sort_keys=True,
+                        ),
+                        stamp,
+                    ),
+                )
+            db.execute("COMMIT")
+        return duplicates
+
+    def delete_unseen(self, biobank_id: str, number: int, started_at: str) -> int:
+        """End of a full pass: records it did not see are gone from the source."""
+        with self.state.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            cursor = db.execute(
+                "UPDATE staged SET data = NULL, pending = 1 "
+                "WHERE biobank_id = ? AND pass != ? AND data IS NOT NULL",
+                (biobank_id, number),
+            )
+            # Rejections not seen again in this pass were fixed or deleted at the source.
+            db.execute(
+                "DELETE FROM quarantine WHERE biobank_id = ? AND last_seen < ? "
+                "AND coalesce(field, '') NOT IN ('donor_id', 'collection_id')",
+                (biobank_id, started_at),
+            )
+            db.execute("COMMIT")
+            return int(cursor.rowcount)
+
+    # --- reading for a publish ----------------------------------------------------------
+
+    def collections(self, biobank_id: str) -> dict[str, Collection]:
+        return {
+            r.id: r
+            for r in self._records(biobank_id, "collection", "data IS NOT NULL")
+            if isinstance(r, Collection)
+        }
+
+    def donors(self, biobank_id: str) -> tuple[dict[str, Donor], dict[str, int]]:
+        """Live donors and their ordinals."""
+        donors: dict[str, Donor] = {}
+        ordinals: dict[str, int] = {}
+        with self.state.connect() as db:
+            rows = db.execute(
+                "SELECT id, ordinal, data FROM staged "
+                "WHERE biobank_id = ? AND kind = 'donor' AND data IS NOT NULL",
+                (biobank_id,),
+            )
+            for row in rows:
+                donors[row["id"]] = decode_donor(row["data"])
+                ordinals[row["id"]] = int(row["ordinal"])
+        return donors, ordinals
+
+    def pending_references(self, biobank_id: str) -> bool:
+        """Whether a collection changed (its metadata is published with a generation)."""
+        with self.state.connect() as db:
+            row = db.execute(
+                "SELECT 1 FROM staged WHERE biobank_id = ? AND kind = 'collection' "
+                "AND pending = 1 LIMIT 1",
+                (biobank_id,),
+            ).fetchone()
+        return row is not None
+
+    def samples(self, biobank_id: str, *, only_affected: bool) -> Iterator[StagedSample]:
+        """Every staged sample, or those a publish must rewrite: pending ones and the
+        samples of pending donors and collections."""
+        query = (
+            "SELECT id, stream, source_id, data, indexed FROM staged "
+            "WHERE biobank_id = ? AND kind = 'sample'"
+        )
+        params: list[Any] = [biobank_id]
+        if only_affected:
+            query += (
+                " AND (pending = 1 OR donor_id IN (SELECT id FROM staged WHERE biobank_id = ? "
+                "AND kind = 'donor' AND pending = 1) OR collection_id IN (SELECT id FROM staged "
+                "WHERE biobank_id = ? AND kind = 'collection' AND pending = 1))"
+            )
+            params += [biobank_id, biobank_id]
+        query += " ORDER BY id"
+        with self.state.connect() as db:
+            for row in db.execute(query, params):
+                sample = decode_sample(row["data"]) if row["data"] is not None else None
+                yield StagedSample(
+                    row["id"], row["stream"], row["source_id"], sample, bool(row["indexed"])
+                )
+
+    def rejected_donors(self, biobank_id: str, stream: str) -> dict[str, str]:
+        """Donor source id -> why it is in the quarantine (its samples cannot be joined)."""
+        with self.state.connect() as db:
+            rows = db.execute(
+                "SELECT record_key, reason FROM quarantine WHERE biobank_id = ? AND stream = ?",
+                (biobank_id, stream),
+            ).fetchall()
+        return {r["record_key"]: r["reason"] for r in rows}
+
+    def published(
+        self,
+        biobank_id: str,
+        run_id: int,
+        indexed: Iterable[str],
+        unindexed: Iterable[str],
+        orphans: list[dict[str, Any]],
+        joined: Iterable[tuple[str, str]],
+        gone: Iterable[tuple[str, str]],
+    ) -> None:
+        """After the backend took the changes: flags cleared, deletions forgotten, the
+        pass finished, join problems in the quarantine (and joins that now work out of it)."""
+        stamp = now()
+        with self.state.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(
+                "UPDATE staged SET indexed = 1 WHERE biobank_id = ? AND kind = 'sample' AND id = ?",
+                ((biobank_id, i) for i in indexed),
+            )
+            db.executemany(
+                "UPDATE staged SET indexed = 0 WHERE biobank_id = ? AND kind = 'sample' AND id = ?",
+                ((biobank_id, i) for i in unindexed),
+            )
+            db.execute("DELETE FROM staged WHERE biobank_id = ? AND data IS NULL", (biobank_id,))
+            db.execute("UPDATE staged SET pending = 0 WHERE biobank_id = ?", (biobank_id,))
+            for orphan in orphans:
+                _quarantine(db, biobank_id, run_id, orphan, stamp, keep_payload=True)
+            db.executemany(
+                "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ? "
+                "AND field IN ('donor_id', 'collection_id')",
+                ((biobank_id, stream, key) for stream, key in joined),
+            )
+            db.executemany(
+                "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ?",
+                ((biobank_id, stream, key) for stream, key in gone),
+            )
+            db.execute("UPDATE sync_passes SET finished = 1 WHERE biobank_id = ?", (biobank_id,))
+            db.execute("COMMIT")
+
+    def forget(self, biobank_id: str) -> None:
+        """Drop a biobank's staged records and passes (its source is read whole now)."""
+        with self.state.connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("DELETE FROM staged WHERE biobank_id = ?", (biobank_id,))
+            db.execute("DELETE FROM sync_passes WHERE biobank_id = ?", (biobank_id,))
+            db.execute("COMMIT")
+
+    def _records(self, biobank_id: str, kind: str, where: str) -> list[Any]:
+        with self.state.connect() as db:
+            rows = db.execute(
+                f"SELECT data FROM staged WHERE biobank_id = ? AND kind = ? AND {where}",
+                (biobank_id, kind),
+            ).fetchall()
+        return [DECODERS[kind](r["data"]) for r in rows]
+
+
+def _check_references(
+    db: sqlite3.Connection,
+    biobank_id: str,
+    run_id: int,
+    change: StagedChange,
+    sample: Sample,
+    stamp: str,
+) -> None:
+    """Quarantine a sample whose donor or collection is not staged, with its raw payload.
+
+    The publish that follows decides for good (a later page may bring the donor); this
+    keeps what the source sent for the admin to see.
+    """
+    for kind, field, value in (
+        ("donor", "donor_id", sample.donor_id),
+        ("collection", "collection_id", sample.collection_id),
+    ):
+        found = db.execute(
+            "SELECT 1 FROM staged WHERE biobank_id = ? AND kind = ? AND id = ? "
+            "AND data IS NOT NULL",
+            (biobank_id, kind, value),
+        ).fetchone()
+        if found is None:
+            row = {
+                "stream": change.stream,
+                "record_key": change.source_id or sample.id,
+                "source_id": change.source_id,
+                "position": change.position,
+                "field": field,
+                "value": value,
+                "reason": f"no such {kind} at the source",
+                "payload": change.payload if change.payload is not None else {},
+            }
+            _quarantine(db, biobank_id, run_id, row, stamp)
+            return
+
+
+def _quarantine(
+    db: sqlite3.Connection,
+    biobank_id: str,
+    run_id: int,
+    row: Mapping[str, Any],
+    stamp: str,
+    *,
+    keep_payload: bool = False,
+) -> None:
+    payload = cap_payload(row["payload"])
+    db.execute(
+        "INSERT INTO quarantine (biobank_id, stream, record_key, source_id, position, field, "
+        "value, reason, payload, run_id, first_seen, last_seen) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT (biobank_id, stream, record_key) DO UPDATE SET source_id = "
+        "excluded.source_id, position = excluded.position, field = excluded.field, "
+        "value = excluded.value, reason = excluded.reason, payload = "
+        + ("quarantine.payload" if keep_payload else "excluded.payload")
+        + ", run_id = excluded.run_id, last_seen = excluded.last_seen",
+        (
+            biobank_id,
+            row["stream"],
+            row["record_key"],
+            row["source_id"],
+            row["position"],
+            row["field"],
+            row["value"],
+            row["reason"],
+            payload,
+            run_id,
+            stamp,
+            stamp,
+        ),
+    )
+
+
+def _unquarantine(
+    db: sqlite3.Connection, biobank_id: str, stream: str, source_id: str | None
+) -> None:
+    if source_id:
+        db.execute(
+            "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ?",
+            (biobank_id, stream, source_id),
+        )
+
+
+def _mark_deleted_by_source(
+    db: sqlite3.Connection, biobank_id: str, stream: str, source_id: str
+) -> None:
+    db.execute(
+        "UPDATE staged SET data = NULL, pending = 1 "
+        "WHERE biobank_id = ? AND stream = ? AND source_id = ? AND data IS NOT NULL",
+        (biobank_id, stream, source_id),
+    )
+
+
+# --- canonical records as JSON ----------------------------------------------------------
+
+
+def encode(record: Collection | Donor | Sample) -> str:
+    """A canonical record as compact JSON (equal records give equal text)."""
+    data: dict[str, Any] = {}
+    for name, value in vars(record).items():
+        if name in ("consent", "default_consent"):
+            value = consent_to_json(value) if value is not None else None
+        elif isinstance(value, (dt.date, dt.datetime)):
+            value = value.isoformat()
+        elif isinstance(value, tuple):
+            value = list(value)
+        data[name] = value
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def _consent(value: Any) -> Any:
+    return ConsentField().deserialize(value) if value else None
+
+
+def decode_collection(text: str) -> Collection:
+    data = json.loads(text)
+    data["types"] = tuple(data["types"])
+    data["default_consent"] = _consent(data.get("default_consent"))
+    return Collection(**data)
+
+
+def decode_donor(text: str) -> Donor:
+    data = json.loads(text)
+    data["diagnoses"] = tuple(data["diagnoses"])
+    data["orpha"] = tuple(data["orpha"])
+    data["consent"] = _consent(data.get("consent"))
+    return Donor(**data)
+
+
+def decode_sample(text: str) -> Sample:
+    data = json.loads(text)
+    data["diagnoses"] = tuple(data["diagnoses"])
+    data["data_categories"] = tuple(data["data_categories"])
+    if data.get("collection_date"):
+        data["collection_date"] = dt.date.fromisoformat(data["collection_date"])
+    if data.get("last_updated"):
+        data["last_updated"] = dt.datetime.fromisoformat(data["last_updated"])
+    return Sample(**data)
+
+
+DECODERS = {"collection": decode_collection, "donor": decode_donor, "sample": decode_sample}

@@ -1,0 +1,127 @@
+"""`biofed worker`: runs scheduled and requested syncs, each in its own `biofed sync` process.
+
+Each poll it reads the schedules from the network file (re-read, so an admin's edit takes
+effect without a restart), takes the queued requests, and starts a `biofed sync --biobank`
+process for each biobank that is due, at most `jobs` at a time and never a second one for
+a biobank whose sync is still running (the per-biobank lock would refuse it anyway, and
+that holds across workers on several machines). A sync process that crashes or is killed
+costs nothing: its run is marked interrupted and the next one resumes from its checkpoints.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from federation.settings import Settings
+from federation.sync.schedule import ScheduleError, SyncQueue, due, read_schedules
+from federation.sync.state import SyncState
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _Job:
+    biobank_id: str
+    mode: str
+    reason: str
+    process: subprocess.Popen[bytes]
+
+
+class SyncWorker:
+    """Starts due syncs as child processes and reaps them."""
+
+    def __init__(self, settings: Settings, config_file: Path | None, *, jobs: int = 2) -> None:
+        assert settings.network is not None
+        self.settings = settings
+        self.config_file = config_file
+        self.jobs = jobs
+        self.state = SyncState(settings.state_path)
+        self.queue = SyncQueue(self.state)
+        self.running: dict[str, _Job] = {}
+        self._waiting: dict[str, tuple[str, str]] = {}  # biobank -> (mode, reason) not started
+
+    def run(self, *, poll: float, once: bool = False) -> None:
+        """Loop: start what is due, reap what ended; with `once`, one round then wait."""
+        while True:
+            self.tick()
+            if once:
+                while self.running or self._waiting:
+                    time.sleep(min(poll, 0.2))
+                    self.reap()
+                    self._start_waiting()
+                return
+            time.sleep(poll)
+
+    def tick(self) -> None:
+        """Reap finished syncs, then queue and start what is due now."""
+        self.reap()
+        try:
+            schedules = read_schedules(Path(str(self.settings.network)))
+        except (ScheduleError, OSError) as err:
+            log.error("schedules not read: %s", err)
+            schedules = []
+        for biobank_id, mode in due(schedules, self.state).items():
+            self._waiting.setdefault(biobank_id, (mode, "schedule"))
+        for request in self.queue.claim():
+            self._waiting[request.biobank_id] = (request.mode, f"request:{request.requested_by}")
+        self._start_waiting()
+
+    def _start_waiting(self) -> None:
+        for biobank_id in list(self._waiting):
+            if len(self.running) >= self.jobs:
+                return
+            if biobank_id in self.running:
+                continue  # still syncing: it starts after this one ends
+            mode, reason = self._waiting.pop(biobank_id)
+            self.running[biobank_id] = _Job(
+                biobank_id, mode, reason, self._spawn(biobank_id, mode, reason)
+            )
+            log.info("started %s sync of %s (%s)", mode, biobank_id, reason)
+
+    def _spawn(self, biobank_id: str, mode: str, reason: str) -> subprocess.Popen[bytes]:
+        command = [sys.executable, "-m", "federation.cli"]
+        if self.config_file is not None:
+            command += ["--config", str(self.config_file)]
+        command += [
+            "--data-dir",
+            str(self.settings.data_dir),
+            "--network",
+            str(self.settings.network),
+            "sync",
+            "--biobank",
+            biobank_id,
+            "--mode",
+            mode,
+            "--triggered-by",
+            reason,
+            "--no-progress",
+        ]
+        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def reap(self) -> None:
+        for biobank_id, job in list(self.running.items()):
+            code = job.process.poll()
+            if code is None:
+                continue
+            _, errors = job.process.communicate()
+            del self.running[biobank_id]
+            if code:
+                log.warning(
+                    "sync of %s ended with %s: %s",
+                    biobank_id,
+                    code,
+                    errors.decode(errors="replace").strip()[-500:],
+                )
+            else:
+                log.info("sync of %s finished", biobank_id)
+
+    def stop(self) -> None:
+        """Let running syncs finish (a killed one would only be resumed later anyway)."""
+        for job in self.running.values():
+            job.process.wait()
+        self.reap()

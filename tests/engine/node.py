@@ -1,0 +1,147 @@
+"""A real search engine node for tests: the session's shared node, or a private one to kill.
+
+`engine_url` (session scope) is the node every engine test may share: the URL in
+`BIOFED_TEST_ENGINE_URL` when set (`.ci/run` starts one), else a node this session starts
+with `scripts/search-node start` and stops at the end (only if it started it). Tests that
+stop or kill a node use `PrivateNode` on a port of their own, so they never take down the
+node other tests (or other developers' sessions) are using.
+
+With CI=true a node that cannot start fails the tests; elsewhere a machine without a JDK
+or Maven skips them with the reason printed.
+
+The fixture lives in `tests/engine/fixtures.py`, loaded as a plugin by the engine test
+modules (`pytest_plugins`), so it is defined once for the whole session.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation import PROJECT_ROOT
+from federation.settings import Settings, load_settings
+from tests.support.server import free_port
+
+SCRIPT = PROJECT_ROOT / "scripts" / "search-node"
+URL_VARIABLE = "BIOFED_TEST_ENGINE_URL"
+# Messages of scripts/search-node that mean "this machine cannot run a node at all".
+MISSING_TOOLS = ("no JDK", "mvn (Maven) is needed", "curl is needed")
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() == "true"
+
+
+class NodeUnavailable(RuntimeError):
+    """The node could not be started; `missing_tools` when the machine lacks Java/Maven."""
+
+    def __init__(self, message: str, missing_tools: bool) -> None:
+        super().__init__(message)
+        self.missing_tools = missing_tools
+
+
+class PrivateNode:
+    """A node on its own port and state folder, driven through scripts/search-node."""
+
+    def __init__(self, port: int | None = None, state_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        # The script's pid file and log; a test's own folder keeps /tmp tidy.
+        self.state_dir = state_dir
+
+    def _run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "BIOFED_NODE_PORT": str(self.port)}
+        if self.state_dir is not None:
+            env["BIOFED_NODE_STATE"] = str(self.state_dir)
+        return subprocess.run(
+            [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    def start(self, *, keep_data: bool = False) -> str:
+        done = self._run("start", *(["--keep-data"] if keep_data else []))
+        if done.returncode != 0:
+            message = done.stderr.strip() or f"scripts/search-node exited {done.returncode}"
+            raise NodeUnavailable(message, any(m in message for m in MISSING_TOOLS))
+        return done.stdout.strip()
+
+    def running(self) -> bool:
+        return self._run("status").returncode == 0
+
+    def stop(self) -> None:
+        self._run("stop")
+
+    def kill(self) -> None:
+        self._run("kill")
+
+
+def unavailable(request: pytest.FixtureRequest, err: NodeUnavailable) -> None:
+    """Fail in CI or when the node is broken; skip (saying why) when tools are missing."""
+    if in_ci() or not err.missing_tools:
+        pytest.fail(f"the search engine node could not start: {err}", pytrace=False)
+    reason = f"engine tests skipped: {err}"
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(reason, yellow=True)
+    pytest.skip(reason)
+
+
+def engine_settings(base: Settings, url: str, prefix: str, **values: Any) -> Settings:
+    """`base` switched to the OpenSearch node at `url`, with indices under `prefix`."""
+    current = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
+    current.update(
+        backend="opensearch",
+        engine_urls=url,
+        engine_index_prefix=prefix,
+        # Tests see outages quickly: few retries, short backoff (see also engine_lock_ttl).
+        engine_search_timeout=5,
+        engine_bulk_retries=2,
+        engine_bulk_timeout=30,
+    )
+    current.update(values)
+    return load_settings(overrides=current, read_files=False, environ={})
+
+
+def unique_prefix() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+def engine_get(url: str, path: str) -> Any:
+    """GET a JSON endpoint of the node directly (not through the code under test)."""
+    with urllib.request.urlopen(f"{url}{path}", timeout=10) as response:
+        return json.loads(response.read())
+
+
+def engine_request(url: str, method: str, path: str, body: Any | None = None) -> Any:
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(
+        f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        if err.code == 404:
+            return None
+        raise
+
+
+def indices(url: str, prefix: str) -> dict[str, set[str]]:
+    """Every index whose name starts with `prefix`, with its aliases."""
+    found = engine_request(url, "GET", f"/{prefix}-*/_alias")
+    return {name: set(entry.get("aliases", {})) for name, entry in (found or {}).items()}
+
+
+def drop_prefix(url: str, prefix: str) -> None:
+    """Delete a test's indices (by name: wildcard deletes may be forbidden)."""
+    names = sorted(indices(url, prefix))
+    if names:
+        engine_request(url, "DELETE", f"/{','.join(names)}")

@@ -1,0 +1,514 @@
+"""The engine backend on a real OpenSearch node: the conformance suite, identical answers to
+the embedded backend on a generated network, generations and aliases, incremental changes,
+the cross-host sync lock, and settings.
+
+The node comes from `tests/engine/node.py` (BIOFED_TEST_ENGINE_URL, or one this session
+starts); every test works under its own index prefix, so sessions can share a node.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from federation import SCHEMA_DIR
+from federation.runtime import Runtime
+from federation.search import expr as ex
+from federation.search.backend import BackendUnavailable, SearchBackend
+from federation.search.documents import COLUMNS
+from federation.search.engine import (
+    BiobankLockHeld,
+    EngineBackend,
+    EngineError,
+    biobank_key,
+    compile_filter,
+)
+from federation.search.query import (
+    FACETS,
+    BackendAnswer,
+    Cell,
+    Criteria,
+    PageRequest,
+    SampleQuery,
+)
+from federation.settings import SettingsError, load_settings
+from federation.sync.run import sync_biobank
+from tests.conftest import Federation, make_settings
+from tests.engine.es_facade import elasticsearch_facade
+from tests.engine.node import (
+    drop_prefix,
+    engine_request,
+    engine_settings,
+    indices,
+    unique_prefix,
+)
+from tests.search.conformance import BackendConformance, build_network, per_biobank
+from tests.support.server import free_port
+
+pytest_plugins = ["tests.engine.fixtures"]
+pytestmark = pytest.mark.engine
+
+
+def engine_federation(root: Path, url: str, **values: Any) -> Federation:
+    fed = Federation(root)
+    fed.settings = engine_settings(fed.settings, url, unique_prefix(), **values)
+    fed.runtime = Runtime(fed.settings)
+    return fed
+
+
+def engine_of(fed: Federation) -> EngineBackend:
+    backend = fed.runtime.backend
+    assert isinstance(backend, EngineBackend)
+    return backend
+
+
+@pytest.fixture
+def federation(tmp_path: Path, engine_url: str) -> Iterator[Federation]:
+    fed = engine_federation(tmp_path, engine_url)
+    yield fed
+    fed.runtime.backend.close()
+    drop_prefix(engine_url, fed.settings.engine_index_prefix)
+
+
+@pytest.fixture
+def network(federation: Federation) -> Federation:
+    build_network(federation)
+    return federation
+
+
+class TestEngineBackend(BackendConformance):
+    """The conformance suite, unchanged, on the engine."""
+
+
+# --- identical answers on the embedded backend and the engine --------------------------------
+
+
+@dataclasses.dataclass
+class Twins:
+    embedded: SearchBackend
+    engine: SearchBackend
+    biobanks: list[str]
+
+
+@pytest.fixture(scope="module")
+def twins(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterator[Twins]:
+    """One generated network synced into both backends."""
+    from federation.demo.generator import generate_network
+
+    root = tmp_path_factory.mktemp("twins")
+    generate_network(root / "demo", biobanks=4, samples=6_000, seed=4)
+    network = root / "demo" / "network.yaml"
+    embedded = Runtime(make_settings(root / "embedded", network))
+    engine = Runtime(
+        engine_settings(make_settings(root / "engine", network), engine_url, unique_prefix())
+    )
+    biobanks = [s.biobank.id for s in embedded.network().biobanks]
+    for runtime in (embedded, engine):
+        for source in runtime.network().biobanks:
+            sync_biobank(
+                source, runtime.backend, runtime.state, locks_dir=runtime.settings.locks_dir
+            )
+    yield Twins(embedded.backend, engine.backend, biobanks)
+    embedded.backend.close()
+    engine.backend.close()
+    drop_prefix(engine_url, engine.settings.engine_index_prefix)
+
+
+# Segments and page filters in the shapes consent filters take: negations, nulls, ranges.
+SEGMENTS: dict[str, ex.Expr] = {
+    "gru": ex.In("duo_permission", ("GRU",)),
+    "unknown_consent": ex.IsNull("duo_permission"),
+    "not_npu": ex.Not(ex.HasAny("duo_modifiers", ("NPU", "NCU"))),
+    "no_modifiers_list_null": ex.IsNull("duo_modifiers"),
+    "old_or_unknown_age": ex.Or((ex.Range("age", gte=65), ex.IsNull("age"))),
+    "not_young": ex.Not(ex.Range("age", lt=30)),
+    "collected_2015_on": ex.Range("collection_date", gte=dt.date(2015, 1, 1)),
+    "none": ex.FALSE,
+    "all": ex.TRUE,
+}
+
+CRITERIA = [
+    Criteria(),
+    Criteria(material_type=("PLASMA", "SERUM")),
+    Criteria(sex=("FEMALE",), age_min=40, age_max=69),
+    Criteria(disease_terms=(("C00-C97",),)),
+    Criteria(disease_terms=(("II",), ("C50", "C18"))),
+    Criteria(disease_terms=(("E11", "I10", "J45"),), material_type=("DNA", "PLASMA")),
+    Criteria(disease_terms=((),)),
+    Criteria(collection_types=("COHORT", "POPULATION_BASED")),
+    Criteria(data_categories=("GENOMIC_DATA",), age_max=50),
+    Criteria(age_min=90),
+]
+
+
+def comparable(answer: BackendAnswer) -> dict[str, Any]:
+    page = answer.page
+    return {
+        "by_biobank": answer.by_biobank,
+        "segments": answer.segments,
+        "facets": sorted(answer.facets, key=lambda c: (c.facet, c.key, c.biobank_id)),
+        "page": None if page is None else (page.records, page.end_cursor, page.has_next_page),
+    }
+
+
+@pytest.mark.parametrize("number", range(len(CRITERIA)))
+def test_engine_answers_exactly_as_embedded(twins: Twins, number: int) -> None:
+    criteria = CRITERIA[number]
+    first = twins.biobanks[number % len(twins.biobanks)]
+    for criteria_variant in (criteria, dataclasses.replace(criteria, biobank_id=(first,))):
+        kwargs: dict[str, Any] = {
+            "facets": FACETS,
+            "segments": SEGMENTS,
+            "page": PageRequest(first=7),
+            "page_filter": ex.Not(ex.IsNull("duo_permission")),
+        }
+        expected = twins.embedded.answer(criteria_variant, **kwargs)
+        got = twins.engine.answer(criteria_variant, **kwargs)
+        assert got.page is not None and expected.page is not None
+        for mine, reference in zip(got.page.records, expected.page.records, strict=True):
+            assert mine == reference
+        assert comparable(got) == comparable(expected)
+        assert set(got.generation) == set(got.by_biobank)
+
+
+def test_pages_walk_the_same_rows_on_both(twins: Twins) -> None:
+    criteria = Criteria(material_type=("PLASMA",))
+    walked: list[list[Any]] = []
+    for backend in (twins.embedded, twins.engine):
+        rows: list[Any] = []
+        after = None
+        while True:
+            page = backend.answer(criteria, page=PageRequest(first=100, after=after)).page
+            assert page is not None
+            rows.extend(page.records)
+            if not page.has_next_page:
+                break
+            after = page.end_cursor
+        walked.append(rows)
+    assert walked[0] == walked[1]
+    assert len(walked[1]) > 200
+
+
+def test_published_generations_and_sample_ids_match(twins: Twins) -> None:
+    embedded, engine = twins.embedded.published(), twins.engine.published()
+    assert embedded.keys() == engine.keys() == set(twins.biobanks)
+    for biobank in twins.biobanks:
+        assert engine[biobank].documents == embedded[biobank].documents
+        assert engine[biobank].metadata == embedded[biobank].metadata
+        assert twins.engine.sample_ids(biobank) == twins.embedded.sample_ids(biobank)
+
+
+# --- generations, aliases and the write path ---------------------------------------------------
+
+
+def test_each_biobank_serves_one_index_behind_both_aliases(
+    network: Federation, engine_url: str
+) -> None:
+    prefix = network.settings.engine_index_prefix
+    before = indices(engine_url, f"{prefix}-samples")
+    network.sync("beta")  # a second generation of beta replaces the first
+    after = indices(engine_url, f"{prefix}-samples")
+    assert len(after) == 2
+    for name, aliases in after.items():
+        biobank = "alpha" if "-alpha-" in name else "beta"
+        assert aliases == {f"{prefix}-samples", f"{prefix}-samples-{biobank}"}
+    (old_beta,) = (n for n in before if "-beta-" in n)
+    assert old_beta not in after  # the old generation is deleted after the swap
+    settings = engine_request(engine_url, "GET", f"/{prefix}-samples-beta/_settings")
+    (index_settings,) = (v["settings"]["index"] for v in settings.values())
+    assert index_settings["number_of_replicas"] == "0"
+    # Serving indices refresh only when told (after a load, after an incremental batch).
+    assert index_settings["refresh_interval"] == "-1"
+    assert index_settings["translog"]["durability"] == "request"
+
+
+def test_writer_failures_leave_no_trace(network: Federation, engine_url: str) -> None:
+    backend = engine_of(network)
+    prefix = network.settings.engine_index_prefix
+    before = indices(engine_url, prefix)
+    counts = backend.answer(Criteria()).by_biobank
+    rows = _rows(backend, "beta")
+    # A document the engine refuses (a term over Lucene's 32 kB limit) fails the load
+    # after the new index was created.
+    bad = [*rows, {**rows[0], "sample_id": "bad", "storage_temperature": "x" * 40_000}]
+    writer = backend.generation_writer("beta")
+    with pytest.raises(EngineError, match="immense term"), writer:
+        writer.add(bad)
+        writer.publish()
+    assert indices(engine_url, prefix) == before
+    assert backend.answer(Criteria()).by_biobank == counts
+    assert not writer._spool_dir.exists()  # the local spool is gone too
+    # The lock was released: the next writer of beta can start at once.
+    with backend.generation_writer("beta") as again:
+        again.add(rows)
+        again.publish()
+    assert backend.answer(Criteria()).by_biobank == counts
+
+
+def _rows(backend: EngineBackend, biobank_id: str) -> list[dict[str, Any]]:
+    """The current rows of a biobank, read back from its sample documents."""
+    hits = backend.writer.search(
+        backend.names.biobank_alias(biobank_id),
+        {"size": 1000, "query": {"term": {"kind": "sample"}}, "sort": [{"sample_id": "asc"}]},
+    )["hits"]["hits"]
+    rows = []
+    for hit in hits:
+        row = {k: v for k, v in hit["_source"].items() if k in COLUMNS}
+        for name, kind in COLUMNS.items():
+            if isinstance(row[name], str) and kind == "date":
+                row[name] = dt.date.fromisoformat(row[name])
+            elif isinstance(row[name], str) and kind == "timestamp":
+                row[name] = dt.datetime.fromisoformat(row[name])
+        rows.append(row)
+    return rows
+
+
+def test_remove_biobank_deletes_its_indices(network: Federation, engine_url: str) -> None:
+    prefix = network.settings.engine_index_prefix
+    network.runtime.backend.remove_biobank("beta")
+    assert all("-beta-" not in name for name in indices(engine_url, prefix))
+    assert set(network.runtime.backend.published()) == {"alpha"}
+    assert set(per_biobank(network.runtime.search.search(SampleQuery()))) == {"alpha"}
+
+
+def test_an_empty_network_answers_empty(federation: Federation) -> None:
+    backend = federation.runtime.backend
+    answer = backend.answer(Criteria(), facets=FACETS, page=PageRequest(3))
+    assert answer.by_biobank == {} and answer.facets == ()
+    assert answer.page is not None and answer.page.records == ()
+    assert backend.published() == {} and backend.sample_ids("alpha") == set()
+    assert backend.ready()
+
+
+# --- incremental changes -----------------------------------------------------------------------
+
+
+def test_incremental_changes_upsert_delete_and_count_conflicts(network: Federation) -> None:
+    backend = engine_of(network)
+    rows = {r["sample_id"]: r for r in _rows(backend, "beta")}
+    assert backend.answer(Criteria()).by_biobank["beta"] == Cell(2, 3)
+    # b4: a new sample of an existing donor; b5: a new donor; b3 deleted (its donor B2 goes).
+    b4 = {**rows["b1"], "sample_id": "b4", "material_type": "SERUM"}
+    b5 = {**rows["b1"], "sample_id": "b5", "donor_id": "B9", "sex": "MALE"}
+    outcome = backend.apply_changes("beta", [b4, b5], ["b3", "nope"], version=1000)
+    assert (outcome.upserted, outcome.deleted, outcome.missing, outcome.conflicts) == (2, 1, 1, 0)
+    cell = backend.answer(Criteria()).by_biobank["beta"]
+    assert (cell.donors, cell.samples) == (2, 4)  # B1 (b1, b2, b4), B9 (b5)
+    serum = backend.answer(Criteria(material_type=("SERUM",))).by_biobank["beta"]
+    assert (serum.donors, serum.samples) == (1, 1)
+    assert backend.published()["beta"].documents == 4
+    # A stale replay (older version) loses to what is there: counted, not applied.
+    stale = backend.apply_changes("beta", [{**b4, "material_type": "DNA"}], ["b5"], version=999)
+    assert stale.conflicts == 2 and stale.upserted == stale.deleted == 0
+    assert backend.answer(Criteria(material_type=("SERUM",))).by_biobank["beta"].samples == 1
+    # A withdrawn donor's row is removed, never indexed.
+    gone = backend.apply_changes("beta", [{**b5, "withdrawn": True}], [], version=1001)
+    assert gone.deleted == 1
+    cell = backend.answer(Criteria()).by_biobank["beta"]
+    assert (cell.donors, cell.samples) == (1, 3)
+    # A sample moving to another donor rebuilds both donors.
+    moved = backend.apply_changes("beta", [{**b4, "donor_id": "B7"}], [], version=1002)
+    assert moved.upserted == 1 and moved.donors_rebuilt == 2
+    cell = backend.answer(Criteria()).by_biobank["beta"]
+    assert (cell.donors, cell.samples) == (2, 3)
+    assert backend.sample_ids("beta") == {"b1", "b2", "b4"}
+
+
+# --- the sync lock across hosts ----------------------------------------------------------------
+
+
+def test_one_sync_per_biobank_across_hosts(network: Federation, engine_url: str) -> None:
+    here = engine_of(network)
+    # Another host: its own backend instance (own clients and lock owner) on the same engine.
+    there = EngineBackend.from_settings(network.settings)
+    try:
+        with here.lock("alpha"):
+            with pytest.raises(BiobankLockHeld, match="already running on"):
+                there.generation_writer("alpha")
+            with here.lock("alpha"):  # re-entrant in the process holding it
+                pass
+            with there.lock("beta"):  # other biobanks are free
+                pass
+        with there.lock("alpha"):  # released: the other host may sync now
+            pass
+    finally:
+        there.close()
+
+
+def test_a_stale_lock_is_taken_over(network: Federation, engine_url: str) -> None:
+    backend = engine_of(network)
+    prefix = network.settings.engine_index_prefix
+    # What a sync killed mid-run leaves: its lock document, past its expiry.
+    stale = {"biobank_id": "beta", "owner": "dead", "host": "gone", "pid": 1, "expires_at": 1}
+    engine_request(engine_url, "PUT", f"/{prefix}-locks/_doc/beta?refresh=true", stale)
+    with backend.lock("beta") as lease:
+        assert lease.document["owner"] != "dead"
+    live = {"biobank_id": "beta", "owner": "x", "host": "h1", "pid": 2, "expires_at": 2**42}
+    engine_request(engine_url, "PUT", f"/{prefix}-locks/_doc/beta?refresh=true", live)
+    with pytest.raises(BiobankLockHeld, match="h1"):
+        backend.generation_writer("beta")
+
+
+def test_a_held_lock_is_renewed(federation: Federation, engine_url: str) -> None:
+    settings = dataclasses.replace(federation.settings, engine_lock_ttl=0.6)
+    backend = EngineBackend.from_settings(settings)
+    try:
+        with backend.lock("gamma") as lease:
+            first = lease.document["expires_at"]
+            time.sleep(1.0)  # past the TTL: only renewal keeps it
+            lease.check()
+            assert lease.document["expires_at"] > first
+    finally:
+        backend.close()
+
+
+# --- outage without a node, settings, schema ---------------------------------------------------
+
+
+def test_searches_fail_fast_when_the_engine_is_unreachable(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    settings = engine_settings(make_settings(tmp_path), url, "down", engine_search_retries=1)
+    backend = EngineBackend.from_settings(settings)
+    started = time.monotonic()
+    with pytest.raises(BackendUnavailable):
+        backend.answer(Criteria(), facets=FACETS)
+    assert time.monotonic() - started < 2
+    assert backend.ready() is False
+    backend.close()
+
+
+def test_engine_settings_are_validated(tmp_path: Path) -> None:
+    settings = load_settings(
+        environ={
+            "BIOFED_BACKEND": "elasticsearch",
+            "BIOFED_ENGINE_URLS": "https://a:9200, https://b:9200/",
+            "BIOFED_ENGINE_API_KEY": "sekrit-api-key",
+            "BIOFED_ENGINE_VERIFY_CERTS": "false",
+            "BIOFED_ENGINE_SEARCH_TIMEOUT": "1.5",
+        },
+        read_files=False,
+    )
+    assert settings.engine_urls == ("https://a:9200", "https://b:9200")
+    assert settings.engine_verify_certs is False and settings.engine_search_timeout == 1.5
+    assert "sekrit" not in repr(settings)
+    for environ, message in [
+        ({"BIOFED_ENGINE_URLS": "a:9200"}, "is not an http"),
+        ({"BIOFED_ENGINE_INDEX_PREFIX": "Bad"}, "lowercase"),
+        ({"BIOFED_ENGINE_SEARCH_TIMEOUT": "0"}, "more than 0"),
+        ({"BIOFED_ENGINE_BULK_RETRIES": "-1"}, "must not be negative"),
+        ({"BIOFED_ENGINE_VERIFY_CERTS": "maybe"}, "true or false"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            load_settings(environ=environ, read_files=False)
+    config = tmp_path / "site.yaml"
+    config.write_text("engine_password: hunter2\n")
+    with pytest.raises(SettingsError, match="secret; set BIOFED_ENGINE_PASSWORD"):
+        load_settings(config, environ={})
+    with pytest.raises(SettingsError, match="OpenSearch has no API keys"):
+        EngineBackend.from_settings(
+            load_settings(
+                environ={"BIOFED_BACKEND": "opensearch", "BIOFED_ENGINE_API_KEY": "k"},
+                read_files=False,
+            )
+        )
+
+
+def _mapping_fields(properties: dict[str, Any]) -> dict[str, str]:
+    kinds = {"keyword": "string", "integer": "int", "boolean": "bool"}
+    out = {}
+    for name, spec in properties.items():
+        if spec["type"] == "date":
+            out[name] = "date" if spec["format"] == "strict_date" else "timestamp"
+        else:
+            out[name] = kinds[spec["type"]]
+    return out
+
+
+@pytest.mark.parametrize("path", sorted((SCHEMA_DIR / "engine").glob("*-*.json")), ids=str)
+def test_mappings_follow_the_document_columns(path: Path) -> None:
+    schema = json.loads(path.read_text())
+    top = dict(schema["mappings"]["properties"])
+    nested = top.pop("samples")
+    assert nested["type"] == "nested"
+    assert top.pop("kind") == {"type": "keyword"}
+    # Lists are keyword arrays: compare kinds without the [] marker.
+    expected = {name: kind.removesuffix("[]") for name, kind in COLUMNS.items()}
+    assert _mapping_fields(top) == expected
+    assert _mapping_fields(nested["properties"]) == expected
+    assert schema["mappings"]["dynamic"] == "strict"
+    # Loading: no replicas, no fsync per request (each restored afterwards), no refresh.
+    assert schema["loading_settings"]["index"] == {
+        "number_of_replicas": 0,
+        "refresh_interval": "-1",
+        "translog": {"durability": "async"},
+    }
+    assert schema["settings"]["index"]["translog"] == {"durability": "request"}
+
+
+def test_filter_compiler_shapes() -> None:
+    assert compile_filter(ex.Not(ex.In("sex", ("MALE",))), "samples.") == {
+        "bool": {"must_not": [{"term": {"samples.sex": "MALE"}}]}
+    }
+    assert compile_filter(ex.IsNull("age")) == {
+        "bool": {"must_not": [{"exists": {"field": "age"}}]}
+    }
+    assert compile_filter(ex.Range("age")) == {"exists": {"field": "age"}}
+    assert compile_filter(ex.Range("collection_date", lt=dt.date(2020, 1, 2))) == {
+        "range": {"collection_date": {"lt": "2020-01-02"}}
+    }
+    with pytest.raises(ValueError, match="unknown index column"):
+        compile_filter(ex.In("nope", ("x",)))
+
+
+def test_biobank_keys_are_index_safe_and_distinct() -> None:
+    ids = ["alpha", "Alpha", "a-b", "a_b", "a_2db", "東北", "x" * 300, "x" * 299 + "y"]
+    keys = [biobank_key(i) for i in ids]
+    assert len(set(keys)) == len(keys)
+    for key in keys:
+        assert key == key.lower() and "-" not in key and len(key) <= 120
+        assert all(c.isascii() for c in key)
+
+
+# --- the Elasticsearch adapter ------------------------------------------------------------------
+
+
+def test_the_elasticsearch_adapter_on_a_real_engine(tmp_path: Path, engine_url: str) -> None:
+    """The same backend through the `elasticsearch` client (see tests/engine/es_facade.py)."""
+    with elasticsearch_facade(engine_url) as url:
+        fed = engine_federation(tmp_path, url, backend="elasticsearch")
+        try:
+            build_network(fed)
+            backend = engine_of(fed)
+            assert type(backend.reader).__name__ == "ElasticsearchClient"
+            result = fed.runtime.search.search(SampleQuery.parse({"materials": ["PLASMA"]}))
+            assert per_biobank(result) == {"alpha": (3, 3), "beta": (2, 2)}
+            page = backend.answer(Criteria(), page=PageRequest(4)).page
+            assert page is not None and [r["sample_id"] for r in page.records] == [
+                "a1",
+                "a2",
+                "a3",
+                "a4",
+            ]
+            assert backend.published()["beta"].documents == 3
+            row = {**_rows(backend, "beta")[0], "sample_id": "b9"}
+            outcome = backend.apply_changes("beta", [row], ["b3"], version=5)
+            assert (outcome.upserted, outcome.deleted, outcome.conflicts) == (1, 1, 0)
+            assert backend.sample_ids("beta") == {"b1", "b2", "b9"}
+            other = EngineBackend.from_settings(fed.settings)
+            try:
+                with backend.lock("alpha"), pytest.raises(BiobankLockHeld):
+                    other.generation_writer("alpha")
+            finally:
+                other.close()
+            backend.remove_biobank("beta")
+            assert set(backend.published()) == {"alpha"}
+        finally:
+            fed.runtime.backend.close()
+            drop_prefix(engine_url, fed.settings.engine_index_prefix)
