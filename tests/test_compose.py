@@ -15,8 +15,8 @@ from federation import PROJECT_ROOT
 from federation.settings import ENV_PREFIX, SECRET_SETTINGS, Settings
 
 COMPOSE = PROJECT_ROOT / "docker-compose.yml"
-# Variables the compose file may set that are not settings: the worker's loop reads it.
-NOT_SETTINGS = {"BIOFED_SYNC_INTERVAL"}
+# Variables the compose file may set that are not settings (none today).
+NOT_SETTINGS: set[str] = set()
 # Per-service keys a gateway has on top of the shared configuration.
 GATEWAY_ONLY = {"BIOFED_HOST", "BIOFED_PORT", "BIOFED_WORKERS"}
 STACKS = {
@@ -94,6 +94,7 @@ def test_gateway_and_worker_share_one_configuration(compose: dict[str, Any]) -> 
         assert any(v.endswith(":/config:ro") for v in found[sync]["volumes"])
         assert found[gateway]["build"] == found[sync]["build"] == "."
         assert "biofed sync --all" in " ".join(found[sync]["command"])
+        assert "exec biofed worker" in " ".join(found[sync]["command"])
         assert "gunicorn" in found[gateway]["command"]
 
 
