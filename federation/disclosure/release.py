@@ -18,8 +18,9 @@ from typing import Any
 from federation.disclosure.policy import Granularity, RoleRule
 from federation.search.result import Count, Precision
 
-# The order in which imprecision dominates when released cells are summed.
-_DOMINANCE = (Precision.NOISED, Precision.ROUNDED, Precision.LOWER_BOUND)
+# The order in which imprecision dominates when released cells are summed: a total that
+# leaves withheld answers out can be far below the truth, which matters more than noise.
+_DOMINANCE = (Precision.LOWER_BOUND, Precision.NOISED, Precision.ROUNDED)
 
 
 def noise_key(secret: str, query: Mapping[str, Any], biobank_id: str, cell: str) -> bytes:
