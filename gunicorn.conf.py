@@ -43,3 +43,11 @@ access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
 # gateways on one host would fight over it, and a read-only home breaks startup. Older
 # gunicorn ignores the setting.
 control_socket_disable = True
+
+
+def post_worker_init(worker: object) -> None:
+    """Build the disease name index (with Japanese names, about a second) before serving,
+    so the first researcher to type in the search box does not wait for it."""
+    from federation.model.disease_names import default_names
+
+    default_names()
