@@ -266,6 +266,8 @@ def _exec_gunicorn(
     )
     if settings.network is not None:
         env["BIOFED_NETWORK"] = str(Path(settings.network).resolve())
+    if settings.auth:
+        env["BIOFED_AUTH"] = json.dumps(settings.auth)  # key hashes only, no secrets
     if config_file is not None:
         env["BIOFED_CONFIG"] = str(Path(config_file).resolve())
     url = f"http://{env['BIOFED_HOST']}:{env['BIOFED_PORT']}"
@@ -295,10 +297,47 @@ def demo(
     if fresh or not network.exists():
         click.echo(f"generating {biobanks} biobanks, {samples} samples into {out} ...", err=True)
         generate_network(out, biobanks=biobanks, samples=samples, seed=seed, sources="mixed")
-    settings = settings.with_overrides(network=network)
+    keys = _demo_keys(out, fresh)
+    auth = dict(settings.auth)
+    auth["api_keys"] = [*auth.get("api_keys", []), *(k["entry"] for k in keys.values())]
+    settings = settings.with_overrides(network=network, auth=auth)
     if _sync(settings, None, None):
         click.echo("some biobanks failed to sync; serving the others", err=True)
+    click.echo(
+        "demo API keys (send as `Authorization: Bearer KEY`; the web UI has a sign-in field):",
+        err=True,
+    )
+    for role, issued in keys.items():
+        click.echo(f"  {role:<20} {issued['key']}", err=True)
     _exec_gunicorn(settings, ctx.obj["config_file"], "127.0.0.1", port, None)
+
+
+def _demo_keys(out: Path, fresh: bool) -> dict[str, dict[str, Any]]:
+    """API keys for each demo role, made once and kept beside the demo network (0600).
+
+    They let a visitor compare what an anonymous caller, a registered researcher, an
+    approved researcher and an operator see for the same search.
+    """
+    import yaml
+
+    from federation.gateway.auth import issue_api_key
+    from federation.settings import load_network
+
+    path = out / "demo-keys.yaml"
+    if path.exists() and not fresh:
+        loaded: dict[str, dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return loaded
+    biobank_ids = [s.biobank.id for s in load_network(out / "network.yaml").biobanks]
+    issued = {
+        "registered": issue_api_key("researcher@demo.example"),
+        "approved": issue_api_key("approved@demo.example", approved_for=biobank_ids),
+        "admin": issue_api_key(f"admin@{biobank_ids[0]}.example", admin_of=biobank_ids[:1]),
+        "network_operator": issue_api_key("operator@demo.example", operator=True),
+    }
+    keys = {role: {"key": i.key, "entry": i.entry} for role, i in issued.items()}
+    path.write_text(yaml.safe_dump(keys, sort_keys=False), encoding="utf-8")
+    path.chmod(0o600)
+    return keys
 
 
 @main.command()

@@ -359,16 +359,16 @@ def _describe(entry: _Entry, plan: BiobankPlan, connector: dict[str, Any]) -> di
 
 
 # Disclosure policies of the demo biobanks, so the demo shows how answers differ by role:
-# cohorts release rounded counts to the public, hospitals only tell the public whether
-# they have matches, rare-disease biobanks withhold more. Approved researchers and admins
-# get the defaults (exact counts and records).
+# cohorts and hospitals release rounded counts to the public (hospitals more coarsely),
+# rare-disease biobanks only tell the public whether they have matches. Approved
+# researchers and admins get the defaults (exact counts and records).
 DEMO_DISCLOSURE: dict[str, dict[str, dict[str, Any]]] = {
     "population": {
         "anonymous": {"granularity": "count", "min_count": 10, "rounding": 10},
         "registered": {"granularity": "count", "min_count": 5, "noise": 1.5},
     },
     "hospital": {
-        "anonymous": {"granularity": "boolean"},
+        "anonymous": {"granularity": "count", "min_count": 20, "rounding": 10},
         "registered": {"granularity": "count", "min_count": 5, "rounding": 5},
     },
     "disease": {

@@ -28,6 +28,18 @@ query($q: SampleQuery!) {
   }
 }"""
 
+EXPLAINED = """
+query($q: SampleQuery!) {
+  search(query: $q) {
+    byBiobank {
+      biobank { id }
+      donors { value precision reason }
+      samples { value precision reason }
+      access { role granularity explanation }
+    }
+  }
+}"""
+
 QUERIES: list[dict[str, Any]] = [
     {},
     {"diseases": ["C50"], "sexes": ["FEMALE"]},
@@ -144,17 +156,37 @@ def test_biofed_demo_serves_the_demo_network(tmp_path: Path) -> None:
         "--port",
         str(port),
     ]
+    question = {"q": {"diseases": ["C50"], "sexes": ["FEMALE"]}}
     with running(command, {}, port, tmp_path / "demo.log", timeout=300) as url:
-        answer = graphql(url, SEARCH, {"q": {"diseases": ["C50"], "sexes": ["FEMALE"]}})
+        answer = graphql(url, EXPLAINED, question)
+        keys = yaml.safe_load((tmp_path / "data" / "demo" / "demo-keys.yaml").read_text())
+        approved = graphql(
+            url, EXPLAINED, question, headers={"Authorization": f"Bearer {keys['approved']['key']}"}
+        )
+    assert "approved" in (tmp_path / "demo.log").read_text(), "the demo prints its keys"
     rows = answer["data"]["search"]["byBiobank"]
     truth = SourceTruth(tmp_path / "data" / "demo").counts(diseases=["C50"], sexes=["FEMALE"])
     assert rows and set(truth) >= {r["biobank"]["id"] for r in rows}, answer
     # Anonymous callers get counts released under each biobank's policy: each one is
-    # either withheld or within the rounding and noise of the true count.
+    # either withheld or within the rounding and noise of the true count, and says so.
     for row in rows:
         true_donors, _ = truth[row["biobank"]["id"]]
         released = row["donors"]
+        assert row["access"]["role"] == "anonymous"
         if released["precision"] == "EXACT":
             assert released["value"] == true_donors
-        elif released["value"] is not None:
-            assert abs(released["value"] - true_donors) <= max(10, true_donors // 5), row
+        else:
+            assert released["reason"] and row["access"]["explanation"]
+            if released["value"] is not None:
+                assert abs(released["value"] - true_donors) <= max(10, true_donors // 5), row
+    # The approved researcher asking the same question gets the exact truth, and the
+    # response says why the two answers differ.
+    exact = {
+        r["biobank"]["id"]: (r["donors"]["value"], r["samples"]["value"])
+        for r in approved["data"]["search"]["byBiobank"]
+    }
+    assert exact == truth
+    assert {r["access"]["explanation"] for r in approved["data"]["search"]["byBiobank"]} == {
+        "counts are exact; sample records are available"
+    }
+    assert any(r["donors"]["precision"] != "EXACT" for r in rows), "anonymous sees less"
