@@ -86,18 +86,26 @@ class EngineClient(abc.ABC):
     """The engine calls the backend makes, the same for every client."""
 
     distribution: ClassVar[str]
+    # The client library's object: calls that read the same in both libraries live here.
+    _client: Any
 
     @abc.abstractmethod
     def __init__(self, options: ClientOptions) -> None:
         """Build the client; no request is sent until the first call."""
 
     @abc.abstractmethod
+    def _translated(self) -> contextlib.AbstractContextManager[None]:
+        """Turn the library's exceptions into EngineUnavailable / EngineError."""
+
     def info(self) -> dict[str, Any]:
         """The root endpoint: cluster name and version (distribution, number)."""
+        with self._translated():
+            return dict(self._client.info())
 
-    @abc.abstractmethod
     def health(self) -> str:
         """Cluster health status: green, yellow or red."""
+        with self._translated():
+            return str(self._client.cluster.health()["status"])
 
     @abc.abstractmethod
     def msearch(self, searches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
@@ -131,29 +139,45 @@ class EngineClient(abc.ABC):
     def put_meta(self, index: str, meta: Mapping[str, Any]) -> None:
         """Replace the `_meta` of an index's mapping."""
 
-    @abc.abstractmethod
     def refresh(self, index: str) -> None:
         """Make everything written so far searchable."""
+        with self._translated():
+            self._client.indices.refresh(index=index)
 
-    @abc.abstractmethod
     def flush(self, index: str) -> None:
         """Commit everything written so far to disk (it then survives a crash of the node)."""
+        with self._translated():
+            self._client.indices.flush(index=index)
 
     @abc.abstractmethod
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         """Apply alias actions in one atomic cluster-state change."""
 
-    @abc.abstractmethod
     def aliases(self, pattern: str) -> dict[str, set[str]]:
         """Indices matching a name, alias or wildcard, each with its aliases ({} if none)."""
+        try:
+            with self._translated():
+                response = self._client.indices.get_alias(index=pattern)
+        except EngineNotFound:
+            return {}
+        return {name: set(entry.get("aliases", {})) for name, entry in response.items()}
 
-    @abc.abstractmethod
     def mappings(self, index: str) -> dict[str, dict[str, Any]]:
         """Mapping per concrete index behind a name or alias ({} if none)."""
+        try:
+            with self._translated():
+                response = self._client.indices.get_mapping(index=index)
+        except EngineNotFound:
+            return {}
+        return {name: dict(entry["mappings"]) for name, entry in response.items()}
 
-    @abc.abstractmethod
     def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
         """A document with `_source`, `_seq_no` and `_primary_term`, or None."""
+        try:
+            with self._translated():
+                return dict(self._client.get(index=index, id=doc_id))
+        except EngineNotFound:
+            return None
 
     @abc.abstractmethod
     def put(
@@ -183,9 +207,9 @@ class EngineClient(abc.ABC):
     ) -> None:
         """Delete a document, conditional on its sequence number when given."""
 
-    @abc.abstractmethod
     def close(self) -> None:
         """Close the connection pool."""
+        self._client.close()
 
 
 def _written(items: Sequence[Mapping[str, Any]]) -> list[Written]:
@@ -303,14 +327,6 @@ class OpenSearchClient(EngineClient):
             status = err.status_code if isinstance(err.status_code, int) else None
             raise _by_status(status, f"{err.error}: {err.info}") from None
 
-    def info(self) -> dict[str, Any]:
-        with self._translated():
-            return dict(self._client.info())
-
-    def health(self) -> str:
-        with self._translated():
-            return str(self._client.cluster.health()["status"])
-
     def msearch(self, searches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
         with self._translated():
             response = self._client.msearch(body=_msearch_payload(searches))
@@ -350,40 +366,9 @@ class OpenSearchClient(EngineClient):
         with self._translated():
             self._client.indices.put_mapping(index=index, body={"_meta": meta})
 
-    def refresh(self, index: str) -> None:
-        with self._translated():
-            self._client.indices.refresh(index=index)
-
-    def flush(self, index: str) -> None:
-        with self._translated():
-            self._client.indices.flush(index=index)
-
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         with self._translated():
             self._client.indices.update_aliases(body={"actions": list(actions)})
-
-    def aliases(self, pattern: str) -> dict[str, set[str]]:
-        try:
-            with self._translated():
-                response = self._client.indices.get_alias(index=pattern)
-        except EngineNotFound:
-            return {}
-        return {name: set(entry.get("aliases", {})) for name, entry in response.items()}
-
-    def mappings(self, index: str) -> dict[str, dict[str, Any]]:
-        try:
-            with self._translated():
-                response = self._client.indices.get_mapping(index=index)
-        except EngineNotFound:
-            return {}
-        return {name: dict(entry["mappings"]) for name, entry in response.items()}
-
-    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        try:
-            with self._translated():
-                return dict(self._client.get(index=index, id=doc_id))
-        except EngineNotFound:
-            return None
 
     def put(
         self,
@@ -422,9 +407,6 @@ class OpenSearchClient(EngineClient):
             params["if_primary_term"] = if_primary_term
         with self._translated():
             self._client.delete(index=index, id=doc_id, params=params)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 class ElasticsearchClient(EngineClient):
@@ -469,14 +451,6 @@ class ElasticsearchClient(EngineClient):
         except ApiError as err:
             raise _by_status(err.meta.status, f"{err.message}: {err.info}") from None
 
-    def info(self) -> dict[str, Any]:
-        with self._translated():
-            return dict(self._client.info())
-
-    def health(self) -> str:
-        with self._translated():
-            return str(self._client.cluster.health()["status"])
-
     def msearch(self, searches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
         with self._translated():
             response = self._client.msearch(searches=_msearch_payload(searches))
@@ -501,7 +475,7 @@ class ElasticsearchClient(EngineClient):
         with self._translated():
             # The client sends a bytes body as it is (its NDJSON serializer passes bytes
             # through), which keeps the payload sizes the backend chose.
-            response = self._client.bulk(body=payload, refresh=refresh)  # type: ignore[arg-type]
+            response = self._client.bulk(body=payload, refresh=refresh)
         return _written(response["items"])
 
     def create_index(self, name: str, body: Mapping[str, Any]) -> None:
@@ -521,40 +495,9 @@ class ElasticsearchClient(EngineClient):
         with self._translated():
             self._client.indices.put_mapping(index=index, meta=dict(meta))
 
-    def refresh(self, index: str) -> None:
-        with self._translated():
-            self._client.indices.refresh(index=index)
-
-    def flush(self, index: str) -> None:
-        with self._translated():
-            self._client.indices.flush(index=index)
-
     def update_aliases(self, actions: Sequence[Mapping[str, Any]]) -> None:
         with self._translated():
             self._client.indices.update_aliases(actions=[dict(a) for a in actions])
-
-    def aliases(self, pattern: str) -> dict[str, set[str]]:
-        try:
-            with self._translated():
-                response = self._client.indices.get_alias(index=pattern)
-        except EngineNotFound:
-            return {}
-        return {name: set(entry.get("aliases", {})) for name, entry in response.items()}
-
-    def mappings(self, index: str) -> dict[str, dict[str, Any]]:
-        try:
-            with self._translated():
-                response = self._client.indices.get_mapping(index=index)
-        except EngineNotFound:
-            return {}
-        return {name: dict(entry["mappings"]) for name, entry in response.items()}
-
-    def get(self, index: str, doc_id: str) -> dict[str, Any] | None:
-        try:
-            with self._translated():
-                return dict(self._client.get(index=index, id=doc_id))
-        except EngineNotFound:
-            return None
 
     def put(
         self,
@@ -593,9 +536,6 @@ class ElasticsearchClient(EngineClient):
             kwargs["if_primary_term"] = if_primary_term
         with self._translated():
             self._client.delete(index=index, id=doc_id, **kwargs)
-
-    def close(self) -> None:
-        self._client.close()
 
 
 ADAPTERS: dict[str, type[EngineClient]] = {
