@@ -1555,7 +1555,8 @@ def markdown_table(report: dict[str, Any]) -> str:
         for variant, timings in (entry.get("variants") or {}).items():
             if isinstance(timings, dict):
                 cells = [
-                    f"{timings[n]['median_ms']:.0f} / {timings[n]['p95_ms']:.0f}"
+                    f"{timings[n]['median_ms']:.0f} / {timings[n]['p95_ms']:.0f} "
+                    f"(cpu {timings[n].get('cpu_median_ms', 0):.0f})"
                     if n in timings
                     else "-"
                     for n in QUERIES

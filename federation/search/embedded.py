@@ -1,8 +1,8 @@
 """The embedded backend: immutable Parquet generations queried in-process with DuckDB.
 
-Why this shape (measurements in docs/embedded-backend.md): DuckDB answers filtered facet
-counts over a million rows in tens of milliseconds, but a DuckDB database file takes one
-writing process or many read-only ones. So a sync never writes into what servers read: it
+Why this shape (measurements in docs/embedded-backend.md): DuckDB gives exact distinct
+donor counts over a million rows fastest among the stores measured here, but a DuckDB
+database file takes one writing process or many read-only ones. So a sync never writes into what servers read: it
 writes a new Parquet file per biobank generation and publishes it by atomically replacing
 `manifest.json` (the embedded equivalent of an alias swap). Each server process notices
 the new manifest on its next search, loads the published files into an in-memory table,
@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import threading
 import uuid
@@ -47,6 +48,8 @@ from federation.search.query import (
     PageRequest,
     RecordPage,
 )
+
+log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 # Generations kept per biobank: the serving one and the one before, which a server that
@@ -218,6 +221,13 @@ class EmbeddedBackend(SearchBackend):
         self._db = duckdb.connect(":memory:")
         if threads:
             self._db.execute(f"SET threads = {int(threads)}")
+        # Tables live in an in-memory database attached with compression, which DuckDB
+        # applies at checkpoint; the allocator settings return the freed memory to the OS.
+        # Measured at 1M rows (docs/embedded-backend.md): ~670 MB of private memory per
+        # server process uncompressed, ~230 MB compressed, and queries no slower.
+        self._db.execute("SET allocator_flush_threshold = '32MB'")
+        self._db.execute("SET allocator_background_threads = true")
+        self._db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
         self._lock = threading.Lock()
         self._table: str | None = None
         self._manifest_stamp: tuple[int, int] | None = None
@@ -244,7 +254,7 @@ class EmbeddedBackend(SearchBackend):
                 return
             manifest = self.store.read_manifest()
             self._serial += 1
-            table = f"samples_{self._serial}"
+            table = f"mem.samples_{self._serial}"
             files = self.store.live_files(manifest)
             try:
                 if files:
@@ -267,6 +277,18 @@ class EmbeddedBackend(SearchBackend):
             if old is not None:
                 self._retired.add(old)
             self._drop_retired()
+            self._compress()
+
+    def _compress(self) -> None:
+        """Checkpoint the attached database, which compresses the new table.
+
+        A checkpoint cannot run while another thread's query holds a transaction; the table
+        then stays uncompressed (faster to lose than to wait for) until the next reload.
+        """
+        try:
+            self._db.execute("CHECKPOINT mem")
+        except duckdb.Error as err:
+            log.info("embedded store: checkpoint deferred (%s)", err)
 
     def _drop_retired(self) -> None:
         for name in list(self._retired):
@@ -477,6 +499,10 @@ def to_sql(node: ex.Expr, params: list[Any]) -> str:
             return f"{_column(node.column)} = ?"
         return f"{_column(node.column)} IN ({', '.join('?' for _ in node.values)})"
     if isinstance(node, ex.HasAny):
+        if len(node.values) == 1:
+            # Half the cost of list_has_any for the common one-term case (measured).
+            params.append(node.values[0])
+            return f"list_contains({_column(node.column)}, ?)"
         params.append(list(node.values))
         return f"list_has_any({_column(node.column)}, ?::VARCHAR[])"
     if isinstance(node, ex.Range):
