@@ -18,6 +18,7 @@ by a server in an error body never reaches a log, the sync history or a client.
 
 from __future__ import annotations
 
+import abc
 import datetime as dt
 import email.utils
 import json
@@ -167,7 +168,7 @@ for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
     logging.getLogger(_name).addFilter(_SCRUBBER)
 
 
-class PageSource:
+class PageSource(abc.ABC):
     """Where an HTTP connector's pages come from."""
 
     recorded = False
@@ -176,17 +177,17 @@ class PageSource:
         self.base_url = base_url.rstrip("/")
         self.secrets = tuple(secrets)
 
+    @abc.abstractmethod
     def get(
         self, target: str, params: Mapping[str, Any] | None = None, *, text: bool = False
     ) -> Page:
         """GET `target` (relative to the base URL, or absolute under it)."""
-        raise NotImplementedError
 
     def post(self, target: str, body: Mapping[str, Any]) -> Page:
         """POST a JSON body (GraphQL APIs); JSON back."""
         raise SourceError(f"{self.base_url} is a recording: it cannot answer POST", retriable=False)
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: recordings hold no connections
         """Release connections."""
 
     def error(self, message: str, *, retriable: bool, status: int | None = None) -> SourceError:

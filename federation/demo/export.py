@@ -7,6 +7,7 @@ in batches, so memory stays flat whatever the size. Everything random comes from
 
 from __future__ import annotations
 
+import abc
 import csv
 import datetime as dt
 import math
@@ -590,7 +591,7 @@ def _prefix(city: str, kind: str) -> str:
 # --- writing tables -----------------------------------------------------------------------
 
 
-class _Tables:
+class _Tables(abc.ABC):
     """The three tables of one export, in one flavour; rows come in canonical field order."""
 
     def __init__(self, flavour: Flavour) -> None:
@@ -603,11 +604,11 @@ class _Tables:
             stream: list(columns.values()) for stream, columns in flavour.columns.items()
         }
 
-    def add(self, stream: str, rows: Iterable[Sequence[Any]]) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def add(self, stream: str, rows: Iterable[Sequence[Any]]) -> None: ...
 
-    def close(self) -> None:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def close(self) -> None: ...
 
     def __enter__(self) -> _Tables:
         return self

@@ -18,6 +18,7 @@ so the connector rejects it the way it rejects a tabular cell.
 
 from __future__ import annotations
 
+import abc
 import json
 import shutil
 from collections.abc import Iterable, Sequence
@@ -95,7 +96,7 @@ class _Pages:
         self.write(self.number, self.held, True)
 
 
-class RecordedExport:
+class RecordedExport(abc.ABC):
     """One biobank's source as recorded pages under `folder/<format>/` (the `_Tables` API)."""
 
     format = ""
@@ -124,16 +125,16 @@ class RecordedExport:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def records(self, stream: str, row: dict[str, Any]) -> list[Any]:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def records(self, stream: str, row: dict[str, Any]) -> list[Any]: ...
 
-    def _writer(self, stream: str) -> Any:
-        raise NotImplementedError
+    @abc.abstractmethod
+    def _writer(self, stream: str) -> Any: ...
 
     @classmethod
+    @abc.abstractmethod
     def options(cls, folder: str, page_size: int) -> dict[str, Any]:
         """The connector options that read this recording."""
-        raise NotImplementedError
 
 
 class FhirExport(RecordedExport):
