@@ -7,7 +7,9 @@ quarantine and must be able to find the row at the source.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -283,6 +285,203 @@ class SampleSchema(_Canonical):
             }
         )
 
+
+# --- the common case without marshmallow ------------------------------------------------------
+
+_SAMPLE_IDS = ("id", "biobank_id", "collection_id", "donor_id")
+_SAMPLE_FIELDS = frozenset(SampleSchema().fields)
+
+
+def quick_sample(data: Mapping[str, Any]) -> Sample | None:
+    """The Sample `SampleSchema().load(data)` gives for plain valid text, else None.
+
+    A sync validates every row, and most rows are valid text: this builds the same record
+    at a fraction of marshmallow's cost. Anything unusual (a non-text value, any value
+    marshmallow would reject) returns None, and the caller loads the row with the
+    schema, which then gives the record or the exact rejection.
+    """
+    known = {k: v for k, v in data.items() if k in _SAMPLE_FIELDS}
+    for name in _SAMPLE_IDS:
+        value = known.get(name)
+        if type(value) is not str or not 1 <= len(value) <= 200:
+            return None
+    material = known.get("material_type")
+    if type(material) is not str:
+        return None
+    material_type = vocab.material_types().canonical(material)
+    if material_type is None:
+        return None
+    last_updated = None
+    if "last_updated" in known:
+        text = known["last_updated"]
+        if type(text) is not str:
+            return None
+        try:
+            last_updated = dt.datetime.fromisoformat(text)
+        except ValueError:
+            return None
+        if last_updated.tzinfo is None or last_updated.utcoffset() is None:
+            last_updated = last_updated.replace(tzinfo=dt.UTC)  # AwareDateTime's default
+    collection_date = None
+    if "collection_date" in known:
+        text = known["collection_date"]
+        if type(text) is not str:
+            return None
+        try:
+            collection_date = dt.date.fromisoformat(text)
+        except ValueError:
+            return None
+        if collection_date > dt.date.today():
+            return None
+    age = None
+    if "age_at_collection" in known:
+        text = known["age_at_collection"]
+        if type(text) is not str:
+            return None
+        try:
+            age = int(text)
+        except ValueError:
+            return None
+        if not 0 <= age <= MAX_AGE_YEARS:
+            return None
+    storage = None
+    if "storage_temperature" in known:
+        text = known["storage_temperature"]
+        storage = vocab.storage_temperatures().canonical(text) if type(text) is str else None
+        if storage is None:
+            return None
+    availability = known.get("availability", "available")
+    if availability not in vocab.AVAILABILITY:
+        return None
+    diagnoses = _codes(known.get("diagnoses", ()), _diagnosis)
+    categories = _codes(known.get("data_categories", ()), vocab.data_categories().canonical)
+    if diagnoses is None or categories is None:
+        return None
+    return Sample(
+        id=known["id"],
+        biobank_id=known["biobank_id"],
+        collection_id=known["collection_id"],
+        donor_id=known["donor_id"],
+        material_type=material_type,
+        collection_date=collection_date,
+        age_at_collection=age,
+        storage_temperature=storage,
+        diagnoses=tuple(dict.fromkeys(diagnoses)),
+        availability=availability,
+        data_categories=tuple(categories),
+        last_updated=last_updated,
+    )
+
+
+_DONOR_FIELDS = frozenset(DonorSchema().fields)
+_ORPHA = re.compile(r"^ORPHA:\d+$")
+
+
+def quick_donor(data: Mapping[str, Any]) -> Donor | None:
+    """The Donor `DonorSchema().load(data)` gives for plain valid text, else None.
+
+    As `quick_sample`: None sends the row to the schema for the record or the rejection.
+    """
+    known = {k: v for k, v in data.items() if k in _DONOR_FIELDS}
+    for name in ("id", "biobank_id"):
+        value = known.get(name)
+        if type(value) is not str or not 1 <= len(value) <= 200:
+            return None
+    sex_text = known.get("sex")
+    sex = vocab.sexes().canonical(sex_text) if type(sex_text) is str else None
+    if sex is None:
+        return None
+    birth_year = _whole_number(known, "birth_year", EARLIEST_BIRTH_YEAR, dt.date.today().year)
+    age = _whole_number(known, "age_at_recruitment", 0, MAX_AGE_YEARS)
+    if birth_year is False or age is False:
+        return None
+    diagnoses = _codes(known.get("diagnoses", ()), _diagnosis)
+    orpha = known.get("orpha", ())
+    if diagnoses is None or type(orpha) not in (list, tuple):
+        return None
+    if not all(type(o) is str and _ORPHA.match(o) for o in orpha):
+        return None
+    consent = None
+    if "consent" in known:
+        text = known["consent"]
+        if type(text) is not str or not text.strip():
+            return None
+        consent = _consent(text)
+        if consent is None:
+            return None
+    withdrawn = known.get("consent_withdrawn", False)
+    if withdrawn is not False:
+        if type(withdrawn) is not str:
+            return None
+        if withdrawn in fields.Boolean.truthy:
+            withdrawn = True
+        elif withdrawn in fields.Boolean.falsy:
+            withdrawn = False
+        else:
+            return None
+    return Donor(
+        id=known["id"],
+        biobank_id=known["biobank_id"],
+        sex=sex,
+        birth_year=birth_year,
+        age_at_recruitment=age,
+        diagnoses=tuple(dict.fromkeys(diagnoses)),
+        orpha=tuple(orpha),
+        consent=consent,
+        consent_withdrawn=withdrawn,
+    )
+
+
+def _whole_number(known: Mapping[str, Any], name: str, low: int, high: int) -> int | bool | None:
+    """The field as marshmallow's Integer loads it within [low, high]; False when it would not."""
+    if name not in known:
+        return None
+    text = known[name]
+    if type(text) is not str:
+        return False
+    try:
+        number = int(text)
+    except ValueError:
+        return False
+    return number if low <= number <= high else False
+
+
+@functools.lru_cache(maxsize=4096)
+def _consent(text: str) -> duo.Consent | None:
+    """`ConsentField`'s reading of a consent text, or None where it would reject it."""
+    try:
+        return duo.parse(text)
+    except duo.InvalidConsent:
+        return None
+
+
+def _codes(values: Any, canonical: Any) -> list[str] | None:
+    if type(values) not in (list, tuple):
+        return None
+    out = []
+    for value in values:
+        code = canonical(value) if type(value) is str else None
+        if code is None:
+            return None
+        out.append(code)
+    return out
+
+
+@functools.lru_cache(maxsize=65_536)
+def _diagnosis(text: str) -> str | None:
+    """The WHO code `Icd10Diagnosis` loads `text` as, or None where it would reject it."""
+    try:
+        code = icd10.normalise(text)
+    except icd10.UnknownCode:
+        return None
+    return code if icd10.kind(code) in ("category", "subcategory") else None
+
+
+# Schema -> a loader of the common case that returns None when the schema must decide.
+QUICK_LOADERS: dict[type[Schema], Callable[[Mapping[str, Any]], Any]] = {
+    SampleSchema: quick_sample,
+    DonorSchema: quick_donor,
+}
 
 SCHEMAS: dict[str, type[Schema]] = {
     "biobank": BiobankSchema,

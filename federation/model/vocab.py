@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 
 from federation import SCHEMA_DIR
@@ -26,6 +26,12 @@ class Vocabulary:
 
     name: str
     terms: tuple[Term, ...]
+    # Built once: validation looks a code up per field of every record, and a cache keyed
+    # on the vocabulary itself would hash all its terms on each lookup.
+    _by_upper: dict[str, str] = field(init=False, repr=False, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_upper", {t.code.upper(): t.code for t in self.terms})
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -33,17 +39,13 @@ class Vocabulary:
 
     def canonical(self, value: str) -> str | None:
         """The code spelled as in the table, or None when `value` is not in it."""
-        return self._by_upper().get(value.strip().upper())
+        return self._by_upper.get(value.strip().upper())
 
     def label(self, code: str) -> str:
         for term in self.terms:
             if term.code == code:
                 return term.label
         return code
-
-    @cache  # noqa: B019 - vocabularies are module-level singletons, never garbage
-    def _by_upper(self) -> dict[str, str]:
-        return {t.code.upper(): t.code for t in self.terms}
 
 
 @cache

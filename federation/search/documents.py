@@ -8,6 +8,7 @@ membership test, and consent is stored as columns a compiled purpose can test.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,15 +102,7 @@ def join_sample(
 def document(sample: Sample, donor: Donor, collection: Collection, ordinal: int) -> dict[str, Any]:
     """One index row for a sample of a donor in a collection."""
     diagnoses = tuple(dict.fromkeys((*sample.diagnoses, *donor.diagnoses)))
-    terms: dict[str, None] = {}
-    chapters: dict[str, None] = {}
-    blocks: dict[str, None] = {}
-    for code in diagnoses:
-        terms.update(dict.fromkeys(icd10.with_ancestors(code)))
-        chapters[icd10.chapter(code)] = None
-        block = icd10.block(code)
-        if block:
-            blocks[block] = None
+    terms, chapters, blocks = _disease_columns(diagnoses)
     consent = effective_consent(donor, collection)
     return {
         "biobank_id": sample.biobank_id,
@@ -137,6 +130,25 @@ def document(sample: Sample, donor: Donor, collection: Collection, ordinal: int)
     }
 
 
+# A network has far fewer distinct diagnosis lists than samples: each list's hierarchy is
+# worked out once.
+@functools.lru_cache(maxsize=65_536)
+def _disease_columns(
+    diagnoses: tuple[str, ...],
+) -> tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]:
+    """Every diagnosis with its ancestors, their chapters and their blocks, in order."""
+    terms: dict[str, None] = {}
+    chapters: dict[str, None] = {}
+    blocks: dict[str, None] = {}
+    for code in diagnoses:
+        terms.update(dict.fromkeys(icd10.with_ancestors(code)))
+        chapters[icd10.chapter(code)] = None
+        block = icd10.block(code)
+        if block:
+            blocks[block] = None
+    return tuple(terms), tuple(chapters), tuple(blocks)
+
+
 def consent_columns(consent: Consent | None) -> dict[str, Any]:
     """Consent as flat columns; `duo_permission` None means unknown, which never permits."""
     if consent is None:
@@ -149,16 +161,32 @@ def consent_columns(consent: Consent | None) -> dict[str, Any]:
             "duo_ts_date": None,
             "duo_mor_date": None,
         }
-    ts, mor, gs = consent.modifier("TS"), consent.modifier("MOR"), consent.modifier("GS")
+    text, permission, modifiers, diseases, countries, ts_date, mor_date = _consent_values(consent)
     return {
-        "consent": consent.to_text(),
-        "duo_permission": consent.permission.code,
-        "duo_modifiers": [m.code for m in consent.modifiers],
-        "duo_diseases": list(consent.permission.diseases),
-        "duo_countries": list(gs.countries) if gs else [],
-        "duo_ts_date": ts.date if ts else None,
-        "duo_mor_date": mor.date if mor else None,
+        "consent": text,
+        "duo_permission": permission,
+        "duo_modifiers": list(modifiers),
+        "duo_diseases": list(diseases),
+        "duo_countries": list(countries),
+        "duo_ts_date": ts_date,
+        "duo_mor_date": mor_date,
     }
+
+
+# Donors share a handful of consents, and every sample row needs its donor's: computed once
+# per distinct consent (immutable values; each row still gets lists of its own).
+@functools.lru_cache(maxsize=4096)
+def _consent_values(consent: Consent) -> tuple[Any, ...]:
+    ts, mor, gs = consent.modifier("TS"), consent.modifier("MOR"), consent.modifier("GS")
+    return (
+        consent.to_text(),
+        consent.permission.code,
+        tuple(m.code for m in consent.modifiers),
+        consent.permission.diseases,
+        gs.countries if gs else (),
+        ts.date if ts else None,
+        mor.date if mor else None,
+    )
 
 
 def record_view(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 Why this shape (measurements in docs/embedded-backend.md): DuckDB gives exact distinct
 donor counts over a million rows fastest among the stores measured here, but a DuckDB
-database file takes one writing process or many read-only ones. So a sync never writes into what servers read: it
-writes a new Parquet file per biobank generation and publishes it by atomically replacing
-`manifest.json` (the embedded equivalent of an alias swap). Each server process notices
-the new manifest on its next search, loads the published files into an in-memory table,
-and swaps it in; searches in flight finish on the table they started with.
+database file takes one writing process or many read-only ones. So a sync never writes
+into what servers read: it writes a new Parquet file per biobank generation and publishes
+it by atomically replacing `manifest.json` (the embedded equivalent of an alias swap).
+Each server process notices the new manifest on its next search, loads the published
+files into an in-memory table, and swaps it in; searches in flight finish on the table
+they started with.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from federation.model import icd10
 from federation.search import expr as ex
 from federation.search.backend import (
     BackendUnavailable,
@@ -70,16 +72,23 @@ ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.i
 _FACET_SQL: dict[str, tuple[str, bool]] = {
     "material_type": ("material_type", False),
     "sex": ("sex", False),
-    "age": (
-        f"CAST(age // {AGE_BUCKET_YEARS} * {AGE_BUCKET_YEARS} AS VARCHAR) || '-' || "
-        f"CAST(age // {AGE_BUCKET_YEARS} * {AGE_BUCKET_YEARS} + {AGE_BUCKET_YEARS - 1} AS VARCHAR)",
-        False,
-    ),
+    "age": (f"age // {AGE_BUCKET_YEARS}", False),
     "chapter": ("chapters", True),
     "block": ("blocks", True),
     "biobank": ("biobank_id", False),
     "collection_type": ("collection_types", True),
 }
+# Bucket keys that are built from the grouped value `k`, once per bucket rather than per row
+# (building the age label per row tripled the age facet's time at 1M rows).
+_FACET_LABEL = {
+    "age": (
+        f"CAST(k * {AGE_BUCKET_YEARS} AS VARCHAR) || '-' || "
+        f"CAST(k * {AGE_BUCKET_YEARS} + {AGE_BUCKET_YEARS - 1} AS VARCHAR)"
+    ),
+}
+# Up to this many terms, a list filter is an OR of list_contains (several times faster than
+# list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
+MAX_CONTAINS_TERMS = 16
 _RECORD_COLUMNS = (
     "biobank_id, sample_id, collection_id, donor_id, sex, age, material_type, collection_date, "
     "storage_temperature, availability, diagnoses, data_categories, consent, last_updated, "
@@ -368,8 +377,9 @@ class EmbeddedBackend(SearchBackend):
         else:
             source = f"(SELECT biobank_id, donor_ord, {expression} AS k FROM {table} WHERE {where})"
         rows = db.execute(
-            f"SELECT biobank_id, k, count(DISTINCT donor_ord), count(*) FROM {source} "
-            "WHERE k IS NOT NULL GROUP BY biobank_id, k",
+            f"SELECT biobank_id, {_FACET_LABEL.get(facet, 'k')}, d, s FROM ("
+            f"SELECT biobank_id, k, count(DISTINCT donor_ord) AS d, count(*) AS s FROM {source} "
+            "WHERE k IS NOT NULL GROUP BY biobank_id, k)",
             params,
         ).fetchall()
         return [FacetCell(facet, str(k), bb, int(d), int(s)) for bb, k, d, s in rows]
@@ -499,11 +509,18 @@ def to_sql(node: ex.Expr, params: list[Any]) -> str:
             return f"{_column(node.column)} = ?"
         return f"{_column(node.column)} IN ({', '.join('?' for _ in node.values)})"
     if isinstance(node, ex.HasAny):
-        if len(node.values) == 1:
+        values = list(node.values)
+        if node.column == "disease_terms":
+            values = _without_descendants(values)
+        if len(values) == 1:
             # Half the cost of list_has_any for the common one-term case (measured).
-            params.append(node.values[0])
+            params.append(values[0])
             return f"list_contains({_column(node.column)}, ?)"
-        params.append(list(node.values))
+        if len(values) <= MAX_CONTAINS_TERMS:
+            params.extend(values)
+            probes = [f"list_contains({_column(node.column)}, ?)" for _ in values]
+            return "(" + " OR ".join(probes) + ")"
+        params.append(values)
         return f"list_has_any({_column(node.column)}, ?::VARCHAR[])"
     if isinstance(node, ex.Range):
         bounds = []
@@ -522,6 +539,24 @@ def to_sql(node: ex.Expr, params: list[Any]) -> str:
     if isinstance(node, ex.Or):
         return "(" + " OR ".join(to_sql(i, params) for i in node.items) + ")"
     raise TypeError(f"unknown filter node {node!r}")
+
+
+def _without_descendants(codes: list[str]) -> list[str]:
+    """The codes minus those under another of them: the same rows match, with fewer probes.
+
+    A row's `disease_terms` holds every ancestor of each diagnosis, so a row holding a
+    code also holds the code's ancestors. A free-text search resolves to a block and all
+    its categories ("breast cancer": 12 codes, of which 3 decide), and each costs a probe.
+    """
+    wanted = set(codes)
+    return [code for code in codes if not wanted.intersection(_ancestors(code))]
+
+
+def _ancestors(code: str) -> tuple[str, ...]:
+    try:
+        return icd10.ancestors(code)
+    except ValueError:  # not a WHO code as spelled: it can only match itself
+        return ()
 
 
 def _column(name: str) -> str:

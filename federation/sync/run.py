@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 from marshmallow import Schema, ValidationError
 
 from federation.model.records import (
+    QUICK_LOADERS,
     SCHEMAS,
     Collection,
     Donor,
@@ -547,6 +548,12 @@ def _validate(
     mapped: Any = None
     try:
         mapped = connector.map(item)
+        # Most rows are plain valid text: built without marshmallow; the rest (and every
+        # rejection) go through the schema.
+        quick = QUICK_LOADERS.get(type(schema))
+        record = quick(mapped) if quick is not None else None
+        if record is not None:
+            return record, None
         return schema.load(mapped), None
     except RecordRejected as err:
         return None, Rejection(

@@ -1,0 +1,971 @@
+"""The benchmark runner: generate, sync, time the query mix, the gateway and a load run.
+
+    python -m bench run --backend embedded --samples 1000000 --name embedded-1m
+
+Phases, each written to `bench/results/<name>.json` as soon as it ends (a run cut short
+keeps what it measured; `"complete": true` marks a finished one):
+
+1. network: the demo generator's tables-only network of N sample rows, cached by its
+   parameters under `bench/.cache/` (so ingest measures the pipeline, not HTTP);
+2. ingest: `biofed sync --all` in a fresh data directory, as a subprocess: wall time,
+   samples per second (sample rows of the network over wall time, end to end through the
+   connector, validation and indexing), and the sync process's peak RSS;
+3. queries: the fixed mix (`bench.queries`) through the search service and written by hand
+   against the backend, interleaved, after a warm-up: p50/p95/p99 and ours/raw;
+4. gateway: the same questions as POST /graphql through gunicorn (operator API key, rate
+   limit off) against a direct call of the service; then a load run of C clients for T
+   seconds, once idle and once with a sync of one biobank running alongside; and the peak
+   memory of the server processes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from bench.queries import QUESTIONS, Question, dsl_searches, graphql_document, sql_statements
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / "bench" / ".cache"
+RESULTS = ROOT / "bench" / "results"
+ENGINE_URL = "http://127.0.0.1:9250"
+
+# Targets of issue 7 (2 cores, 24 GB; medians). `size` is the size each is stated for.
+TARGETS: dict[str, dict[str, Any]] = {
+    "embedded": {
+        "size": 1_000_000,
+        "selective_p50_ms": 50,
+        "landing_p50_ms": 250,
+        "ingest_samples_per_s": 20_000,
+    },
+    "opensearch": {
+        "size": 10_000_000,
+        "selective_p50_ms": 100,
+        "selective_p99_ms": 500,
+        "ingest_samples_per_s": 10_000,
+    },
+}
+RATIO_TARGET = 1.3
+GATEWAY_OVERHEAD_TARGET_MS = 10.0
+# A search slower than this at 10M is slow, not stuck: the engine's default 3 s would fail it.
+SEARCH_TIMEOUT_S = 60
+# The load run stops after this many requests even if its time is not up.
+MAX_LOAD_REQUESTS = 200_000
+
+
+@dataclass
+class Options:
+    """The runner's arguments."""
+
+    backend: str
+    samples: int
+    biobanks: int = 20
+    seed: int = 7
+    name: str = ""
+    reps: int = 30
+    warmup: int = 3
+    load_seconds: float = 30.0
+    clients: int = 4
+    workers: int = 2
+    engine_url: str = ENGINE_URL
+    keep: bool = False
+    results_dir: Path = RESULTS
+    command: str = ""
+    phases: tuple[str, ...] = ("ingest", "queries", "gateway")
+
+
+@dataclass
+class Report:
+    """The JSON document of one run, rewritten after every phase."""
+
+    path: Path
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str) + "\n", encoding="utf-8")
+        tmp.replace(self.path)
+
+
+# --- measuring ----------------------------------------------------------------------------------
+
+
+def percentiles(values: list[float]) -> dict[str, float]:
+    """p50 (the median), p95 and p99 (nearest rank), min, max and the count, in ms."""
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+
+    def rank(p: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered) + 0.5) - 1))]
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(rank(0.95), 2),
+        "p99_ms": round(rank(0.99), 2),
+        "min_ms": round(ordered[0], 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def timed(call: Callable[[], Any]) -> float:
+    """Milliseconds one call takes."""
+    started = time.perf_counter()
+    call()
+    return (time.perf_counter() - started) * 1000
+
+
+def loadavg() -> list[float]:
+    """The 1, 5 and 15 minute load averages."""
+    return [round(v, 2) for v in os.getloadavg()]
+
+
+def machine(engine_version: str | None) -> dict[str, Any]:
+    """What the numbers were measured on."""
+    meminfo = Path("/proc/meminfo").read_text().splitlines()
+    total_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    versions: dict[str, str | None] = {}
+    for package in (
+        "duckdb",
+        "pyarrow",
+        "opensearch-py",
+        "gunicorn",
+        "graphene",
+        "flask",
+        "marshmallow",
+    ):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    versions["python"] = platform.python_version()
+    if engine_version:
+        versions["engine"] = engine_version
+    return {
+        "nproc": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)),
+        "memory_gb": round(total_kb / 1024 / 1024, 1),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "versions": versions,
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
+    }
+
+
+def _git(*args: str) -> str:
+    try:
+        out = subprocess.run(
+            ["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=10, check=False
+        )
+    except OSError:
+        return ""
+    return out.stdout.strip()
+
+
+# --- the network and the data directory -------------------------------------------------------
+
+
+def network_for(options: Options) -> Path:
+    """The tables-only demo network for the options, generated once and cached."""
+    folder = CACHE / f"network-n{options.samples}-b{options.biobanks}-s{options.seed}"
+    if not (folder / "network.yaml").exists():
+        from federation.demo.generator import generate_network
+
+        tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
+        shutil.rmtree(tmp, ignore_errors=True)
+        generate_network(
+            tmp,
+            biobanks=options.biobanks,
+            samples=options.samples,
+            seed=options.seed,
+            sources="tables",
+        )
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder / "network.yaml"
+
+
+def environment(options: Options, data_dir: Path, network: Path, prefix: str) -> dict[str, str]:
+    """The BIOFED_* settings every process of the run shares."""
+    env = {
+        "BIOFED_DATA_DIR": str(data_dir),
+        "BIOFED_NETWORK": str(network),
+        "BIOFED_BACKEND": options.backend,
+        "BIOFED_ENGINE_SEARCH_TIMEOUT": str(SEARCH_TIMEOUT_S),
+        "BIOFED_SECRET_KEY": "bench-secret",
+    }
+    if options.backend != "embedded":
+        env["BIOFED_ENGINE_URLS"] = options.engine_url
+        env["BIOFED_ENGINE_INDEX_PREFIX"] = prefix
+    return env
+
+
+def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("BIOFED_")}
+    return {**base, **extra}
+
+
+# --- ingest -------------------------------------------------------------------------------------
+
+
+def sync_command(biobank: str | None = None) -> list[str]:
+    """`biofed sync` for every biobank, or for one."""
+    which = ["--all"] if biobank is None else ["--biobank", biobank]
+    return [sys.executable, "-m", "federation.cli", "sync", *which, "--no-progress"]
+
+
+def run_measured(command: list[str], env: Mapping[str, str], log: Path) -> dict[str, Any]:
+    """Run a command to its end: wall seconds, exit status and its own peak RSS."""
+    with log.open("wb") as out:
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, cwd=ROOT, env=_clean_env(env), stdout=out, stderr=subprocess.STDOUT
+        )
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "wall_s": round(seconds, 2),
+        "exit_code": process.returncode,
+        # ru_maxrss of this one child, in KiB on Linux.
+        "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
+        "cpu_user_s": round(usage.ru_utime, 2),
+        "cpu_system_s": round(usage.ru_stime, 2),
+    }
+
+
+def ingest(options: Options, env: Mapping[str, str], workdir: Path) -> dict[str, Any]:
+    """A full sync of the network in a fresh data directory."""
+    before = loadavg()
+    measured = run_measured(sync_command(), env, workdir / "sync.log")
+    if measured["exit_code"] != 0:
+        tail = (workdir / "sync.log").read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"sync failed ({measured['exit_code']}):\n{tail}")
+    runtime = _runtime(env)
+    indexed = sum(info.documents for info in runtime.backend.published().values())
+    runs = runtime.state.runs(limit=1000)
+    runtime.backend.close()
+    return {
+        "sample_rows": options.samples,
+        "indexed_samples": indexed,
+        **measured,
+        "samples_per_s": round(options.samples / measured["wall_s"]),
+        "indexed_per_s": round(indexed / measured["wall_s"]),
+        # Less sensitive to a busy machine than the wall rate: the sync's own CPU time.
+        "samples_per_cpu_s": round(
+            options.samples / (measured["cpu_user_s"] + measured["cpu_system_s"])
+        ),
+        "biobank_runs": len(runs),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+
+
+def _runtime(env: Mapping[str, str]) -> Any:
+    from federation.runtime import Runtime
+    from federation.settings import load_settings
+
+    return Runtime(load_settings(read_files=False, environ=dict(env)))
+
+
+# --- the query mix ------------------------------------------------------------------------------
+
+
+class RawBackend:
+    """The same questions written by hand straight against the backend."""
+
+    def __init__(self, options: Options, runtime: Any) -> None:
+        self.backend = options.backend
+        if options.backend == "embedded":
+            import duckdb
+
+            store = runtime.backend.store
+            files = store.live_files(store.read_manifest())
+            listing = ", ".join(f"'{p}'" for p in files)
+            # The same table the backend searches: the published Parquet generations in an
+            # in-memory database compressed at checkpoint.
+            self.db = duckdb.connect(":memory:")
+            self.db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
+            self.db.execute(f"CREATE TABLE mem.samples AS SELECT * FROM read_parquet([{listing}])")
+            self.db.execute("CHECKPOINT mem")
+            self.db.execute("USE mem")
+        else:
+            from opensearchpy import OpenSearch
+
+            self.client = OpenSearch(options.engine_url, timeout=SEARCH_TIMEOUT_S)
+            self.alias = f"{runtime.settings.engine_index_prefix}-samples"
+
+    def ask(self, question: Question, text_codes: tuple[str, ...], today: dt.date) -> Any:
+        """Run the hand-written form; return the rows or responses."""
+        if self.backend == "embedded":
+            return [
+                self.db.execute(sql).fetchall()
+                for sql in sql_statements(question, text_codes, today)
+            ]
+        body: list[dict[str, Any]] = []
+        for search in dsl_searches(question, text_codes, today):
+            body += [{"index": self.alias}, search]
+        response = self.client.msearch(body=body)
+        for item in response["responses"]:
+            if "error" in item:
+                raise RuntimeError(f"raw search failed: {item['error']}")
+        return response
+
+    def total_samples(self, answer: Any) -> int:
+        """The matching samples in a hand-written answer, over all biobanks."""
+        if self.backend == "embedded":
+            return sum(int(row[2]) for row in answer[0])
+        aggregations = answer["responses"][0].get("aggregations")
+        if not aggregations:
+            return 0
+        buckets = aggregations["samples"]["matching"]["biobank"]["buckets"]
+        return sum(int(b["doc_count"]) for b in buckets)
+
+    def close(self) -> None:
+        if self.backend == "embedded":
+            self.db.close()
+        else:
+            self.client.close()
+
+
+def operator_identity() -> Any:
+    """The network operator: every biobank answers it, with exact counts where allowed."""
+    from federation.disclosure.roles import Identity
+
+    return Identity(subject="bench", authenticated=True, operator=True, via="api_key")
+
+
+def clear_engine_cache(options: Options) -> None:
+    """Empty the node's request cache, which would answer a repeated aggregation itself."""
+    if options.backend == "embedded":
+        return
+    request = urllib.request.Request(
+        f"{options.engine_url}/_cache/clear?request=true", method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30):
+        pass
+
+
+def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
+    """Each question through the service and by hand, interleaved, after a warm-up."""
+    runtime = _runtime(env)
+    service = runtime.search
+    identity = operator_identity()
+    today = dt.date.today()
+    raw = RawBackend(options, runtime)
+    before = loadavg()
+    ours: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+    hand: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+    codes = {
+        q.name: service.names.codes_for_text(q.query.text) if q.query.text else ()
+        for q in QUESTIONS
+    }
+    purposes = {q.name: q.research_purpose(today) for q in QUESTIONS}
+
+    def ask_ours(q: Question) -> Any:
+        return service.search(q.query, identity=identity, purpose=purposes[q.name])
+
+    checks: dict[str, Any] = {}
+    for q in QUESTIONS:
+        for _ in range(options.warmup):
+            result = ask_ours(q)
+            by_hand = raw.ask(q, codes[q.name], today)
+        checks[q.name] = {
+            "samples": result.samples.value,
+            "donors": result.donors.value,
+            "raw_samples": raw.total_samples(by_hand),
+        }
+    for _ in range(options.reps):
+        for q in QUESTIONS:
+            clear_engine_cache(options)
+            ours[q.name].append(timed(partial(ask_ours, q)))
+            clear_engine_cache(options)
+            hand[q.name].append(timed(partial(raw.ask, q, codes[q.name], today)))
+    raw.close()
+    runtime.backend.close()
+    out: dict[str, Any] = {
+        "reps": options.reps,
+        "warmup": options.warmup,
+        "engine_request_cache": "cleared before every timed search"
+        if options.backend != "embedded"
+        else None,
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+        "questions": {},
+    }
+    for q in QUESTIONS:
+        mine, theirs = percentiles(ours[q.name]), percentiles(hand[q.name])
+        out["questions"][q.name] = {
+            "ours": mine,
+            "raw": theirs,
+            "ratio_p50": round(mine["p50_ms"] / theirs["p50_ms"], 2) if theirs["p50_ms"] else None,
+            "answer": checks[q.name],
+        }
+    return out
+
+
+# --- the gateway --------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    """A free loopback port."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Gateway:
+    """gunicorn serving the GraphQL gateway on loopback."""
+
+    process: subprocess.Popen[bytes]
+    port: int
+    key: str
+
+    def processes(self) -> list[int]:
+        """The master and its workers."""
+        pids = [self.process.pid]
+        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        if children.exists():
+            pids += [int(p) for p in children.read_text().split()]
+        return pids
+
+    def memory(self) -> dict[str, Any]:
+        """Peak and current RSS of every server process (VmHWM, VmRSS)."""
+        out: dict[str, Any] = {}
+        for n, pid in enumerate(self.processes()):
+            status = _proc_status(pid)
+            role = "master" if n == 0 else f"worker{n}"
+            out[role] = {
+                "peak_rss_mb": round(status.get("VmHWM", 0) / 1024, 1),
+                "rss_mb": round(status.get("VmRSS", 0) / 1024, 1),
+            }
+        out["peak_rss_mb_sum"] = round(sum(v["peak_rss_mb"] for v in out.values()), 1)
+        return out
+
+
+def _proc_status(pid: int) -> dict[str, int]:
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[name] = int(value.split()[0])
+    return out
+
+
+@contextmanager
+def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gateway]:
+    """Start gunicorn with an operator API key and no rate limit; stop it afterwards."""
+    from federation.gateway.auth import issue_api_key
+
+    issued = issue_api_key("bench-operator", operator=True)
+    port = free_port()
+    server_env = {
+        **env,
+        "BIOFED_HOST": "127.0.0.1",
+        "BIOFED_PORT": str(port),
+        "BIOFED_WORKERS": str(options.workers),
+        "BIOFED_AUTH": json.dumps({"api_keys": [issued.entry]}),
+        "BIOFED_LIMITS": json.dumps({"rate_limit": {"enabled": False}}),
+    }
+    command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=_clean_env(server_env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 300
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=30) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"gunicorn not ready:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+        yield Gateway(process, port, issued.key)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+class GraphQLClient:
+    """One keep-alive loopback connection posting GraphQL documents."""
+
+    def __init__(self, port: int, key: str) -> None:
+        self.port = port
+        self.headers = {"Content-Type": "application/json", "X-API-Key": key}
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SEARCH_TIMEOUT_S)
+
+    def post(self, document: str) -> dict[str, Any]:
+        """POST /graphql; raise on an HTTP or GraphQL error."""
+        body = json.dumps({"query": document})
+        for attempt in (1, 2):
+            try:
+                self.connection.request("POST", "/graphql", body, self.headers)
+                response = self.connection.getresponse()
+                payload = response.read()
+                break
+            except (http.client.HTTPException, ConnectionError):
+                # The server closed an idle keep-alive connection: open a new one once.
+                self.connection.close()
+                self.connection = http.client.HTTPConnection(
+                    "127.0.0.1", self.port, timeout=SEARCH_TIMEOUT_S
+                )
+                if attempt == 2:
+                    raise
+        result: dict[str, Any] = json.loads(payload)
+        if response.status != 200 or result.get("errors"):
+            raise RuntimeError(f"graphql {response.status}: {str(result)[:500]}")
+        return result
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+def gateway_overhead(options: Options, env: Mapping[str, str], server: Gateway) -> dict[str, Any]:
+    """Each question through POST /graphql and as a direct call of the service, interleaved."""
+    runtime = _runtime(env)
+    service = runtime.search
+    identity = operator_identity()
+    today = dt.date.today()
+    client = GraphQLClient(server.port, server.key)
+    purposes = {q.name: q.research_purpose(today) for q in QUESTIONS}
+    documents = {q.name: graphql_document(q) for q in QUESTIONS}
+    http_ms: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+    direct_ms: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+    before = loadavg()
+    for q in QUESTIONS:
+        for _ in range(options.warmup + options.workers):  # warm every worker
+            client.post(documents[q.name])
+            service.search(q.query, identity=identity, purpose=purposes[q.name])
+    for _ in range(options.reps):
+        for q in QUESTIONS:
+            clear_engine_cache(options)
+            http_ms[q.name].append(timed(partial(client.post, documents[q.name])))
+            clear_engine_cache(options)
+            direct_ms[q.name].append(
+                timed(partial(service.search, q.query, identity=identity, purpose=purposes[q.name]))
+            )
+    client.close()
+    runtime.backend.close()
+    out: dict[str, Any] = {"loadavg_before": before, "loadavg_after": loadavg(), "questions": {}}
+    for q in QUESTIONS:
+        over_http, direct = percentiles(http_ms[q.name]), percentiles(direct_ms[q.name])
+        out["questions"][q.name] = {
+            "graphql_http": over_http,
+            "service_direct": direct,
+            "overhead_p50_ms": round(over_http["p50_ms"] - direct["p50_ms"], 2),
+        }
+    overheads = [v["overhead_p50_ms"] for v in out["questions"].values()]
+    out["overhead_p50_ms_median"] = round(statistics.median(overheads), 2)
+    out["overhead_p50_ms_max"] = round(max(overheads), 2)
+    return out
+
+
+def load_run(options: Options, server: Gateway) -> dict[str, Any]:
+    """C clients posting the mix back to back for T seconds (or MAX_LOAD_REQUESTS)."""
+    deadline = time.monotonic() + options.load_seconds
+    documents = [graphql_document(q) for q in QUESTIONS]
+    latencies: list[list[float]] = [[] for _ in range(options.clients)]
+    errors: list[str] = []
+    issued = [0]
+    lock = threading.Lock()
+
+    def client_loop(n: int) -> None:
+        client = GraphQLClient(server.port, server.key)
+        order = random.Random(n)
+        try:
+            while time.monotonic() < deadline:
+                with lock:
+                    if issued[0] >= MAX_LOAD_REQUESTS:
+                        return
+                    issued[0] += 1
+                document = order.choice(documents)
+                try:
+                    latencies[n].append(timed(partial(client.post, document)))
+                except Exception as err:
+                    errors.append(str(err)[:200])
+        finally:
+            client.close()
+
+    before = loadavg()
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client_loop, args=(n,)) for n in range(options.clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    done = [v for per_client in latencies for v in per_client]
+    return {
+        "clients": options.clients,
+        "seconds": round(elapsed, 2),
+        "requests": len(done),
+        "errors": len(errors),
+        "first_errors": errors[:3],
+        "throughput_rps": round(len(done) / elapsed, 2) if elapsed else None,
+        "latency": percentiles(done),
+        "loadavg_before": before,
+        "loadavg_after": loadavg(),
+    }
+
+
+def parallel_sync_biobank(env: Mapping[str, str]) -> str:
+    """The biobank re-synced during the load run: the median-sized one."""
+    runtime = _runtime(env)
+    sizes = sorted((info.documents, bb) for bb, info in runtime.backend.published().items())
+    runtime.backend.close()
+    return str(sizes[len(sizes) // 2][1])
+
+
+def load_with_sync(
+    options: Options, env: Mapping[str, str], server: Gateway, workdir: Path
+) -> dict[str, Any]:
+    """The load run while a full sync of one biobank runs alongside (stopped at the end)."""
+    biobank = parallel_sync_biobank(env)
+    log = (workdir / "parallel-sync.log").open("wb")
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        sync_command(biobank),
+        cwd=ROOT,
+        env=_clean_env({**env, "BIOFED_ENGINE_LOCK_TTL": "30"}),
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    result = load_run(options, server)
+    finished = process.poll() is not None
+    if not finished:
+        os.killpg(process.pid, signal.SIGTERM)
+    process.wait()
+    log.close()
+    result["sync"] = {
+        "biobank": biobank,
+        "finished_during_load": finished,
+        "exit_code": process.returncode,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    return result
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def engine_version(options: Options) -> str | None:
+    """The node's distribution and version, or None for the embedded backend."""
+    if options.backend == "embedded":
+        return None
+    with urllib.request.urlopen(options.engine_url, timeout=10) as response:
+        info = json.loads(response.read())
+    version = info.get("version", {})
+    return f"{version.get('distribution', 'elasticsearch')} {version.get('number')}"
+
+
+def drop_engine_indices(options: Options, prefix: str) -> None:
+    """Delete every index the run made (by name: wildcard deletes may be refused)."""
+    from opensearchpy import OpenSearch
+
+    client = OpenSearch(options.engine_url, timeout=120)
+    try:
+        found = client.indices.get(index=f"{prefix}-*", expand_wildcards="all")
+        for index in found:
+            client.indices.delete(index=index)
+    finally:
+        client.close()
+
+
+def run(options: Options) -> dict[str, Any]:
+    """Run every phase and write the results; return the JSON document."""
+    name = options.name or f"{options.backend}-{options.samples}"
+    report = Report(options.results_dir / f"{name}.json")
+    workdir = CACHE / "runs" / name
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    prefix = f"bench{uuid.uuid4().hex[:8]}"
+    report.data = {
+        "name": name,
+        "complete": False,
+        "command": options.command,
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "backend": options.backend,
+        "samples": options.samples,
+        "biobanks": options.biobanks,
+        "seed": options.seed,
+        "machine": machine(engine_version(options)),
+        "loadavg_start": loadavg(),
+        "query_mix": {
+            q.name: {"query": q.graphql_query, "purpose": q.purpose, "facets": "all"}
+            for q in QUESTIONS
+        },
+    }
+    report.save()
+    network = network_for(options)
+    env = environment(options, workdir / "data", network, prefix)
+    try:
+        if "ingest" in options.phases:
+            report.data["ingest"] = ingest(options, env, workdir)
+            report.save()
+        if "queries" in options.phases:
+            report.data["queries"] = queries(options, env)
+            report.save()
+        if "gateway" in options.phases:
+            with gateway(options, env, workdir / "gunicorn.log") as server:
+                report.data["gateway"] = gateway_overhead(options, env, server)
+                report.save()
+                if options.load_seconds > 0:
+                    report.data["load"] = {"idle": load_run(options, server)}
+                    report.save()
+                    report.data["load"]["with_sync"] = load_with_sync(options, env, server, workdir)
+                report.data["server_memory"] = server.memory()
+                report.save()
+        report.data["targets"] = check_targets(report.data)
+        report.data["loadavg_end"] = loadavg()
+        report.data["complete"] = True
+        report.save()
+    finally:
+        if options.backend != "embedded" and not options.keep:
+            drop_engine_indices(options, prefix)
+        if not options.keep:
+            shutil.rmtree(workdir / "data", ignore_errors=True)
+    summary = markdown(report.data)
+    report.path.with_suffix(".md").write_text(summary, encoding="utf-8")
+    return report.data
+
+
+# --- targets and the summary ------------------------------------------------------------------
+
+
+def check_targets(data: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every target of the issue against this run's figure."""
+    targets = TARGETS[data["backend"] if data["backend"] == "embedded" else "opensearch"]
+    at_size = data["samples"] == targets["size"]
+    out: list[dict[str, Any]] = []
+
+    def add(what: str, value: Any, limit: float, *, at_least: bool = False) -> None:
+        if value is None:
+            return
+        met = value >= limit if at_least else value <= limit
+        out.append(
+            {
+                "target": what,
+                "value": value,
+                "limit": (">= " if at_least else "<= ") + str(limit),
+                "met": met,
+                "stated_for_this_size": at_size,
+            }
+        )
+
+    questions = data.get("queries", {}).get("questions", {})
+    if "ingest" in data:
+        add(
+            "ingest samples/s",
+            data["ingest"]["samples_per_s"],
+            targets["ingest_samples_per_s"],
+            at_least=True,
+        )
+    if questions:
+        add(
+            "selective p50 ms",
+            questions["selective"]["ours"]["p50_ms"],
+            targets["selective_p50_ms"],
+        )
+        if "selective_p99_ms" in targets:
+            add(
+                "selective p99 ms",
+                questions["selective"]["ours"]["p99_ms"],
+                targets["selective_p99_ms"],
+            )
+        if "landing_p50_ms" in targets:
+            add("landing p50 ms", questions["landing"]["ours"]["p50_ms"], targets["landing_p50_ms"])
+        for name, entry in questions.items():
+            add(f"ours/raw p50 {name}", entry["ratio_p50"], RATIO_TARGET)
+    if "gateway" in data:
+        add(
+            "GraphQL overhead p50 ms (median over the mix)",
+            data["gateway"]["overhead_p50_ms_median"],
+            GATEWAY_OVERHEAD_TARGET_MS,
+        )
+    for entry in out:
+        entry["stated_for_this_size"] = (
+            at_size or "ours/raw" in entry["target"] or "GraphQL" in entry["target"]
+        )
+    return out
+
+
+def markdown(data: Mapping[str, Any]) -> str:
+    """A short summary of one run."""
+    m = data["machine"]
+    lines = [
+        f"# {data['name']}: {data['backend']}, {data['samples']:,} samples, "
+        f"{data['biobanks']} biobanks",
+        "",
+        f"`{data['command']}`  ",
+        f"{data['date']} · {m['nproc']} CPUs ({m['cpu_model']}), {m['memory_gb']} GB · "
+        f"commit {m['git_commit'][:10]}{' (dirty)' if m['git_dirty'] else ''} · "
+        f"load average at start {data['loadavg_start']}",
+        "",
+    ]
+    if not data.get("complete"):
+        lines += ["**Incomplete run**: the phases below are the ones that finished.", ""]
+    if "ingest" in data:
+        i = data["ingest"]
+        lines += [
+            f"**Ingest**: {i['sample_rows']:,} sample rows ({i['indexed_samples']:,} indexed) in "
+            f"{i['wall_s']} s = **{i['samples_per_s']:,} samples/s**; sync peak RSS "
+            f"{i['peak_rss_mb']} MB.",
+            "",
+        ]
+    if "queries" in data:
+        lines += [
+            "| question | ours p50 | p95 | p99 | raw p50 | p95 | p99 | ours/raw |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for qname, e in data["queries"]["questions"].items():
+            o, r = e["ours"], e["raw"]
+            lines.append(
+                f"| {qname} | {o['p50_ms']} | {o['p95_ms']} | {o['p99_ms']} | "
+                f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {e['ratio_p50']} |"
+            )
+        lines += [
+            "",
+            f"ms, {data['queries']['reps']} repetitions after "
+            f"{data['queries']['warmup']} warm-ups.",
+            "",
+        ]
+    if "gateway" in data:
+        g = data["gateway"]
+        lines += [
+            f"**GraphQL overhead** (POST /graphql through gunicorn minus a direct service call, "
+            f"p50): median over the mix {g['overhead_p50_ms_median']} ms, max "
+            f"{g['overhead_p50_ms_max']} ms.",
+            "",
+        ]
+    for label, key in (("idle", "idle"), ("with a sync running", "with_sync")):
+        entry = data.get("load", {}).get(key)
+        if entry:
+            lat = entry["latency"]
+            lines.append(
+                f"**Load, {label}**: {entry['clients']} clients, {entry['seconds']} s: "
+                f"{entry['throughput_rps']} req/s, p50 {lat.get('p50_ms')} / p95 "
+                f"{lat.get('p95_ms')} / p99 {lat.get('p99_ms')} ms, {entry['errors']} errors."
+            )
+    if "server_memory" in data:
+        lines += [
+            "",
+            "**Server peak RSS** (master + workers): "
+            f"{data['server_memory']['peak_rss_mb_sum']} MB.",
+        ]
+    if data.get("targets"):
+        lines += ["", "| target | value | limit | met |", "|---|---:|---|---|"]
+        for t in data["targets"]:
+            note = "" if t["stated_for_this_size"] else " (stated for another size)"
+            met = "yes" if t["met"] else "NO"
+            lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | {met}{note} |")
+    return "\n".join(lines) + "\n"
+
+
+def _question_cell(name: str, run: dict[str, Any]) -> str:
+    entry = run["queries"]["questions"][name]
+    return (
+        f"{entry['ours']['p50_ms']} / {entry['ours']['p99_ms']} "
+        f"({entry['raw']['p50_ms']}; {entry['ratio_p50']}x)"
+    )
+
+
+def comparison_table(paths: list[Path]) -> str:
+    """One markdown table of several runs side by side (for docs/performance.md)."""
+    runs = [json.loads(p.read_text(encoding="utf-8")) for p in paths]
+    header = "| | " + " | ".join(f"{r['name']}" for r in runs) + " |"
+    lines = [header, "|---|" + "---:|" * len(runs)]
+
+    def row(label: str, value: Callable[[dict[str, Any]], Any]) -> None:
+        cells = []
+        for r in runs:
+            try:
+                cells.append(str(value(r)))
+            except (KeyError, TypeError):
+                cells.append("-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row("backend, samples", lambda r: f"{r['backend']}, {r['samples']:,}")
+    row("complete", lambda r: "yes" if r["complete"] else "no")
+    row("ingest samples/s", lambda r: f"{r['ingest']['samples_per_s']:,}")
+    row("sync peak RSS MB", lambda r: r["ingest"]["peak_rss_mb"])
+    for q in QUESTIONS:
+        row(f"{q.name} p50 / p99 ms (raw p50; ratio)", partial(_question_cell, q.name))
+    row(
+        "GraphQL overhead p50 ms (median / max)",
+        lambda r: "{} / {}".format(
+            r["gateway"]["overhead_p50_ms_median"], r["gateway"]["overhead_p50_ms_max"]
+        ),
+    )
+    row(
+        "load idle: req/s, p50/p99 ms",
+        lambda r: "{}, {}/{}".format(
+            r["load"]["idle"]["throughput_rps"],
+            r["load"]["idle"]["latency"]["p50_ms"],
+            r["load"]["idle"]["latency"]["p99_ms"],
+        ),
+    )
+    row(
+        "load + sync: req/s, p50/p99 ms",
+        lambda r: "{}, {}/{}".format(
+            r["load"]["with_sync"]["throughput_rps"],
+            r["load"]["with_sync"]["latency"]["p50_ms"],
+            r["load"]["with_sync"]["latency"]["p99_ms"],
+        ),
+    )
+    row("server peak RSS MB (all processes)", lambda r: r["server_memory"]["peak_rss_mb_sum"])
+    row("load average at start", lambda r: r["loadavg_start"])
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,86 @@
+"""Smoke test of the benchmark runner at a tiny size: it runs end to end and writes its
+results in the documented shape. Timings are not checked: CI machines vary."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from federation import PROJECT_ROOT
+
+QUESTIONS = {
+    "selective",
+    "landing",
+    "chapter",
+    "free_text",
+    "selective+purpose",
+    "landing+purpose",
+    "chapter+purpose",
+    "free_text+purpose",
+}
+
+
+def test_runner_writes_every_phase_at_tiny_size(tmp_path: Path) -> None:
+    command = [
+        sys.executable,
+        "-m",
+        "bench",
+        "run",
+        "--backend",
+        "embedded",
+        "--samples",
+        "2000",
+        "--biobanks",
+        "4",
+        "--reps",
+        "3",
+        "--warmup",
+        "1",
+        "--load-seconds",
+        "1",
+        "--clients",
+        "2",
+        "--name",
+        "smoke",
+        "--results-dir",
+        str(tmp_path),
+    ]
+    done = subprocess.run(
+        command, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+    data = json.loads((tmp_path / "smoke.json").read_text())
+    assert data["complete"] is True
+    assert data["command"].startswith("python -m bench run --backend embedded")
+    assert {"nproc", "memory_gb", "cpu_model", "versions", "git_commit"} <= set(data["machine"])
+    assert len(data["loadavg_start"]) == 3
+
+    ingest = data["ingest"]
+    assert ingest["sample_rows"] == 2000
+    assert 0 < ingest["indexed_samples"] <= 2000
+    assert ingest["samples_per_s"] > 0 and ingest["peak_rss_mb"] > 0
+
+    questions = data["queries"]["questions"]
+    assert set(questions) == QUESTIONS
+    for entry in questions.values():
+        for side in ("ours", "raw"):
+            assert entry[side]["n"] == 3
+            assert {"p50_ms", "p95_ms", "p99_ms"} <= set(entry[side])
+        assert entry["ratio_p50"] > 0
+    # The hand-written SQL answers the same question: same exact totals for the operator.
+    for name in ("selective", "landing", "chapter", "free_text"):
+        assert questions[name]["answer"]["samples"] == questions[name]["answer"]["raw_samples"]
+
+    gateway = data["gateway"]
+    assert set(gateway["questions"]) == QUESTIONS
+    assert "overhead_p50_ms_median" in gateway
+    for run in (data["load"]["idle"], data["load"]["with_sync"]):
+        assert run["requests"] > 0 and run["errors"] == 0
+        assert {"p50_ms", "p95_ms", "p99_ms"} <= set(run["latency"])
+    assert data["load"]["with_sync"]["sync"]["biobank"]
+    assert data["server_memory"]["peak_rss_mb_sum"] > 0
+    assert {t["target"] for t in data["targets"]} >= {"ingest samples/s", "selective p50 ms"}
+    assert (tmp_path / "smoke.md").read_text().startswith("# smoke")
