@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from dataclasses import dataclass, field
@@ -61,9 +62,9 @@ class Runtime:
             tmp.write_text(secrets.token_hex(32))
             tmp.chmod(0o600)
             try:
-                os.link(tmp, path)  # atomic and fails if another process won the race
-            except FileExistsError:
-                pass
+                # Atomic, and fails when another worker won the race: theirs is kept.
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)
             finally:
                 tmp.unlink()
         return path.read_text().strip()
