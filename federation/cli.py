@@ -144,6 +144,13 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     show_default=True,
     help="auto: incremental where the source can be asked for changes, else full.",
 )
+@click.option(
+    "--jobs",
+    type=click.IntRange(0),
+    default=1,
+    show_default=True,
+    help="Biobanks synced at once, each in its own process; 0: one per CPU.",
+)
 @click.option("--triggered-by", default="cli", hidden=True)
 @_backend_option()
 @click.pass_context
@@ -153,13 +160,19 @@ def sync(
     biobank_ids: tuple[str, ...],
     progress: bool | None,
     mode: str,
+    jobs: int,
     triggered_by: str,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
         raise click.UsageError("give --all or --biobank ID")
     failures = _sync(
-        _settings(ctx), None if all_biobanks else biobank_ids, progress, mode, triggered_by
+        _settings(ctx),
+        None if all_biobanks else biobank_ids,
+        progress,
+        mode,
+        triggered_by,
+        jobs=jobs or os.cpu_count() or 1,
     )
     if failures:
         sys.exit(1)
@@ -171,6 +184,8 @@ def _sync(
     progress: bool | None,
     mode: str = "auto",
     triggered_by: str = "cli",
+    *,
+    jobs: int = 1,
 ) -> int:
     from federation.runtime import Runtime
     from federation.sync.locks import SyncAlreadyRunning
@@ -182,6 +197,8 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
+    if jobs > 1 and len(sources) > 1:
+        return _sync_in_parallel(runtime, [s.biobank.id for s in sources], mode, triggered_by, jobs)
     show = sys.stderr.isatty() if progress is None else progress
     failures = 0
     for source in sources:
@@ -202,13 +219,76 @@ def _sync(
             failures += 1
             continue
         bar.close()
-        click.echo(
-            f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
-            f"read {run.read}, "
-            f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
-            f"withdrawn {run.withdrawn}"
-        )
+        click.echo(_summary(run))
     return failures
+
+
+def _summary(run: Any) -> str:
+    return (
+        f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
+        f"read {run.read}, "
+        f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
+        f"withdrawn {run.withdrawn}"
+    )
+
+
+def _sync_in_parallel(
+    runtime: Any, biobank_ids: list[str], mode: str, triggered_by: str, jobs: int
+) -> int:
+    """Sync biobanks in `jobs` processes at once, largest first; one line per biobank.
+
+    Separate processes rather than threads: a sync is CPU-bound Python (parsing and
+    validation), and each biobank publishes on its own (its own generation, the manifest
+    update or alias swap serialised by the backend), exactly as the worker runs them.
+    """
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    # Longest first keeps the last job short: order by what the previous run read.
+    last_read = {run.biobank_id: run.read for run in reversed(runtime.state.runs(limit=1000))}
+    ordered = sorted(biobank_ids, key=lambda b: -last_read.get(b, sys.maxsize))
+    settings = runtime.settings
+    failures = 0
+    # spawn, not fork: a forked child would inherit the parent's DuckDB and HTTP pools.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(min(jobs, len(ordered)), mp_context=context) as pool:
+        futures = {
+            pool.submit(_sync_one, settings, biobank_id, mode, triggered_by): biobank_id
+            for biobank_id in ordered
+        }
+        for future in as_completed(futures):
+            try:
+                line, failed = future.result()
+            except Exception as err:  # a crash in the child: report it, go on with the rest
+                line, failed = f"{futures[future]}: FAILED: {type(err).__name__}: {err}", True
+            click.echo(line, err=failed)
+            failures += failed
+    return failures
+
+
+def _sync_one(
+    settings: Settings, biobank_id: str, mode: str, triggered_by: str
+) -> tuple[str, bool]:
+    """One biobank's sync in a pool process: its summary line, and whether it failed."""
+    from federation.runtime import Runtime
+    from federation.sync.locks import SyncAlreadyRunning
+    from federation.sync.run import SyncFailed, sync_biobank
+
+    runtime = Runtime(settings)
+    try:
+        run = sync_biobank(
+            runtime.network().get(biobank_id),
+            runtime.backend,
+            runtime.state,
+            locks_dir=settings.locks_dir,
+            mode=mode,
+            triggered_by=triggered_by,
+        )
+    except (SyncFailed, SyncAlreadyRunning) as err:
+        return f"{biobank_id}: FAILED: {err}", True
+    finally:
+        runtime.backend.close()
+    return _summary(run), False
 
 
 class _Bar:

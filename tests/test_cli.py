@@ -87,3 +87,34 @@ def test_connectors_list_shows_the_builtin_through_entry_points() -> None:
     lines = {line.split("\t")[0]: line.split("\t")[1] for line in out.splitlines()}
     assert lines["tabular"] == "connectors.tabular:TabularConnector"
     assert {"fhir", "beacon", "directory", "rest"} <= set(lines)
+
+
+def test_parallel_sync_publishes_every_biobank_and_reports_each_failure(
+    federation: Federation,
+) -> None:
+    for biobank_id in ("bb1", "bb2", "bb3"):
+        small_biobank(federation, biobank_id)
+    federation.write()
+    (federation.biobank("bb2").folder / "donors.csv").unlink()
+    result = CliRunner().invoke(
+        main,
+        [
+            "--data-dir",
+            str(federation.settings.data_dir),
+            "--network",
+            str(federation.root / "network.yaml"),
+            "sync",
+            "--all",
+            "--jobs",
+            "2",
+        ],
+    )
+    # One biobank failing fails the command, and the others are still published.
+    assert result.exit_code == 1
+    assert "bb2: FAILED" in result.output and "donors.csv does not exist" in result.output
+    assert "bb1: succeeded (full)" in result.output and "bb3: succeeded (full)" in result.output
+    answer = json.loads(invoke(federation, "search", "--disease", "C50"))
+    assert answer["byBiobank"] == {
+        "bb1": {"donors": 1, "samples": 2},
+        "bb3": {"donors": 1, "samples": 2},
+    }

@@ -548,6 +548,29 @@ def _dumps(document: Mapping[str, Any]) -> bytes:
 _SAMPLE_HEAD = b'{"kind":"' + SAMPLE_KIND.encode() + b'",'
 
 
+def _sql_json_value(name: str, kind: str) -> str:
+    column = '"' + name + '"'
+    if kind == "timestamp":
+        # As _json_default writes it: ISO 8601 in UTC (DuckDB's own text has a space).
+        return f"strftime(timezone('UTC', {column}), '%Y-%m-%dT%H:%M:%S.%f+00:00')"
+    return column
+
+
+def spool_json_sql(path: Path) -> str:
+    """SQL reading a spool file as (donor_id, sample doc id as JSON, row JSON) by donor.
+
+    The row JSON has the COLUMNS in order, as `_dumps` of the row would; the id comes out
+    JSON-quoted so any character in a source's sample id survives into the bulk action.
+    """
+    fields = ", ".join(f"{name} := {_sql_json_value(name, kind)}" for name, kind in COLUMNS.items())
+    source = "'" + str(path).replace("'", "''") + "'"
+    return (
+        f"SELECT donor_id, to_json('{sample_doc_id('')}' || sample_id)::VARCHAR AS doc_id, "
+        f"to_json(struct_pack({fields}))::VARCHAR AS doc "
+        f"FROM read_parquet({source}) ORDER BY donor_id, sample_id"
+    )
+
+
 def sample_document(row: Mapping[str, Any]) -> dict[str, Any]:
     """The flat document of one sample row (for record pages and incremental rebuilds)."""
     return {"kind": SAMPLE_KIND, **{name: row.get(name) for name in COLUMNS}}
@@ -585,7 +608,10 @@ class BulkPayloads:
 
     def add_encoded(self, action: Mapping[str, Any], document: bytes | None) -> bytes | None:
         """Add one action whose document is already JSON."""
-        line = _dumps(action)
+        return self.add_line(_dumps(action), document)
+
+    def add_line(self, line: bytes, document: bytes | None) -> bytes | None:
+        """Add one action already encoded as JSON, with its document if it has one."""
         self._lines.append(line)
         self._size += len(line) + 1
         if document is not None:
@@ -918,8 +944,10 @@ class EngineGenerationWriter(GenerationWriter):
     def _load(self) -> None:
         """Bulk load the spooled rows, grouped by donor, into the new index.
 
-        Payloads are sent from a small thread pool while the next ones are encoded, so the
-        engine indexes while Python serialises; an error in any payload stops the load.
+        DuckDB sorts the rows by donor and writes each row's JSON (Python's per-row dict and
+        json.dumps were most of the sync's CPU at 10M samples; see docs/performance.md).
+        Payloads are sent from a small thread pool while the next ones are built, so the
+        engine indexes while this process works; an error in any payload stops the load.
         """
         import duckdb
 
@@ -936,19 +964,19 @@ class EngineGenerationWriter(GenerationWriter):
                 in_flight.append(senders.submit(self._send, payload))
 
             try:
-                source = "'" + str(self._spool_path).replace("'", "''") + "'"
-                reader = db.sql(
-                    f"SELECT * FROM read_parquet({source}) ORDER BY donor_id, sample_id"
-                ).to_arrow_reader(SPOOL_BATCH_ROWS)
-                rows: list[dict[str, Any]] = []
+                reader = db.sql(spool_json_sql(self._spool_path)).to_arrow_reader(SPOOL_BATCH_ROWS)
+                donor: str | None = None
+                samples: list[tuple[bytes, bytes]] = []
                 for batch in reader:
-                    for row in batch.to_pylist():
-                        if rows and row["donor_id"] != rows[0]["donor_id"]:
-                            self._add_donor(payloads, rows, send)
-                            rows = []
-                        rows.append(row)
-                if rows:
-                    self._add_donor(payloads, rows, send)
+                    donors, ids, docs = (batch.column(i).to_pylist() for i in range(3))
+                    for donor_id, doc_id, doc in zip(donors, ids, docs, strict=True):
+                        if donor_id != donor and samples:
+                            self._add_donor(payloads, str(donor), samples, send)
+                            samples = []
+                        donor = donor_id
+                        samples.append((doc_id.encode(), doc.encode()))
+                if samples:
+                    self._add_donor(payloads, str(donor), samples, send)
                 send(payloads.take())
                 while in_flight:
                     in_flight.popleft().result()
@@ -960,19 +988,20 @@ class EngineGenerationWriter(GenerationWriter):
     def _add_donor(
         self,
         payloads: BulkPayloads,
-        rows: list[dict[str, Any]],
+        donor_id: str,
+        samples: list[tuple[bytes, bytes]],
         send: Callable[[bytes | None], None],
     ) -> None:
-        donor_id = str(rows[0]["donor_id"])
-        # Each row is serialised once and used twice: nested in the donor and on its own.
-        encoded = [_dumps({name: row.get(name) for name in COLUMNS}) for row in rows]
+        # Each row's JSON is used twice: nested in the donor and on its own.
         head = _dumps({"kind": DONOR_KIND, "biobank_id": self.biobank_id, "donor_id": donor_id})
-        donor = head[:-1] + b',"' + NESTED.encode() + b'":[' + b",".join(encoded) + b"]}"
+        nested = b",".join(body for _, body in samples)
+        donor = head[:-1] + b',"' + NESTED.encode() + b'":[' + nested + b"]}"
         action = {"index": {"_index": self.index, "_id": donor_doc_id(donor_id)}}
         send(payloads.add_encoded(action, donor))
-        for row, body in zip(rows, encoded, strict=True):
-            action = {"index": {"_index": self.index, "_id": sample_doc_id(str(row["sample_id"]))}}
-            send(payloads.add_encoded(action, _SAMPLE_HEAD + body[1:]))
+        # Index names are our own ASCII; the ids arrive JSON-quoted from the spool query.
+        opening = b'{"index":{"_index":"' + self.index.encode() + b'","_id":'
+        for doc_id, body in samples:
+            send(payloads.add_line(opening + doc_id + b"}}", _SAMPLE_HEAD + body[1:]))
 
     def _send(self, payload: bytes) -> None:
         backend = self.backend

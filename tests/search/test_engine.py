@@ -16,6 +16,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from federation import SCHEMA_DIR
@@ -23,12 +26,14 @@ from federation.runtime import Runtime
 from federation.search import expr as ex
 from federation.search.backend import BackendUnavailable, SearchBackend
 from federation.search.documents import COLUMNS
+from federation.search.embedded import ARROW_SCHEMA
 from federation.search.engine import (
     BiobankLockHeld,
     EngineBackend,
     EngineError,
     biobank_key,
     compile_filter,
+    spool_json_sql,
 )
 from federation.search.query import (
     FACETS,
@@ -512,3 +517,51 @@ def test_the_elasticsearch_adapter_on_a_real_engine(tmp_path: Path, engine_url: 
         finally:
             fed.runtime.backend.close()
             drop_prefix(engine_url, fed.settings.engine_index_prefix)
+
+
+def test_spool_rows_become_the_same_json_the_python_encoder_writes(tmp_path: Path) -> None:
+    # The bulk load takes each row's JSON from DuckDB; it must read back as the row.
+    awkward = {
+        "biobank_id": "bb1",
+        "sample_id": 'S"1\\é\n',
+        "donor_id": "D1",
+        "collection_types": ["CASE_CONTROL", "DISEASE_SPECIFIC"],
+        "age": 0,
+        "withdrawn": False,
+        "collection_date": dt.date(2019, 2, 3),
+        "duo_mor_date": None,
+        "last_updated": dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC),
+        "data_categories": [],
+    }
+    rows = [
+        awkward,
+        {"biobank_id": "bb1", "sample_id": "S2", "donor_id": "D0", "last_updated": None},
+        {
+            "biobank_id": "bb1",
+            "sample_id": "S3",
+            "donor_id": "D1",
+            "last_updated": dt.datetime(
+                2024, 5, 6, 9, 8, 9, tzinfo=dt.timezone(dt.timedelta(hours=2))
+            ),
+        },
+    ]
+    path = tmp_path / "rows.parquet"
+    pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), path)
+    out = duckdb.connect().sql(spool_json_sql(path)).fetchall()
+    assert [(donor, json.loads(doc_id)) for donor, doc_id, _ in out] == [
+        ("D0", "s:S2"),
+        ("D1", 's:S"1\\é\n'),
+        ("D1", "s:S3"),
+    ]
+    by_id = {json.loads(doc)["sample_id"]: json.loads(doc) for _, _, doc in out}
+    for row in rows:
+        doc = by_id[row["sample_id"]]
+        assert list(doc) == list(COLUMNS)
+        for name in COLUMNS:
+            expected = row.get(name)
+            if isinstance(expected, dt.datetime):
+                assert dt.datetime.fromisoformat(doc[name]) == expected
+            elif isinstance(expected, dt.date):
+                assert doc[name] == expected.isoformat()
+            else:
+                assert doc[name] == expected, name
