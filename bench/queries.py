@@ -157,6 +157,11 @@ _DSL_FACET_FIELD = {
 }
 
 
+# The condition each facet drops so that its buckets show the alternatives (as the service
+# does); the disease condition stays for the chapter and block facets.
+_FACET_CONDITION = {"sex": "sex", "age": "age"}
+
+
 def _dsl_conditions(question: Question, text_codes: tuple[str, ...]) -> dict[str, Any]:
     q = question.query
     out: dict[str, Any] = {}
@@ -260,27 +265,27 @@ def dsl_searches(
         }
         for name, segment in segments.items():
             counts[name] = {"filter": segment, "aggs": {"donors": donors}}
-    searches = [search(_dsl_where(conditions), counts)]
+    # As an expert would write it: facets whose own condition the question does not use
+    # are counted in the counts search; each other facet drops its condition in its own.
+    by_drop: dict[str | None, dict[str, Any]] = {None: counts}
     for facet in FACETS:
+        drop = _FACET_CONDITION.get(facet)
+        aggs = by_drop.setdefault(drop if drop in conditions else None, {})
         if facet == "biobank":
-            inner: dict[str, Any] = {"donors": donors}
+            aggs["donors"] = donors
         elif facet == "age":
-            inner = {
-                "facet": {
-                    "histogram": {
-                        "field": "samples.age",
-                        "interval": AGE_BUCKET_YEARS,
-                        "min_doc_count": 1,
-                    },
-                    "aggs": {"donors": donors},
-                }
+            aggs[facet] = {
+                "histogram": {
+                    "field": "samples.age",
+                    "interval": AGE_BUCKET_YEARS,
+                    "min_doc_count": 1,
+                },
+                "aggs": {"donors": donors},
             }
         else:
-            inner = {
-                "facet": {
-                    "terms": {"field": f"samples.{_DSL_FACET_FIELD[facet]}", "size": 10_000},
-                    "aggs": {"donors": donors},
-                }
+            aggs[facet] = {
+                "terms": {"field": f"samples.{_DSL_FACET_FIELD[facet]}", "size": 10_000},
+                "aggs": {"donors": donors},
             }
-        searches.append(search(_dsl_where(conditions, facet), inner))
+    searches = [search(_dsl_where(conditions, drop), aggs) for drop, aggs in by_drop.items()]
     return searches
