@@ -31,6 +31,8 @@ _CODE_LIKE = re.compile(r"^[A-Za-z]\d{1,2}(\.\d{0,2})?$|^[IVXL]+$")
 # Above this many occurrences of a query's longest word, scanning every name is as quick
 # as visiting the occurrences one by one.
 _SCAN_ALL_ABOVE = 20_000
+# Free texts whose codes are remembered (a few hundred bytes each).
+TEXT_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class DiseaseNames:
         self._names: dict[str, list[tuple[str, str, str]]] = {}  # code -> (lang, name, folded)
         self._order = {code: n for n, code in enumerate(icd10.all_codes())}
         self._haystack: _Haystack | None = None
+        self._text_codes: dict[str, tuple[str, ...]] = {}
         for code in icd10.all_codes():
             english = icd10.name(code)
             self._names[code] = [("en", english, fold(english))]
@@ -85,6 +88,7 @@ class DiseaseNames:
                     for value in values:
                         self._names[code].append((language, value, fold(value)))
             self._haystack = None
+            self._text_codes.clear()
 
     def register_readings(
         self, language: str, readings: Mapping[str, Iterable[tuple[str, str]]]
@@ -96,6 +100,7 @@ class DiseaseNames:
                     for name, reading in pairs:
                         self._names[code].append((language, name, fold(reading)))
             self._haystack = None
+            self._text_codes.clear()
 
     def names(self, code: str, language: str) -> list[str]:
         return [name for lang, name, _ in self._names.get(code, ()) if lang == language]
@@ -130,6 +135,18 @@ class DiseaseNames:
 
     def codes_for_text(self, text: str) -> tuple[str, ...]:
         """Every code whose name (in any language) contains all the words of `text`."""
+        # A scan of every name takes milliseconds, and researchers repeat their searches
+        # (every facet click re-asks the same text): remember recent answers.
+        cached = self._text_codes.get(text)
+        if cached is None:
+            cached = self._scan_for_text(text)
+            with self._lock:  # gateway threads share this instance
+                if len(self._text_codes) >= TEXT_CACHE_SIZE:
+                    del self._text_codes[next(iter(self._text_codes))]  # the oldest
+                self._text_codes[text] = cached
+        return cached
+
+    def _scan_for_text(self, text: str) -> tuple[str, ...]:
         query = fold(text)
         variants = [
             query,

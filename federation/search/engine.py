@@ -314,20 +314,69 @@ def compile_filter(node: ex.Expr, path: str = "") -> dict[str, Any]:
             return dict(MATCH_NONE)
         return {"bool": {"must_not": [{"exists": {"field": name}}]}}
     if isinstance(node, ex.Not):
+        # A query matches a document or not (no third value), so "not not x" is x, and
+        # "not null" is "exists": consent trees are full of both, and each level of bool
+        # costs the engine per sample.
+        if isinstance(node.item, ex.Not):
+            return compile_filter(node.item.item, path)
+        if isinstance(node.item, ex.IsNull) and node.item.column not in LIST_COLUMNS:
+            return {"exists": {"field": _field(node.item.column, path)}}
         # must_not of a clause that cannot match a null field matches it: "not matched".
         return {"bool": {"must_not": [compile_filter(node.item, path)]}}
     if isinstance(node, ex.And):
-        return {"bool": {"filter": [compile_filter(i, path) for i in node.items]}}
+        items = _flattened(node.items, ex.And)
+        if len(items) == 1:
+            return compile_filter(items[0], path)
+        return {"bool": {"filter": [compile_filter(i, path) for i in items]}}
     if isinstance(node, ex.Or):
-        if not node.items:
+        items = _merged_terms(_flattened(node.items, ex.Or))
+        if not items:
             return dict(MATCH_NONE)
+        if len(items) == 1:
+            return compile_filter(items[0], path)
         return {
             "bool": {
-                "should": [compile_filter(i, path) for i in node.items],
+                "should": [compile_filter(i, path) for i in items],
                 "minimum_should_match": 1,
             }
         }
     raise TypeError(f"unknown filter node {node!r}")
+
+
+def _flattened(items: Sequence[ex.Expr], kind: type[ex.And] | type[ex.Or]) -> list[ex.Expr]:
+    """The items of nested ANDs (or ORs) in one list: one bool level instead of several."""
+    out: list[ex.Expr] = []
+    for item in items:
+        if isinstance(item, kind):
+            out.extend(_flattened(item.items, kind))
+        else:
+            out.append(item)
+    return out
+
+
+def _merged_terms(items: list[ex.Expr]) -> list[ex.Expr]:
+    """OR-ed value tests on one column as one test: "modifier is IRB or COL" is one terms.
+
+    Exact for the engine: a list field matches `terms` when any of its values is listed,
+    which is what HasAny means, and a scalar field the same for In.
+    """
+    out: list[ex.Expr] = []
+    at: dict[tuple[str, str], int] = {}
+    for item in items:
+        if isinstance(item, ex.In | ex.HasAny):
+            key = (type(item).__name__, item.column)
+            if key in at:
+                previous = out[at[key]]
+                if isinstance(previous, ex.In) and isinstance(item, ex.In):
+                    values = tuple(dict.fromkeys((*previous.values, *item.values)))
+                    out[at[key]] = ex.In(item.column, values)
+                elif isinstance(previous, ex.HasAny) and isinstance(item, ex.HasAny):
+                    names = tuple(dict.fromkeys((*previous.values, *item.values)))
+                    out[at[key]] = ex.HasAny(item.column, names)
+                continue
+            at[key] = len(out)
+        out.append(item)
+    return out
 
 
 def _donors_with_a_sample(sample_filter: dict[str, Any]) -> dict[str, Any]:
