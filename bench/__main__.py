@@ -1,4 +1,5 @@
-"""`python -m bench run --backend embedded|opensearch --samples N ...`: see bench/runner.py."""
+"""`python -m bench run|suite|table`: one benchmark run (bench/runner.py), the whole suite
+behind docs/performance.md (bench/suite.py), or a table of result files."""
 
 from __future__ import annotations
 
@@ -38,10 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--keep", action="store_true", help="keep the synced data and indices")
     table = commands.add_parser("table", help="print a markdown table of result files")
     table.add_argument("results", nargs="+", type=Path)
+    whole = commands.add_parser(
+        "suite", help="every run behind docs/performance.md, then rewrite its table"
+    )
+    whole.add_argument("--only", action="append", default=[], help="run only NAME (repeatable)")
+    whole.add_argument("--table-only", action="store_true", help="only rewrite the table")
+    whole.add_argument("--engine-url", default=ENGINE_URL)
     args = parser.parse_args(args_list)
     if args.command == "table":
         print(comparison_table(args.results), end="")
         return 0
+    if args.command == "suite":
+        from bench.suite import suite
+
+        failed = suite(tuple(args.only), table_only=args.table_only, engine_url=args.engine_url)
+        return 1 if failed else 0
     options = Options(
         backend=args.backend,
         samples=args.samples,
