@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from federation.gateway import endpoint
 from federation.runtime import Runtime
 from federation.search.backend import BackendUnavailable
 from tests.gateway.access import headers
@@ -137,6 +138,27 @@ def test_unknown_field(client: FlaskClient) -> None:
     error = only_error(graphql(client, "{ search(query: {}) { sampels { value } } }"))
     assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     assert "sampels" in error["message"]
+
+
+def test_a_remembered_document_answers_as_a_fresh_one(client: FlaskClient) -> None:
+    # Parsed and validated documents are kept for repeated texts: the second asking must
+    # give the same errors and answers, with different variables, and parse errors stay.
+    bad = "{ search(query: {}) { sampels { value } } } # remembered"
+    hits = endpoint._remembered_document.cache_info().hits
+    first, again = (only_error(graphql(client, bad)) for _ in range(2))
+    assert first == again and first["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert endpoint._remembered_document.cache_info().hits == hits + 1
+    female = graphql(client, SEARCH, {"q": {"sexes": ["FEMALE"]}})["data"]["search"]
+    male = graphql(client, SEARCH, {"q": {"sexes": ["MALE"]}})["data"]["search"]
+    assert female != male
+    for _ in range(2):
+        body = graphql(client, "{ search(query: {}) { samples { value }")
+        assert only_error(body)["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    # A long text is checked afresh each time, never kept.
+    long_text = "{ search(query: {}) { samples { value } } }" + " " * endpoint.CACHED_QUERY_CHARS
+    size = endpoint._remembered_document.cache_info().currsize
+    assert graphql(client, long_text)["data"]["search"]["samples"]["value"] is not None
+    assert endpoint._remembered_document.cache_info().currsize == size
 
 
 def test_count_is_never_a_bare_int(client: FlaskClient) -> None:
