@@ -11,7 +11,9 @@ keeps what it measured; `"complete": true` marks a finished one):
    samples per second (sample rows of the network over wall time, end to end through the
    connector, validation and indexing), and the sync process's peak RSS;
 3. queries: the fixed mix (`bench.queries`) through the search service and written by hand
-   against the backend, interleaved, after a warm-up: p50/p95/p99 and ours/raw;
+   against the backend, interleaved, after a warm-up: p50/p95/p99 and ours/raw, with the
+   embedded backend's answer cache off (as in every phase); then, on the embedded backend,
+   the same questions answered from that cache (`cached`);
 4. gateway: the same questions as POST /graphql through gunicorn (operator API key, rate
    limit off) against a direct call of the service; then a load run of C clients for T
    seconds, once idle and once with a sync of one biobank running alongside; and the peak
@@ -93,6 +95,8 @@ class Options:
     results_dir: Path = RESULTS
     command: str = ""
     phases: tuple[str, ...] = ("ingest", "queries", "gateway")
+    # Biobanks synced at once (`biofed sync --jobs`); 0: one per CPU.
+    sync_jobs: int = 0
 
 
 @dataclass
@@ -225,6 +229,9 @@ def environment(options: Options, data_dir: Path, network: Path, prefix: str) ->
         "BIOFED_BACKEND": options.backend,
         "BIOFED_ENGINE_SEARCH_TIMEOUT": str(SEARCH_TIMEOUT_S),
         "BIOFED_SECRET_KEY": "bench-secret",
+        # Every phase measures answers computed afresh: with the embedded backend's answer
+        # cache on, repeating a question would time a lookup. `queries` times hits apart.
+        "BIOFED_EMBEDDED_ANSWER_CACHE": "0",
     }
     if options.backend != "embedded":
         env["BIOFED_ENGINE_URLS"] = options.engine_url
@@ -240,9 +247,9 @@ def _clean_env(extra: Mapping[str, str]) -> dict[str, str]:
 # --- ingest -------------------------------------------------------------------------------------
 
 
-def sync_command(biobank: str | None = None) -> list[str]:
-    """`biofed sync` for every biobank, or for one."""
-    which = ["--all"] if biobank is None else ["--biobank", biobank]
+def sync_command(biobank: str | None = None, jobs: int = 1) -> list[str]:
+    """`biofed sync` for every biobank (`jobs` at once), or for one."""
+    which = ["--all", "--jobs", str(jobs)] if biobank is None else ["--biobank", biobank]
     return [sys.executable, "-m", "federation.cli", "sync", *which, "--no-progress"]
 
 
@@ -259,7 +266,8 @@ def run_measured(command: list[str], env: Mapping[str, str], log: Path) -> dict[
     return {
         "wall_s": round(seconds, 2),
         "exit_code": process.returncode,
-        # ru_maxrss of this one child, in KiB on Linux.
+        # ru_maxrss in KiB: the largest of this child and the processes it waited for (a
+        # sync with --jobs runs each biobank in a pool process), not their sum.
         "peak_rss_mb": round(usage.ru_maxrss / 1024, 1),
         "cpu_user_s": round(usage.ru_utime, 2),
         "cpu_system_s": round(usage.ru_stime, 2),
@@ -269,7 +277,8 @@ def run_measured(command: list[str], env: Mapping[str, str], log: Path) -> dict[
 def ingest(options: Options, env: Mapping[str, str], workdir: Path) -> dict[str, Any]:
     """A full sync of the network in a fresh data directory."""
     before = loadavg()
-    measured = run_measured(sync_command(), env, workdir / "sync.log")
+    jobs = options.sync_jobs or os.cpu_count() or 1
+    measured = run_measured(sync_command(jobs=jobs), env, workdir / "sync.log")
     if measured["exit_code"] != 0:
         tail = (workdir / "sync.log").read_text(errors="replace")[-3000:]
         raise RuntimeError(f"sync failed ({measured['exit_code']}):\n{tail}")
@@ -280,6 +289,7 @@ def ingest(options: Options, env: Mapping[str, str], workdir: Path) -> dict[str,
     return {
         "sample_rows": options.samples,
         "indexed_samples": indexed,
+        "sync_jobs": jobs,
         **measured,
         "samples_per_s": round(options.samples / measured["wall_s"]),
         "indexed_per_s": round(indexed / measured["wall_s"]),
@@ -433,7 +443,34 @@ def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
             "ratio_p50": round(mine["p50_ms"] / theirs["p50_ms"], 2) if theirs["p50_ms"] else None,
             "answer": checks[q.name],
         }
+    if options.backend == "embedded":
+        out["cached"] = cached_queries(options, env)
     return out
+
+
+def cached_queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
+    """Each question answered from the embedded backend's answer cache (after one miss)."""
+    runtime = _runtime({**env, "BIOFED_EMBEDDED_ANSWER_CACHE": str(len(QUESTIONS))})
+    service = runtime.search
+    identity = operator_identity()
+    today = dt.date.today()
+    purposes = {q.name: q.research_purpose(today) for q in QUESTIONS}
+    hits: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+
+    def ask(q: Question) -> Any:
+        return service.search(q.query, identity=identity, purpose=purposes[q.name])
+
+    for q in QUESTIONS:
+        ask(q)
+    for _ in range(options.reps):
+        for q in QUESTIONS:
+            hits[q.name].append(timed(partial(ask, q)))
+    served = runtime.backend.answers.hits
+    runtime.backend.close()
+    return {
+        "answers_from_cache": served,
+        "questions": {q.name: percentiles(hits[q.name]) for q in QUESTIONS},
+    }
 
 
 # --- the gateway --------------------------------------------------------------------------------
@@ -880,9 +917,13 @@ def markdown(data: Mapping[str, Any]) -> str:
         lines += [
             "",
             f"ms, {data['queries']['reps']} repetitions after "
-            f"{data['queries']['warmup']} warm-ups.",
+            f"{data['queries']['warmup']} warm-ups, every answer computed afresh.",
             "",
         ]
+        cached = data["queries"].get("cached")
+        if cached:
+            hits = ", ".join(f"{qname} {e['p50_ms']}" for qname, e in cached["questions"].items())
+            lines += [f"**From the answer cache** (p50 ms): {hits}.", ""]
     if "gateway" in data:
         g = data["gateway"]
         lines += [

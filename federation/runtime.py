@@ -27,7 +27,9 @@ class Runtime:
         if self.settings.backend == "embedded":
             from federation.search.embedded import EmbeddedBackend
 
-            return EmbeddedBackend(self.settings.index_dir)
+            return EmbeddedBackend(
+                self.settings.index_dir, answer_cache=self.settings.embedded_answer_cache
+            )
         if self.settings.backend in ("elasticsearch", "opensearch"):
             from federation.search.engine import EngineBackend
 

@@ -13,6 +13,7 @@ they started with.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -20,7 +21,8 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,15 +70,26 @@ _ARROW_TYPES = {
 }
 ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.items()])
 
-# Facet name -> SQL expression giving the bucket key, and whether it is list-valued.
-_FACET_SQL: dict[str, tuple[str, bool]] = {
-    "material_type": ("material_type", False),
-    "sex": ("sex", False),
+# Facet name -> the column holding its bucket key, and whether it is list-valued. The key
+# columns are ENUM copies of the string columns, made at load: grouping by an ENUM groups by
+# its small-integer index, about twice as fast as by the string at 1M rows (measured).
+_FACET_KEY: dict[str, tuple[str, bool]] = {
+    "material_type": ("key_material_type", False),
+    "sex": ("key_sex", False),
     "age": (f"age // {AGE_BUCKET_YEARS}", False),
-    "chapter": ("chapters", True),
-    "block": ("blocks", True),
-    "biobank": ("biobank_id", False),
-    "collection_type": ("collection_types", True),
+    "chapter": ("key_chapters", True),
+    "block": ("key_blocks", True),
+    "biobank": ("key_biobank_id", False),
+    "collection_type": ("key_collection_types", True),
+}
+# Columns copied as ENUMs at load (see _FACET_KEY); `key_biobank_id` also groups the counts.
+_ENUM_COLUMNS = {
+    "biobank_id": False,
+    "sex": False,
+    "material_type": False,
+    "chapters": True,
+    "blocks": True,
+    "collection_types": True,
 }
 # Bucket keys that are built from the grouped value `k`, once per bucket rather than per row
 # (building the age label per row tripled the age facet's time at 1M rows).
@@ -86,6 +99,7 @@ _FACET_LABEL = {
         f"CAST(k * {AGE_BUCKET_YEARS} + {AGE_BUCKET_YEARS - 1} AS VARCHAR)"
     ),
 }
+_NOT_WITHDRAWN = ex.In("withdrawn", (False,))
 # Up to this many terms, a list filter is an OR of list_contains (several times faster than
 # list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
 MAX_CONTAINS_TERMS = 16
@@ -220,13 +234,66 @@ class ParquetGenerationWriter(GenerationWriter):
         self.tmp_path.unlink(missing_ok=True)
 
 
+class AnswerCache:
+    """Answers of one loaded table, least recently used out first; size 0 keeps none.
+
+    Thread-safe: a server process's searches share it. The backend clears it whenever it
+    loads a newly published manifest, and keys entries by the table they were read from, so
+    an answer finished on the previous table after the switch is never served.
+    """
+
+    def __init__(self, size: int) -> None:
+        if size < 0:
+            raise ValueError(f"answer cache size must not be negative (got {size})")
+        self.size = size
+        self._entries: OrderedDict[Hashable, BackendAnswer] = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, key: Hashable) -> BackendAnswer | None:
+        with self._lock:
+            answer = self._entries.get(key)
+            if answer is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(key)
+            self.hits += 1
+            return answer
+
+    def put(self, key: Hashable, answer: BackendAnswer) -> None:
+        if self.size == 0:
+            return
+        with self._lock:
+            self._entries[key] = answer
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 class EmbeddedBackend(SearchBackend):
     """Searches the published generations of every biobank with in-process DuckDB."""
 
     name = "embedded"
 
-    def __init__(self, root: Path, *, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        *,
+        threads: int | None = None,
+        answer_cache: int = 0,
+    ) -> None:
         self.store = EmbeddedStore(root)
+        # Repeated questions are answered from here until the next publish (DESIGN.md); the
+        # runtime sizes it from the `embedded_answer_cache` setting.
+        self.answers = AnswerCache(answer_cache)
         self._db = duckdb.connect(":memory:")
         if threads:
             self._db.execute(f"SET threads = {int(threads)}")
@@ -266,15 +333,7 @@ class EmbeddedBackend(SearchBackend):
             table = f"mem.samples_{self._serial}"
             files = self.store.live_files(manifest)
             try:
-                if files:
-                    listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-                    self._db.execute(
-                        f"CREATE TABLE {table} AS SELECT * FROM read_parquet([{listing}])"
-                    )
-                else:
-                    self._db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
-                    self._db.execute(f"CREATE TABLE {table} AS SELECT * FROM _empty")
-                    self._db.unregister("_empty")
+                self._load(table, files)
             except duckdb.IOException as err:
                 # A generation vanished between reading the manifest and loading it: a newer
                 # manifest exists; keep serving the loaded table and load that next time.
@@ -283,10 +342,43 @@ class EmbeddedBackend(SearchBackend):
                 return
             old = self._table
             self._table, self._manifest, self._manifest_stamp = table, manifest, stamp
+            self.answers.clear()
             if old is not None:
                 self._retired.add(old)
             self._drop_retired()
             self._compress()
+
+    def _load(self, table: str, files: Sequence[Path]) -> None:
+        """Create `table` from the generation files, with the key columns facets group by."""
+        if files:
+            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
+            source = f"read_parquet([{listing}])"
+        else:
+            self._db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
+            source = "_empty"
+        try:
+            # Unnesting the lists is ~2x faster than distinct lists flattened (measured).
+            found = self._db.execute(
+                "SELECT "
+                + ", ".join(
+                    f"(SELECT list(DISTINCT v) FILTER (WHERE v IS NOT NULL) "
+                    f"FROM (SELECT unnest({column}) AS v FROM {source}))"
+                    if is_list
+                    else f"(SELECT list(DISTINCT {column}) FILTER (WHERE {column} IS NOT NULL) "
+                    f"FROM {source})"
+                    for column, is_list in _ENUM_COLUMNS.items()
+                )
+            ).fetchone()
+            assert found is not None
+            keys = [
+                f"CAST({column} AS {_enum_type(values or ())}{'[]' if is_list else ''}) "
+                f"AS key_{column}"
+                for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
+            ]
+            self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
+        finally:
+            if not files:
+                self._db.unregister("_empty")
 
     def _compress(self) -> None:
         """Checkpoint the attached database, which compresses the new table.
@@ -331,58 +423,44 @@ class EmbeddedBackend(SearchBackend):
         page_filter: ex.Expr | None = None,
     ) -> BackendAnswer:
         with self._reading() as (db, table):
+            asked = _answer_key(table, criteria, facets, page, segments, page_filter)
+            cached = self.answers.get(asked) if asked is not None else None
+            if cached is not None:
+                return cached
             names = list(segments or {})
-            columns = ["biobank_id", "count(DISTINCT donor_ord)", "count(*)"]
-            # Placeholders bind in text order: the SELECT list's come before the WHERE's.
-            select_params: list[Any] = []
-            for name in names:
-                assert segments is not None
-                condition = to_sql(segments[name], select_params)
-                filtered = to_sql(segments[name], select_params)
-                columns += [
-                    f"count(DISTINCT donor_ord) FILTER (WHERE {condition})",
-                    f"count(*) FILTER (WHERE {filtered})",
-                ]
-            where_params: list[Any] = []
-            where = to_sql(criteria.to_expr(), where_params)
-            rows = db.execute(
-                f"SELECT {', '.join(columns)} FROM {table} WHERE {where} GROUP BY biobank_id",
-                select_params + where_params,
-            ).fetchall()
-            by_biobank = {row[0]: Cell(int(row[1]), int(row[2])) for row in rows}
-            split = {
-                row[0]: {
-                    name: Cell(int(row[3 + 2 * n]), int(row[4 + 2 * n]))
-                    for n, name in enumerate(names)
-                }
-                for row in rows
-            }
+            filters = [segments[name] for name in names] if segments else []
+            # Without a biobank clause, the biobank facet counts the very rows the per-biobank
+            # counts do: it is copied from them instead of grouped again.
+            copied = "biobank" in facets and criteria.without("biobank") == criteria
+            grouped = [facet for facet in facets if not (copied and facet == "biobank")]
+            sql, params = summary_sql(table, criteria, grouped, filters)
+            by_biobank: dict[str, Cell] = {}
+            split: dict[str, dict[str, Cell]] = {}
             cells: list[FacetCell] = []
-            for facet in facets:
-                cells.extend(self._facet(db, table, facet, criteria.without(facet)))
+            for row in db.execute(sql, params).fetchall():
+                facet, biobank_id, key, donors, samples = row[:5]
+                if facet is None:
+                    by_biobank[biobank_id] = Cell(int(donors), int(samples))
+                    split[biobank_id] = {
+                        name: Cell(int(row[5 + 2 * n]), int(row[6 + 2 * n]))
+                        for n, name in enumerate(names)
+                    }
+                else:
+                    cells.append(FacetCell(facet, key, biobank_id, int(donors), int(samples)))
+            if copied:
+                cells += [
+                    FacetCell("biobank", biobank_id, biobank_id, cell.donors, cell.samples)
+                    for biobank_id, cell in by_biobank.items()
+                    if biobank_id is not None
+                ]
+            order = {facet: n for n, facet in enumerate(dict.fromkeys(facets))}
+            cells.sort(key=lambda cell: order[cell.facet])
             record_page = self._page(db, table, criteria, page, page_filter) if page else None
             generation = {bb: e["generation"] for bb, e in self._manifest["biobanks"].items()}
-        return BackendAnswer(by_biobank, tuple(cells), record_page, generation, split)
-
-    def _facet(
-        self, db: duckdb.DuckDBPyConnection, table: str, facet: str, criteria: Criteria
-    ) -> list[FacetCell]:
-        expression, is_list = _FACET_SQL[facet]
-        where, params = compile_where(criteria)
-        if is_list:
-            source = (
-                f"(SELECT biobank_id, donor_ord, unnest({expression}) AS k FROM {table} "
-                f"WHERE {where})"
-            )
-        else:
-            source = f"(SELECT biobank_id, donor_ord, {expression} AS k FROM {table} WHERE {where})"
-        rows = db.execute(
-            f"SELECT biobank_id, {_FACET_LABEL.get(facet, 'k')}, d, s FROM ("
-            f"SELECT biobank_id, k, count(DISTINCT donor_ord) AS d, count(*) AS s FROM {source} "
-            "WHERE k IS NOT NULL GROUP BY biobank_id, k)",
-            params,
-        ).fetchall()
-        return [FacetCell(facet, str(k), bb, int(d), int(s)) for bb, k, d, s in rows]
+            answer = BackendAnswer(by_biobank, tuple(cells), record_page, generation, split)
+            if asked is not None:
+                self.answers.put(asked, answer)
+        return answer
 
     def _page(
         self,
@@ -491,6 +569,112 @@ class EmbeddedBackend(SearchBackend):
 
     def close(self) -> None:
         self._db.close()
+
+
+def summary_sql(
+    table: str, criteria: Criteria, facets: Sequence[str], segments: Sequence[ex.Expr]
+) -> tuple[str, list[Any]]:
+    """One statement for the per-biobank counts, their segment split and every facet.
+
+    Rows: (None, biobank, None, donors, samples, then donors and samples per segment) for the
+    counts, and (facet, biobank, key, donors, samples, None...) per facet bucket.
+
+    A facet counts the rows matching the criteria minus its own clause. So the clauses the
+    facets drop become boolean columns of one selection of the rows matching the rest, and
+    each facet ANDs all of them but its own. When the rest narrows the rows, that selection
+    is materialised once instead of filtering every row once per facet. Distinct donors are
+    counted in two steps (rows per donor and key, then donors per key), which at 1M rows is
+    faster than count(DISTINCT) and gives the segments' donor counts from the same pass.
+    """
+    distinct = list(dict.fromkeys(facets))
+    own: dict[str, ex.Expr] = {}
+    for facet in distinct:
+        clause = _own_clause(criteria, facet)
+        if clause is not None:
+            own[facet] = clause
+    rest = criteria
+    for facet in own:
+        rest = rest.without(facet)
+    params: list[Any] = []
+    columns = ["key_biobank_id AS bb", "donor_ord"]
+    columns += [f"{_FACET_KEY[facet][0]} AS k{n}" for n, facet in enumerate(distinct)]
+    flag = {facet: f"f{n}" for n, facet in enumerate(own)}
+    columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
+    columns += [f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)]
+    rest_expr = rest.to_expr()
+    where = to_sql(rest_expr, params)
+    narrowed = rest_expr != _NOT_WITHDRAWN and bool(facets)
+    how = "MATERIALIZED" if narrowed else "NOT MATERIALIZED"
+
+    def matching(*, but: str | None = None) -> str:
+        kept = [name for facet, name in flag.items() if facet != but]
+        return " AND ".join(kept) if kept else "TRUE"
+
+    per_donor = ["count(*) AS n"] + [
+        f"count(*) FILTER (WHERE g{n}) AS n{n}" for n in range(len(segments))
+    ]
+    split = [f"count(*) FILTER (WHERE n{n} > 0), sum(n{n})" for n in range(len(segments))]
+    blanks = "".join(", NULL, NULL" for _ in segments)
+    branches = [
+        f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n)"
+        f"{''.join(', ' + s for s in split)} FROM (SELECT bb, {', '.join(per_donor)} "
+        f"FROM m WHERE {matching()} GROUP BY bb, donor_ord) GROUP BY bb"
+    ]
+    for facet in facets:
+        column = f"k{distinct.index(facet)}"
+        key = f"unnest({column})" if _FACET_KEY[facet][1] else column
+        label = _FACET_LABEL.get(facet, "CAST(k AS VARCHAR)")
+        branches.append(
+            f"SELECT '{facet}', bb, {label}, count(*), sum(n){blanks} FROM ("
+            "SELECT bb, k, count(*) AS n FROM ("
+            f"SELECT bb, donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
+            ") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"
+        )
+    sql = (
+        f"WITH m AS {how} (SELECT {', '.join(columns)} FROM {table} WHERE {where}) "
+        + " UNION ALL ".join(branches)
+    )
+    return sql, params
+
+
+def _answer_key(
+    table: str,
+    criteria: Criteria,
+    facets: Sequence[str],
+    page: PageRequest | None,
+    segments: Mapping[str, ex.Expr] | None,
+    page_filter: ex.Expr | None,
+) -> Hashable | None:
+    """What decides an answer, with the table it is read from; None if it cannot be hashed."""
+    key = (table, criteria, tuple(facets), page, tuple((segments or {}).items()), page_filter)
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+def _own_clause(criteria: Criteria, facet: str) -> ex.Expr | None:
+    """The clause of the criteria a facet drops (`Criteria.without`), None if it drops none."""
+    without = criteria.without(facet)
+    if without == criteria:
+        return None
+    dropped = {
+        f.name: getattr(criteria, f.name)
+        for f in dataclasses.fields(Criteria)
+        if getattr(criteria, f.name) != getattr(without, f.name)
+    }
+    alone = dataclasses.replace(Criteria(), **dropped).to_expr()
+    if isinstance(alone, ex.And):
+        return ex.all_of(*(item for item in alone.items if item != _NOT_WITHDRAWN))
+    return alone
+
+
+def _enum_type(values: Sequence[str]) -> str:
+    """An ENUM of the values; VARCHAR when there are none (an ENUM needs one)."""
+    if not values:
+        return "VARCHAR"
+    return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
 
 
 def compile_where(criteria: Criteria) -> tuple[str, list[Any]]:

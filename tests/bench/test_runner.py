@@ -73,6 +73,10 @@ def test_runner_writes_every_phase_at_tiny_size(tmp_path: Path) -> None:
     # The hand-written SQL answers the same question: same exact totals for the operator.
     for name in ("selective", "landing", "chapter", "free_text"):
         assert questions[name]["answer"]["samples"] == questions[name]["answer"]["raw_samples"]
+    # Timed answers are computed afresh; cache hits are timed apart, every one a hit.
+    cached = data["queries"]["cached"]
+    assert set(cached["questions"]) == QUESTIONS
+    assert cached["answers_from_cache"] == 3 * len(QUESTIONS)
 
     gateway = data["gateway"]
     assert set(gateway["questions"]) == QUESTIONS

@@ -1,7 +1,255 @@
-"""The conformance suite on the embedded (DuckDB over Parquet) backend."""
+"""The embedded (DuckDB over Parquet) backend: the conformance suite, its one-statement answers
+against a count over the rows by the reference evaluator, and its answer cache."""
 
-from tests.search.conformance import BackendConformance
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from federation.runtime import Runtime
+from federation.search import expr as ex
+from federation.search.embedded import ARROW_SCHEMA, AnswerCache, EmbeddedBackend
+from federation.search.query import (
+    FACETS,
+    BackendAnswer,
+    Cell,
+    Criteria,
+    FacetCell,
+    SampleQuery,
+    age_bucket,
+)
+from federation.settings import SettingsError, load_settings
+from federation.sync.run import sync_biobank
+from tests.conftest import Federation, make_settings
+from tests.search.conformance import BackendConformance, build_network, per_biobank
 
 
 class TestEmbeddedBackend(BackendConformance):
     """`federation` from tests/conftest.py is built on the embedded backend by default."""
+
+
+# --- answers against the reference evaluator --------------------------------------------------
+
+
+@dataclasses.dataclass
+class Generated:
+    backend: EmbeddedBackend
+    rows: list[dict[str, Any]]
+    biobanks: list[str]
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Generated]:
+    """A generated network synced into the embedded backend, and its rows read back."""
+    from federation.demo.generator import generate_network
+
+    root = tmp_path_factory.mktemp("generated")
+    generate_network(root / "demo", biobanks=3, samples=3_000, seed=11)
+    runtime = Runtime(make_settings(root, root / "demo" / "network.yaml"))
+    for source in runtime.network().biobanks:
+        sync_biobank(source, runtime.backend, runtime.state, locks_dir=runtime.settings.locks_dir)
+    backend = runtime.backend
+    assert isinstance(backend, EmbeddedBackend)
+    files = backend.store.live_files(backend.store.read_manifest())
+    rows = [row for path in files for row in pq.read_table(path).to_pylist()]
+    yield Generated(backend, rows, sorted({row["biobank_id"] for row in rows}))
+    backend.close()
+
+
+def _facet_keys(facet: str, row: dict[str, Any]) -> Sequence[Any]:
+    value = {
+        "material_type": row["material_type"],
+        "sex": row["sex"],
+        "age": None if row["age"] is None else age_bucket(row["age"]),
+        "chapter": row["chapters"],
+        "block": row["blocks"],
+        "biobank": row["biobank_id"],
+        "collection_type": row["collection_types"],
+    }[facet]
+    if isinstance(value, list):
+        return value
+    return () if value is None else (value,)
+
+
+def _cells(rows: list[dict[str, Any]]) -> Cell:
+    return Cell(len({row["donor_id"] for row in rows}), len(rows))
+
+
+def reference(
+    rows: list[dict[str, Any]],
+    criteria: Criteria,
+    facets: Sequence[str],
+    segments: dict[str, ex.Expr],
+) -> dict[str, Any]:
+    """The answer counted row by row with `expr.evaluate`, one filter per facet."""
+    matching = [row for row in rows if ex.evaluate(criteria.to_expr(), row)]
+    per_biobank: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in matching:
+        per_biobank[row["biobank_id"]].append(row)
+    facet_cells = []
+    for facet in facets:
+        without = criteria.without(facet).to_expr()
+        buckets: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+        for row in rows:
+            if ex.evaluate(without, row):
+                for key in _facet_keys(facet, row):
+                    buckets[(row["biobank_id"], str(key))].append(row)
+        facet_cells += [
+            FacetCell(facet, key, biobank, *dataclasses.astuple(_cells(found)))
+            for (biobank, key), found in buckets.items()
+        ]
+    return {
+        "by_biobank": {bb: _cells(found) for bb, found in per_biobank.items()},
+        "segments": {
+            bb: {
+                name: _cells([row for row in found if ex.evaluate(segment, row)])
+                for name, segment in segments.items()
+            }
+            for bb, found in per_biobank.items()
+        },
+        "facets": sorted(facet_cells, key=lambda c: (c.facet, c.key, c.biobank_id)),
+    }
+
+
+def comparable(answer: BackendAnswer) -> dict[str, Any]:
+    return {
+        "by_biobank": answer.by_biobank,
+        "segments": answer.segments,
+        "facets": sorted(answer.facets, key=lambda c: (c.facet, c.key, c.biobank_id)),
+    }
+
+
+# Segments in the shapes consent filters take: negations, nulls, ranges, constants.
+SEGMENTS: dict[str, ex.Expr] = {
+    "gru": ex.In("duo_permission", ("GRU",)),
+    "unknown_consent": ex.IsNull("duo_permission"),
+    "not_npu": ex.Not(ex.HasAny("duo_modifiers", ("NPU", "NCU"))),
+    "old_or_unknown_age": ex.Or((ex.Range("age", gte=65), ex.IsNull("age"))),
+    "collected_2015_on": ex.Range("collection_date", gte=dt.date(2015, 1, 1)),
+    "none": ex.FALSE,
+}
+
+# Several facet clauses at once, so each facet drops its own and keeps the others'.
+CRITERIA = [
+    Criteria(),
+    Criteria(sex=("FEMALE",), age_min=40, age_max=69, disease_terms=(("II",),)),
+    Criteria(
+        material_type=("PLASMA", "SERUM"),
+        collection_types=("COHORT", "POPULATION_BASED"),
+        age_max=60,
+    ),
+    Criteria(sex=("MALE",), data_categories=("GENOMIC_DATA",), disease_terms=(("IX", "E11"),)),
+    Criteria(disease_terms=((),)),
+]
+
+
+@pytest.mark.parametrize("number", range(len(CRITERIA)))
+@pytest.mark.parametrize("facets", [FACETS, ("age", "sex"), ()], ids=["all", "two", "none"])
+def test_answers_match_the_reference_evaluator(
+    generated: Generated, number: int, facets: tuple[str, ...]
+) -> None:
+    criteria = CRITERIA[number]
+    first = generated.biobanks[number % len(generated.biobanks)]
+    for variant in (criteria, dataclasses.replace(criteria, biobank_id=(first,))):
+        for segments in ({}, SEGMENTS):
+            answer = generated.backend.answer(variant, facets=facets, segments=segments)
+            expected = reference(generated.rows, variant, facets, segments)
+            assert comparable(answer) == expected
+
+
+def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:
+    backend = EmbeddedBackend(tmp_path)
+    blank: dict[str, Any] = {name: None for name in ARROW_SCHEMA.names}
+    rows = [
+        {**blank, "biobank_id": "x", "sample_id": "s1", "donor_ord": 0, "withdrawn": False},
+        {
+            **blank,
+            "biobank_id": "x",
+            "sample_id": "s2",
+            "donor_ord": 1,
+            "withdrawn": False,
+            "sex": "FEMALE",
+            "chapters": ["II", None],
+        },
+    ]
+    try:
+        with backend.generation_writer("x") as writer:
+            writer.add(rows)
+            writer.publish()
+        answer = backend.answer(Criteria(), facets=FACETS)
+        assert answer.by_biobank == {"x": Cell(2, 2)}
+        assert sorted((c.facet, c.key, c.donors) for c in answer.facets) == [
+            ("biobank", "x", 2),
+            ("chapter", "II", 1),
+            ("sex", "FEMALE", 1),
+        ]
+    finally:
+        backend.close()
+
+
+# --- the answer cache -----------------------------------------------------------------------
+
+
+def _search(fed: Federation) -> dict[str, tuple[int | None, int | None]]:
+    return per_biobank(fed.runtime.search.search(SampleQuery()))
+
+
+def test_repeated_answers_come_from_the_cache_until_the_next_publish(
+    federation: Federation,
+) -> None:
+    build_network(federation)
+    backend = federation.runtime.backend
+    assert isinstance(backend, EmbeddedBackend)
+    assert backend.answers.size == load_settings(read_files=False, environ={}).embedded_answer_cache
+    first = _search(federation)
+    assert _search(federation) == first == {"alpha": (4, 6), "beta": (2, 3)}
+    assert (backend.answers.hits, len(backend.answers)) == (1, 1)
+
+    federation.biobank("beta").sample("b4", "B2", "SERUM", "2013-06-01")
+    federation.sync("beta")
+    assert _search(federation) == {"alpha": (4, 6), "beta": (2, 4)}
+    assert backend.answers.hits == 1  # the publish emptied the cache
+
+
+def test_the_cache_can_be_turned_off(tmp_path: Path) -> None:
+    fed = Federation(tmp_path)
+    fed.settings = fed.settings.with_overrides(embedded_answer_cache=0)
+    fed.runtime = Runtime(fed.settings)
+    try:
+        build_network(fed)
+        assert _search(fed) == _search(fed)
+        backend = fed.runtime.backend
+        assert isinstance(backend, EmbeddedBackend)
+        assert (backend.answers.hits, len(backend.answers)) == (0, 0)
+    finally:
+        fed.runtime.backend.close()
+
+
+def test_the_cache_keeps_the_most_recently_used_answers() -> None:
+    cache = AnswerCache(2)
+    answers = {key: BackendAnswer({key: Cell(1, 1)}) for key in "abc"}
+    cache.put("a", answers["a"])
+    cache.put("b", answers["b"])
+    assert cache.get("a") is answers["a"]  # now "b" is the least recently used
+    cache.put("c", answers["c"])
+    assert len(cache) == 2
+    assert cache.get("b") is None
+    assert (cache.get("a"), cache.get("c")) == (answers["a"], answers["c"])
+    cache.clear()
+    assert len(cache) == 0
+
+
+def test_cache_size_setting_is_validated() -> None:
+    settings = load_settings(read_files=False, environ={"BIOFED_EMBEDDED_ANSWER_CACHE": "16"})
+    assert settings.embedded_answer_cache == 16
+    with pytest.raises(SettingsError, match="embedded_answer_cache: '-1' must not be negative"):
+        load_settings(read_files=False, environ={"BIOFED_EMBEDDED_ANSWER_CACHE": "-1"})
+    with pytest.raises(ValueError, match="must not be negative"):
+        AnswerCache(-1)
