@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     whole.add_argument("--only", action="append", default=[], help="run only NAME (repeatable)")
     whole.add_argument("--table-only", action="store_true", help="only rewrite the table")
     whole.add_argument("--engine-url", default=ENGINE_URL)
+    whole.add_argument("--keep", action="store_true", help="keep each run's data and indices")
     args = parser.parse_args(args_list)
     if args.command == "table":
         print(comparison_table(args.results), end="")
@@ -52,7 +53,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "suite":
         from bench.suite import suite
 
-        failed = suite(tuple(args.only), table_only=args.table_only, engine_url=args.engine_url)
+        failed = suite(
+            tuple(args.only),
+            table_only=args.table_only,
+            engine_url=args.engine_url,
+            keep=args.keep,
+        )
         return 1 if failed else 0
     options = Options(
         backend=args.backend,

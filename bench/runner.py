@@ -981,10 +981,24 @@ def comparison_table(paths: list[Path]) -> str:
 
     row("backend, samples", lambda r: f"{r['backend']}, {r['samples']:,}")
     row("complete", lambda r: "yes" if r["complete"] else "no")
-    row("ingest samples/s", lambda r: f"{r['ingest']['samples_per_s']:,}")
-    row("sync peak RSS MB", lambda r: r["ingest"]["peak_rss_mb"])
+    row(
+        "ingest samples/s (sync jobs; per CPU-second)",
+        lambda r: "{:,} ({}; {:,})".format(
+            r["ingest"]["samples_per_s"],
+            r["ingest"].get("sync_jobs", 1),
+            r["ingest"]["samples_per_cpu_s"],
+        ),
+    )
+    row("sync peak RSS MB (largest process)", lambda r: r["ingest"]["peak_rss_mb"])
     for q in QUESTIONS:
         row(f"{q.name} p50 / p99 ms (raw p50; ratio)", partial(_question_cell, q.name))
+    row(
+        "answer cache hit p50 ms, selective / landing",
+        lambda r: "{} / {}".format(
+            r["queries"]["cached"]["questions"]["selective"]["p50_ms"],
+            r["queries"]["cached"]["questions"]["landing"]["p50_ms"],
+        ),
+    )
     row(
         "GraphQL overhead p50 ms (median / max)",
         lambda r: "{} / {}".format(

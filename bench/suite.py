@@ -4,7 +4,8 @@ One command reproduces the published figures: it starts the local OpenSearch nod
 engine run needs one and none answers (scripts/search-node, heap from BIOFED_NODE_HEAP,
 4 GB unless set), runs each benchmark in turn (never two at once: they would measure each
 other), and rewrites the table between the markers in docs/performance.md from the JSON
-files. `--only NAME` runs a subset; `--table-only` just rewrites the table.
+files. `--only NAME` runs a subset; `--table-only` just rewrites the table; `--keep`
+keeps each run's data and indices (for profiling afterwards).
 """
 
 from __future__ import annotations
@@ -79,7 +80,11 @@ def write_table(doc: Path, paths: list[Path]) -> str:
 
 
 def suite(
-    only: tuple[str, ...] = (), *, table_only: bool = False, engine_url: str = ENGINE_URL
+    only: tuple[str, ...] = (),
+    *,
+    table_only: bool = False,
+    engine_url: str = ENGINE_URL,
+    keep: bool = False,
 ) -> int:
     """Run the suite (or the runs named in `only`); return the number of failed runs."""
     unknown = set(only) - {r.name for r in RUNS}
@@ -99,6 +104,7 @@ def suite(
                 warmup=entry.warmup,
                 load_seconds=entry.load_seconds,
                 engine_url=engine_url,
+                keep=keep,
                 command=f"python -m bench suite --only {entry.name}",
             )
             try:

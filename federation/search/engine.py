@@ -286,7 +286,62 @@ def compile_filter(node: ex.Expr, path: str = "") -> dict[str, Any]:
     """Translate a filter tree to query DSL over the fields under `path` (e.g. "samples.").
 
     Inside a nested query every clause applies to one sample, as one row does in SQL.
+    The tree is first put in negation normal form (engine queries are two-valued, so De
+    Morgan's laws hold exactly): consent trees negate whole disjunctions, and a bool with
+    only negative clauses makes the engine walk every document to subtract from.
     """
+    return _compile(normal_form(node), path)
+
+
+def normal_form(node: ex.Expr, negated: bool = False) -> ex.Expr:
+    """`node` (or its negation) with NOT pushed down to the leaves, ANDs and ORs flattened,
+    and "c is null" absorbed where a sibling already settles it."""
+    if isinstance(node, ex.Not):
+        return normal_form(node.item, not negated)
+    if isinstance(node, ex.Const):
+        return ex.Const(node.value != negated)
+    if isinstance(node, ex.And | ex.Or):
+        conjunction = isinstance(node, ex.And) != negated
+        kind: type[ex.And] | type[ex.Or] = ex.And if conjunction else ex.Or
+        items = _flattened([normal_form(i, negated) for i in node.items], kind)
+        items = _absorbed(items, conjunction)
+        return items[0] if len(items) == 1 else kind(tuple(items))
+    return ex.Not(node) if negated else node
+
+
+def _absorbed(items: list[ex.Expr], conjunction: bool) -> list[ex.Expr]:
+    """Drop null tests a sibling decides: x AND (x is null OR y) is x AND y when x is
+    "c is not null"; (c is null) OR (c is not null AND y) is (c is null) OR y."""
+    settled = ex.Not if conjunction else ex.IsNull
+    columns = {_null_test_column(i) for i in items if isinstance(i, settled)} - {None}
+    if not columns:
+        return items
+    out: list[ex.Expr] = []
+    for item in items:
+        inner = ex.Or if conjunction else ex.And
+        if isinstance(item, inner):
+            kept = [i for i in item.items if not _decided(i, columns, conjunction)]
+            item = kept[0] if len(kept) == 1 else inner(tuple(kept))
+        out.append(item)
+    return out
+
+
+def _null_test_column(node: ex.Expr) -> str | None:
+    if isinstance(node, ex.IsNull):
+        return node.column
+    if isinstance(node, ex.Not) and isinstance(node.item, ex.IsNull):
+        return node.item.column
+    return None
+
+
+def _decided(node: ex.Expr, columns: set[str | None], conjunction: bool) -> bool:
+    # Under "c is not null" (an AND), a disjunct "c is null" is false: drop it. Under
+    # "c is null" (an OR), a conjunct "c is not null" is true wherever it matters: drop it.
+    wanted = ex.IsNull if conjunction else ex.Not
+    return isinstance(node, wanted) and _null_test_column(node) in columns
+
+
+def _compile(node: ex.Expr, path: str) -> dict[str, Any]:
     if isinstance(node, ex.Const):
         return dict(MATCH_ALL) if node.value else dict(MATCH_NONE)
     if isinstance(node, ex.In):
@@ -314,33 +369,45 @@ def compile_filter(node: ex.Expr, path: str = "") -> dict[str, Any]:
             return dict(MATCH_NONE)
         return {"bool": {"must_not": [{"exists": {"field": name}}]}}
     if isinstance(node, ex.Not):
-        # A query matches a document or not (no third value), so "not not x" is x, and
-        # "not null" is "exists": consent trees are full of both, and each level of bool
-        # costs the engine per sample.
-        if isinstance(node.item, ex.Not):
-            return compile_filter(node.item.item, path)
+        # In normal form only leaves are negated; "not null" is "exists".
         if isinstance(node.item, ex.IsNull) and node.item.column not in LIST_COLUMNS:
             return {"exists": {"field": _field(node.item.column, path)}}
         # must_not of a clause that cannot match a null field matches it: "not matched".
-        return {"bool": {"must_not": [compile_filter(node.item, path)]}}
+        return {"bool": {"must_not": [_compile(node.item, path)]}}
     if isinstance(node, ex.And):
-        items = _flattened(node.items, ex.And)
-        if len(items) == 1:
-            return compile_filter(items[0], path)
-        return {"bool": {"filter": [compile_filter(i, path) for i in items]}}
+        # Negated leaves become must_not clauses of the same bool, beside the positive ones.
+        positive = [_compile(i, path) for i in node.items if not _plain_negation(i)]
+        negative = [
+            _compile(i.item, path)
+            for i in node.items
+            if isinstance(i, ex.Not) and _plain_negation(i)
+        ]
+        query: dict[str, Any] = {}
+        if positive:
+            query["filter"] = positive
+        if negative:
+            query["must_not"] = negative
+        return {"bool": query}
     if isinstance(node, ex.Or):
-        items = _merged_terms(_flattened(node.items, ex.Or))
+        items = _merged_terms(list(node.items))
         if not items:
             return dict(MATCH_NONE)
         if len(items) == 1:
-            return compile_filter(items[0], path)
+            return _compile(items[0], path)
         return {
             "bool": {
-                "should": [compile_filter(i, path) for i in items],
+                "should": [_compile(i, path) for i in items],
                 "minimum_should_match": 1,
             }
         }
     raise TypeError(f"unknown filter node {node!r}")
+
+
+def _plain_negation(node: ex.Expr) -> bool:
+    """A negated leaf that compiles to must_not (not "not null", which is `exists`)."""
+    return isinstance(node, ex.Not) and not (
+        isinstance(node.item, ex.IsNull) and node.item.column not in LIST_COLUMNS
+    )
 
 
 def _flattened(items: Sequence[ex.Expr], kind: type[ex.And] | type[ex.Or]) -> list[ex.Expr]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from bench.suite import TABLE_END, TABLE_START, write_table
 from federation import PROJECT_ROOT
 
 QUESTIONS = {
@@ -88,3 +89,12 @@ def test_runner_writes_every_phase_at_tiny_size(tmp_path: Path) -> None:
     assert data["server_memory"]["peak_rss_mb_sum"] > 0
     assert {t["target"] for t in data["targets"]} >= {"ingest samples/s", "selective p50 ms"}
     assert (tmp_path / "smoke.md").read_text().startswith("# smoke")
+
+    # The suite's table is rebuilt from result files between the markers of the doc.
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"intro\n{TABLE_START}\nold table\n{TABLE_END}\nafter\n", encoding="utf-8")
+    table = write_table(doc, [tmp_path / "smoke.json"])
+    text = doc.read_text(encoding="utf-8")
+    assert "old table" not in text and table in text
+    assert text.startswith("intro\n") and text.endswith(f"{TABLE_END}\nafter\n")
+    assert "| backend, samples | embedded, 2,000 |" in table

@@ -20,6 +20,8 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from federation import SCHEMA_DIR
 from federation.runtime import Runtime
@@ -33,6 +35,7 @@ from federation.search.engine import (
     EngineError,
     biobank_key,
     compile_filter,
+    normal_form,
     spool_json_sql,
 )
 from federation.search.query import (
@@ -455,6 +458,68 @@ def test_mappings_follow_the_document_columns(path: Path) -> None:
         "translog": {"durability": "async"},
     }
     assert schema["settings"]["index"]["translog"] == {"durability": "request"}
+
+
+_LEAVES = st.one_of(
+    st.sampled_from(["a", "b", None]).map(lambda v: ex.In("sex", (v or "x",))),
+    st.just(ex.IsNull("sex")),
+    st.just(ex.IsNull("duo_permission")),
+    st.sampled_from(["GS", "IRB"]).map(lambda v: ex.HasAny("duo_modifiers", (v,))),
+    st.just(ex.Range("age", gte=40)),
+    st.booleans().map(ex.Const),
+)
+_TREES = st.recursive(
+    _LEAVES,
+    lambda inner: st.one_of(
+        inner.map(ex.Not),
+        st.lists(inner, max_size=4).map(lambda items: ex.And(tuple(items))),
+        st.lists(inner, max_size=4).map(lambda items: ex.Or(tuple(items))),
+    ),
+    max_leaves=12,
+)
+_ROWS = st.fixed_dictionaries(
+    {
+        "sex": st.sampled_from(["a", "b", "x", None]),
+        "duo_permission": st.sampled_from(["GRU", None]),
+        "duo_modifiers": st.lists(st.sampled_from(["GS", "IRB", "COL"]), max_size=2),
+        "age": st.one_of(st.none(), st.integers(0, 90)),
+    }
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=_TREES, rows=st.lists(_ROWS, min_size=1, max_size=8))
+def test_the_engine_normal_form_keeps_the_meaning(
+    tree: ex.Expr, rows: list[dict[str, Any]]
+) -> None:
+    # Negations pushed to the leaves and null tests absorbed: the same rows must match.
+    normal = normal_form(tree)
+    for row in rows:
+        assert ex.evaluate(normal, row) == ex.evaluate(tree, row), (tree, normal, row)
+
+
+def test_consent_style_negations_compile_to_positive_clauses() -> None:
+    # "not (permission unknown or (known and not allowed) or GS)", as the consent compiler
+    # writes it, is "permission known and allowed, and not GS" for the engine.
+    allowed = ex.In("duo_permission", ("GRU", "HMB"))
+    tree = ex.Not(
+        ex.Or(
+            (
+                ex.IsNull("duo_permission"),
+                ex.And((ex.Not(ex.IsNull("duo_permission")), ex.Not(allowed))),
+                ex.HasAny("duo_modifiers", ("GS",)),
+            )
+        )
+    )
+    assert compile_filter(tree, "samples.") == {
+        "bool": {
+            "filter": [
+                {"exists": {"field": "samples.duo_permission"}},
+                {"terms": {"samples.duo_permission": ["GRU", "HMB"]}},
+            ],
+            "must_not": [{"terms": {"samples.duo_modifiers": ["GS"]}}],
+        }
+    }
 
 
 def test_filter_compiler_shapes() -> None:
