@@ -301,12 +301,41 @@ def normal_form(node: ex.Expr, negated: bool = False) -> ex.Expr:
     if isinstance(node, ex.Const):
         return ex.Const(node.value != negated)
     if isinstance(node, ex.And | ex.Or):
+        if negated:
+            positive = normal_form(node)
+            if not _has_negation(positive):
+                # Nothing to cancel: one must_not of the positive clause is what an expert
+                # writes, and cheaper than a disjunction of negated leaves.
+                return ex.Not(positive)
         conjunction = isinstance(node, ex.And) != negated
         kind: type[ex.And] | type[ex.Or] = ex.And if conjunction else ex.Or
         items = _flattened([normal_form(i, negated) for i in node.items], kind)
         items = _absorbed(items, conjunction)
+        if conjunction:
+            items = [i for i in items if not _implied_not_null(i, items)]
+        else:
+            items = [i for i in items if not _implied_null(i, items)]
         return items[0] if len(items) == 1 else kind(tuple(items))
     return ex.Not(node) if negated else node
+
+
+def _has_negation(node: ex.Expr) -> bool:
+    if isinstance(node, ex.Not):
+        return True
+    if isinstance(node, ex.And | ex.Or):
+        return any(_has_negation(i) for i in node.items)
+    return False
+
+
+def _requires_value(node: ex.Expr, column: str) -> bool:
+    """Whether `node` can only match a row whose `column` is not null."""
+    if isinstance(node, ex.In | ex.HasAny | ex.Range):
+        return node.column == column
+    if isinstance(node, ex.And):
+        return any(_requires_value(i, column) for i in node.items)
+    if isinstance(node, ex.Or):
+        return bool(node.items) and all(_requires_value(i, column) for i in node.items)
+    return False
 
 
 def _absorbed(items: list[ex.Expr], conjunction: bool) -> list[ex.Expr]:
@@ -324,6 +353,21 @@ def _absorbed(items: list[ex.Expr], conjunction: bool) -> list[ex.Expr]:
             item = kept[0] if len(kept) == 1 else inner(tuple(kept))
         out.append(item)
     return out
+
+
+def _implied_not_null(item: ex.Expr, siblings: list[ex.Expr]) -> bool:
+    # "c is not null AND c in (...)": the second says the first already.
+    if not (isinstance(item, ex.Not) and isinstance(item.item, ex.IsNull)):
+        return False
+    column = item.item.column
+    return any(s is not item and _requires_value(s, column) for s in siblings)
+
+
+def _implied_null(item: ex.Expr, siblings: list[ex.Expr]) -> bool:
+    # "c is null OR NOT (c in (...))": the second matches every null row already.
+    if not isinstance(item, ex.IsNull):
+        return False
+    return any(isinstance(s, ex.Not) and _requires_value(s.item, item.column) for s in siblings)
 
 
 def _null_test_column(node: ex.Expr) -> str | None:
@@ -377,11 +421,9 @@ def _compile(node: ex.Expr, path: str) -> dict[str, Any]:
     if isinstance(node, ex.And):
         # Negated leaves become must_not clauses of the same bool, beside the positive ones.
         positive = [_compile(i, path) for i in node.items if not _plain_negation(i)]
-        negative = [
-            _compile(i.item, path)
-            for i in node.items
-            if isinstance(i, ex.Not) and _plain_negation(i)
-        ]
+        # NOT a AND NOT b on one field is NOT (a OR b): one terms clause.
+        negated_items = [i.item for i in node.items if isinstance(i, ex.Not) and _plain_negation(i)]
+        negative = [_compile(i, path) for i in _merged_terms(negated_items)]
         query: dict[str, Any] = {}
         if positive:
             query["filter"] = positive

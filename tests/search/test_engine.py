@@ -464,6 +464,8 @@ _LEAVES = st.one_of(
     st.sampled_from(["a", "b", None]).map(lambda v: ex.In("sex", (v or "x",))),
     st.just(ex.IsNull("sex")),
     st.just(ex.IsNull("duo_permission")),
+    st.just(ex.In("duo_permission", ("GRU",))),
+    st.just(ex.IsNull("age")),
     st.sampled_from(["GS", "IRB"]).map(lambda v: ex.HasAny("duo_modifiers", (v,))),
     st.just(ex.Range("age", gte=40)),
     st.booleans().map(ex.Const),
@@ -487,7 +489,7 @@ _ROWS = st.fixed_dictionaries(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=600, deadline=None)
 @given(tree=_TREES, rows=st.lists(_ROWS, min_size=1, max_size=8))
 def test_the_engine_normal_form_keeps_the_meaning(
     tree: ex.Expr, rows: list[dict[str, Any]]
@@ -500,7 +502,7 @@ def test_the_engine_normal_form_keeps_the_meaning(
 
 def test_consent_style_negations_compile_to_positive_clauses() -> None:
     # "not (permission unknown or (known and not allowed) or GS)", as the consent compiler
-    # writes it, is "permission known and allowed, and not GS" for the engine.
+    # writes it, is "permission allowed, and not GS" for the engine.
     allowed = ex.In("duo_permission", ("GRU", "HMB"))
     tree = ex.Not(
         ex.Or(
@@ -513,11 +515,19 @@ def test_consent_style_negations_compile_to_positive_clauses() -> None:
     )
     assert compile_filter(tree, "samples.") == {
         "bool": {
-            "filter": [
-                {"exists": {"field": "samples.duo_permission"}},
-                {"terms": {"samples.duo_permission": ["GRU", "HMB"]}},
-            ],
+            "filter": [{"terms": {"samples.duo_permission": ["GRU", "HMB"]}}],
             "must_not": [{"terms": {"samples.duo_modifiers": ["GS"]}}],
+        }
+    }
+    # Its negation ("not permitted") cancels the double negation and keeps one must_not of
+    # the positive permission clause, which also matches the unknown permissions.
+    assert compile_filter(ex.Not(tree), "samples.") == {
+        "bool": {
+            "should": [
+                {"bool": {"must_not": [{"terms": {"samples.duo_permission": ["GRU", "HMB"]}}]}},
+                {"terms": {"samples.duo_modifiers": ["GS"]}},
+            ],
+            "minimum_should_match": 1,
         }
     }
 
