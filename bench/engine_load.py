@@ -22,11 +22,11 @@ import shutil
 import statistics
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.runner import clear_request_cache
 from federation.search import expr as ex
 from federation.search.backend import SearchBackend
 from federation.search.engine import EngineBackend
@@ -67,13 +67,6 @@ class _PublishLog(logging.Handler):
             self.loads.append((found[1], int(found[2]), float(found[3])))
 
 
-def _clear_cache(url: str) -> None:
-    """Empty the engine's request cache, which serves repeated aggregations."""
-    request = urllib.request.Request(f"{url}/_cache/clear?request=true", method="POST")
-    with urllib.request.urlopen(request, timeout=30):
-        pass
-
-
 def _time(
     backend: SearchBackend, question: dict[str, Any], repeat: int, cold_url: str | None = None
 ) -> dict[str, float]:
@@ -82,7 +75,7 @@ def _time(
     times = []
     for _ in range(repeat):
         if cold_url is not None:
-            _clear_cache(cold_url)
+            clear_request_cache(cold_url)
         started = time.perf_counter()
         backend.answer(question["criteria"], **kwargs)
         times.append((time.perf_counter() - started) * 1000)

@@ -379,13 +379,15 @@ def operator_identity() -> Any:
 
 def clear_engine_cache(options: Options) -> None:
     """Empty the node's request cache, which would answer a repeated aggregation itself."""
-    if options.backend == "embedded":
-        return
-    request = urllib.request.Request(
-        f"{options.engine_url}/_cache/clear?request=true", method="POST"
-    )
+    if options.backend != "embedded":
+        clear_request_cache(options.engine_url)
+
+
+def clear_request_cache(url: str) -> None:
+    """Empty the request cache of the engine at `url` (also used by bench.engine_load)."""
+    request = urllib.request.Request(f"{url}/_cache/clear?request=true", method="POST")
     with urllib.request.urlopen(request, timeout=30):
-        pass
+        pass  # the request is the point; its body says nothing we need
 
 
 def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:

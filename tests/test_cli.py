@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import json
 
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from federation.cli import main
 from tests.conftest import Federation
 from tests.sync.test_sync import small_biobank
 
 
+def run(fed: Federation, *args: str, catch_exceptions: bool = True) -> Result:
+    """`biofed` with the federation's data folder and network file, whatever its exit."""
+    folders = [
+        "--data-dir",
+        str(fed.settings.data_dir),
+        "--network",
+        str(fed.root / "network.yaml"),
+    ]
+    return CliRunner().invoke(main, [*folders, *args], catch_exceptions=catch_exceptions)
+
+
 def invoke(fed: Federation, *args: str) -> str:
-    result = CliRunner().invoke(
-        main,
-        [
-            "--data-dir",
-            str(fed.settings.data_dir),
-            "--network",
-            str(fed.root / "network.yaml"),
-            *args,
-        ],
-        catch_exceptions=False,
-    )
+    """`biofed` that must succeed; its output."""
+    result = run(fed, *args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.output
 
@@ -66,18 +68,7 @@ def test_failed_sync_exits_non_zero(federation: Federation) -> None:
     small_biobank(federation)
     federation.write()
     (federation.biobank("bb1").folder / "donors.csv").unlink()
-    result = CliRunner().invoke(
-        main,
-        [
-            "--data-dir",
-            str(federation.settings.data_dir),
-            "--network",
-            str(federation.root / "network.yaml"),
-            "sync",
-            "--all",
-            "--no-progress",
-        ],
-    )
+    result = run(federation, "sync", "--all", "--no-progress")
     assert result.exit_code == 1
     assert "bb1: FAILED" in result.output and "donors.csv does not exist" in result.output
 
@@ -96,19 +87,7 @@ def test_parallel_sync_publishes_every_biobank_and_reports_each_failure(
         small_biobank(federation, biobank_id)
     federation.write()
     (federation.biobank("bb2").folder / "donors.csv").unlink()
-    result = CliRunner().invoke(
-        main,
-        [
-            "--data-dir",
-            str(federation.settings.data_dir),
-            "--network",
-            str(federation.root / "network.yaml"),
-            "sync",
-            "--all",
-            "--jobs",
-            "2",
-        ],
-    )
+    result = run(federation, "sync", "--all", "--jobs", "2")
     # One biobank failing fails the command, and the others are still published.
     assert result.exit_code == 1
     assert "bb2: FAILED" in result.output and "donors.csv does not exist" in result.output
