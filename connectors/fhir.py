@@ -37,6 +37,20 @@ from typing import Any
 from marshmallow import fields, validate
 
 from connectors.http import HttpConnector, HttpOptions, Page, later
+from federation.model.fhir_vocab import (
+    COLLECTION_PROFILE,
+    COLLECTION_TYPE_EXTENSION,
+    CONSENT_WITHDRAWN_EXTENSION,
+    CUSTODIAN_EXTENSION,
+    DATA_USE_EXTENSION,
+    DESCRIPTION_EXTENSION,
+    GENDERS,
+    ICD10_SYSTEMS,
+    MATERIALS,
+    ORPHA_SYSTEM,
+    SAMPLE_DIAGNOSIS_EXTENSION,
+    STORAGE_TEMPERATURE_EXTENSION,
+)
 from federation.sync.connector import (
     Checkpoint,
     PulledItem,
@@ -49,50 +63,10 @@ from federation.sync.connector import (
 
 log = logging.getLogger(__name__)
 
-PROFILE_BASE = "https://fhir.bbmri.de/StructureDefinition/"
-COLLECTION_PROFILE = PROFILE_BASE + "Collection"
-DESCRIPTION_EXTENSION = PROFILE_BASE + "OrganizationDescription"
-COLLECTION_TYPE_EXTENSION = PROFILE_BASE + "CollectionType"
-STORAGE_TEMPERATURE_EXTENSION = PROFILE_BASE + "StorageTemperature"
-CUSTODIAN_EXTENSION = PROFILE_BASE + "Custodian"
-SAMPLE_DIAGNOSIS_EXTENSION = PROFILE_BASE + "SampleDiagnosis"
-DATA_USE_EXTENSION = "https://w3id.org/biofed/fhir/StructureDefinition/DataUse"
-CONSENT_WITHDRAWN_EXTENSION = "https://w3id.org/biofed/fhir/StructureDefinition/ConsentWithdrawn"
-ICD10_SYSTEMS = (
-    "http://hl7.org/fhir/sid/icd-10",
-    "http://fhir.de/CodeSystem/dimdi/icd-10-gm",
-    "http://fhir.de/CodeSystem/bfarm/icd-10-gm",
-)
-ORPHA_SYSTEM = "http://www.orpha.net"
-MATERIAL_SYSTEM = "https://fhir.bbmri.de/CodeSystem/SampleMaterialType"
 DEFAULT_PAGE_SIZE = 500
 # Patients fetched per request when re-reading those whose conditions changed.
 PATIENT_CHUNK = 50
 
-# BBMRI.de SampleMaterialType -> MIABIS material type (schema/vocab/material_types.csv).
-MATERIALS = {
-    "whole-blood": "WHOLE_BLOOD",
-    "dried-whole-blood": "WHOLE_BLOOD",
-    "bone-marrow": "OTHER",
-    "buffy-coat": "BUFFY_COAT",
-    "peripheral-blood-cells-vital": "PERIPHERAL_BLOOD_CELLS",
-    "blood-plasma": "PLASMA",
-    "blood-serum": "SERUM",
-    "ascites": "OTHER",
-    "csf-liquor": "OTHER",
-    "saliva": "SALIVA",
-    "stool-faeces": "FECES",
-    "urine": "URINE",
-    "swab": "OTHER",
-    "liquid-other": "OTHER",
-    "tissue-ffpe": "TISSUE_PARAFFIN_EMBEDDED",
-    "tissue-frozen": "TISSUE_FROZEN",
-    "tissue-other": "OTHER",
-    "dna": "DNA",
-    "rna": "RNA",
-    "derivative-other": "OTHER",
-}
-GENDERS = {"female": "FEMALE", "male": "MALE", "other": "UNDIFFERENTIAL", "unknown": "UNKNOWN"}
 # Gaseous nitrogen is the vapour phase of a liquid nitrogen tank; MIABIS has one code.
 TEMPERATURES = {"temperatureGN": "temperatureLN"}
 AVAILABILITY = {"available": "available", "unavailable": "unavailable"}

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from federation import CONFIG_DIR
+from federation.errors import FederationError
 
 PROFILES_FILE = CONFIG_DIR / "demo-profiles.yaml"
 KINDS = ("population", "hospital", "disease")
@@ -157,8 +158,10 @@ class Profiles:
         return self.utc_offsets.get(country, self.utc_offsets["default"])
 
 
-class ProfileError(ValueError):
+class ProfileError(FederationError, ValueError):
     """The profiles file is malformed; the message names the entry."""
+
+    code = "PROFILE_INVALID"
 
 
 @cache

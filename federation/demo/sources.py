@@ -25,8 +25,13 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from connectors import beacon, fhir, rest
-from connectors.http import recorded_name
+from connectors.recorded import (
+    beacon_page_request,
+    fhir_search_request,
+    recorded_name,
+    rest_page_params,
+)
+from federation.model import fhir_vocab as fhir
 
 LIST_SEPARATOR = ";"
 PAGE_SIZE = 1000
@@ -148,7 +153,7 @@ class FhirExport(RecordedExport):
         return [_fhir_specimen(row)]
 
     def _writer(self, stream: str) -> Any:
-        resource, params = fhir.search_request(stream, {"page_size": self.page_size})
+        resource, params = fhir_search_request(stream, {"page_size": self.page_size})
 
         def url(number: int) -> str:
             query = {**params, **({"_offset": number * self.page_size} if number else {})}
@@ -191,7 +196,7 @@ def _fhir_collection(row: dict[str, Any]) -> dict[str, Any]:
     extensions += [
         _extension(
             fhir.COLLECTION_TYPE_EXTENSION,
-            valueCodeableConcept=_concept("https://fhir.bbmri.de/CodeSystem/CollectionType", t),
+            valueCodeableConcept=_concept(fhir.COLLECTION_TYPE_SYSTEM, t),
         )
         for t in _split(row["types"])
     ]
@@ -272,7 +277,7 @@ def _fhir_specimen(row: dict[str, Any]) -> dict[str, Any]:
             _extension(
                 fhir.STORAGE_TEMPERATURE_EXTENSION,
                 valueCodeableConcept=_concept(
-                    "https://fhir.bbmri.de/CodeSystem/StorageTemperature",
+                    fhir.STORAGE_TEMPERATURE_SYSTEM,
                     row["storage_temperature"],
                 ),
             )
@@ -311,7 +316,7 @@ class BeaconExport(RecordedExport):
         return write
 
     def _page(self, stream: str, skip: int, records: list[Any]) -> None:
-        path, params = beacon.page_request(stream, skip, self.page_size)
+        path, params = beacon_page_request(stream, skip, self.page_size)
         meta = {
             "beaconId": "org.example.demo",
             "apiVersion": "v2.0.0",
@@ -427,12 +432,12 @@ class RestExport(RecordedExport):
         paging = self.paging()
 
         def write(number: int, records: list[Any], last: bool) -> None:
-            params = rest.page_params(paging, {"page": number + 1})
+            params = rest_page_params(paging, {"page": number + 1})
             query = "&".join(f"{k}={v}" for k, v in params.items())
             body = {"data": records, "meta": {"page": number + 1}}
             _json(self.root / recorded_name(f"{stream}?{query}"), body)
             if last and len(records) == self.page_size:
-                params = rest.page_params(paging, {"page": number + 2})
+                params = rest_page_params(paging, {"page": number + 2})
                 query = "&".join(f"{k}={v}" for k, v in params.items())
                 _json(self.root / recorded_name(f"{stream}?{query}"), {"data": [], "meta": {}})
 

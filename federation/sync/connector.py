@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from marshmallow import Schema, ValidationError
 
+from federation.errors import FederationError
 from federation.model.records import describe_errors
 
 # Canonical record kinds in the order a sync reads them: samples refer to both others.
@@ -60,8 +61,10 @@ class Checkpoint:
     state: dict[str, Any] = field(default_factory=dict)
 
 
-class RecordRejected(Exception):
+class RecordRejected(FederationError, Exception):
     """A source record that cannot be mapped; says which field and value, and why."""
+
+    code = "RECORD_REJECTED"
 
     def __init__(self, field_name: str, value: Any, reason: str) -> None:
         self.field = field_name
@@ -70,8 +73,10 @@ class RecordRejected(Exception):
         super().__init__(f"{field_name}: {reason} (value {value!r})")
 
 
-class SourceError(Exception):
+class SourceError(FederationError, Exception):
     """The source failed. Retriable errors (timeouts, 5xx) may succeed on a later try."""
+
+    code = "SOURCE_FAILED"
 
     def __init__(self, message: str, *, retriable: bool, status: int | None = None) -> None:
         super().__init__(message)
@@ -79,8 +84,10 @@ class SourceError(Exception):
         self.status = status  # the HTTP status, when the source answered with one
 
 
-class ConfigError(ValueError):
+class ConfigError(FederationError, ValueError):
     """A connector's configuration is invalid; the message names the option."""
+
+    code = "CONNECTOR_CONFIG_INVALID"
 
 
 # A secret option given as `${NAME}` in the network file is read from the environment.

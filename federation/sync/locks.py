@@ -8,9 +8,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+from federation.errors import FederationError
 
-class SyncAlreadyRunning(RuntimeError):
+
+class SyncAlreadyRunning(FederationError, RuntimeError):
     """Another process holds this biobank's sync lock."""
+
+    code = "SYNC_ALREADY_RUNNING"
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from typing import Any, NoReturn
 
 from marshmallow import Schema, ValidationError
 
+from federation.errors import FederationError
 from federation.model.records import (
     QUICK_LOADERS,
     SCHEMAS,
@@ -96,8 +97,10 @@ class _Pulled:
     read: int = 0
 
 
-class SyncFailed(RuntimeError):
+class SyncFailed(FederationError, RuntimeError):
     """A sync run failed; the previous generation keeps serving."""
+
+    code = "SYNC_FAILED"
 
     def __init__(self, run: SyncRun) -> None:
         super().__init__(f"sync of {run.biobank_id} failed: {run.error}")

@@ -31,6 +31,7 @@ from typing import Any
 import yaml
 from croniter import CroniterBadCronError, croniter
 
+from federation.errors import FederationError
 from federation.sync.state import SyncRun, SyncState, now
 
 MODES = ("auto", "full", "incremental")
@@ -49,8 +50,10 @@ CREATE INDEX IF NOT EXISTS sync_requests_open ON sync_requests (biobank_id)
 """
 
 
-class ScheduleError(ValueError):
+class ScheduleError(FederationError, ValueError):
     """A schedule in the network file is not valid; the message names the biobank."""
+
+    code = "SCHEDULE_INVALID"
 
 
 @dataclass(frozen=True)
