@@ -17,6 +17,7 @@ full generations do.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import sqlite3
@@ -84,6 +85,19 @@ class StagedChange:
     rejection: dict[str, Any] | None = None  # a quarantine row for an unusable record
     payload: Any = None  # the record as the source sent it
     position: str = ""
+
+
+@dataclass
+class PublishOutcome:
+    """What a publish did with the staged samples; `Staging.published` records it."""
+
+    # Sample ids now in the index, and kept out of it (orphaned, withdrawn).
+    indexed: list[str] = dataclasses.field(default_factory=list)
+    unindexed: list[str] = dataclasses.field(default_factory=list)
+    orphans: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # quarantine rows
+    # (stream, record key) of samples that joined, and of those deleted at the source.
+    joined: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    gone: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -365,18 +379,11 @@ class Staging:
             ).fetchall()
         return {r["record_key"]: r["reason"] for r in rows}
 
-    def published(
-        self,
-        biobank_id: str,
-        run_id: int,
-        indexed: Iterable[str],
-        unindexed: Iterable[str],
-        orphans: list[dict[str, Any]],
-        joined: Iterable[tuple[str, str]],
-        gone: Iterable[tuple[str, str]],
-    ) -> None:
+    def published(self, biobank_id: str, run_id: int, outcome: PublishOutcome) -> None:
         """After the backend took the changes: flags cleared, deletions forgotten, the
         pass finished, join problems in the quarantine (and joins that now work out of it)."""
+        indexed, unindexed, orphans = outcome.indexed, outcome.unindexed, outcome.orphans
+        joined, gone = outcome.joined, outcome.gone
         stamp = now()
         with self.state.connect() as db:
             db.execute("BEGIN IMMEDIATE")

@@ -1,0 +1,261 @@
+"""The steps every sync of one biobank shares: pull, validate, quarantine, publish, record.
+
+`BiobankSync` holds one run's parts (connector, backend, state store, what was asked)
+and its `RunCounts`; `FullSync` (`federation.sync.full`) and `StagedSync`
+(`federation.sync.staged`) supply the read-and-publish step between starting the run
+record and finishing it.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass
+from typing import Any, ClassVar, NoReturn
+
+from marshmallow import Schema, ValidationError
+
+from federation.errors import FederationError
+from federation.model.records import QUICK_LOADERS, Collection, consent_to_json, describe_errors
+from federation.search.backend import SearchBackend
+from federation.sync.connector import Connector, RecordRejected, SourceRecord, Stream
+from federation.sync.state import FAILED, SUCCEEDED, SyncRun, SyncState
+
+log = logging.getLogger(__name__)
+
+# Rows handed to the backend writer at once: large enough for columnar writes to be
+# efficient, small enough to keep a sync's memory flat.
+WRITE_BATCH = 50_000
+PROGRESS_STEP = 10_000
+
+Progress = Callable[[str, int], None]
+
+
+@dataclass
+class RunCounts:
+    """What one run did, as recorded with it (`biofed runs`, the admin API)."""
+
+    read: int = 0
+    indexed: int = 0
+    rejected: int = 0
+    deleted: int = 0
+    withdrawn: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What a caller asked of a sync: the mode, who started it, where progress goes."""
+
+    mode: str
+    triggered_by: str = "cli"
+    progress: Progress | None = None
+
+
+@dataclass
+class Rejection:
+    """A record that cannot be used: where it came from, which field and value, why."""
+
+    stream: str
+    source_id: str | None
+    position: str
+    field: str
+    value: Any
+    reason: str
+    payload: Any
+
+    def as_row(self) -> dict[str, Any]:
+        return {
+            "stream": self.stream,
+            "record_key": self.source_id or self.position,
+            "source_id": self.source_id,
+            "position": self.position,
+            "field": self.field,
+            "value": None if self.value is None else str(self.value)[:500],
+            "reason": self.reason,
+            "payload": dict(self.payload) if hasattr(self.payload, "items") else self.payload,
+        }
+
+
+class SyncFailed(FederationError, RuntimeError):
+    """A sync run failed; the previous generation keeps serving."""
+
+    code = "SYNC_FAILED"
+
+    def __init__(self, run: SyncRun) -> None:
+        super().__init__(f"sync of {run.biobank_id} failed: {run.error}")
+        self.run = run
+
+
+class BiobankSync(abc.ABC):
+    """One run of one biobank: start the run record, `execute`, finish or fail it."""
+
+    # Errors that end a run as failed (recorded, SyncFailed raised); others propagate.
+    failures: ClassVar[tuple[type[Exception], ...]]
+
+    def __init__(
+        self,
+        connector: Connector,
+        backend: SearchBackend,
+        state: SyncState,
+        request: RunRequest,
+    ) -> None:
+        self.connector = connector
+        self.backend = backend
+        self.state = state
+        self.request = request
+        self.counts = RunCounts()
+        self.run_id = 0
+        self.started = time.monotonic()
+
+    @property
+    def biobank_id(self) -> str:
+        return self.connector.biobank_id
+
+    def run(self) -> SyncRun:
+        """Do the sync and record it; raise SyncFailed (after recording) on a failure."""
+        try:
+            generation = self.execute()
+            self.state.finish_run(
+                self.run_id,
+                SUCCEEDED,
+                self.counts.as_dict(),
+                duration_s=time.monotonic() - self.started,
+                generation=generation,
+            )
+        except self.failures as err:
+            self.fail(err)
+        finally:
+            self.connector.close()
+        return self.recorded()
+
+    @abc.abstractmethod
+    def execute(self) -> str | None:
+        """Read the source and publish; start the run record; return the generation."""
+
+    def start(self, kind: str) -> None:
+        self.run_id = self.state.start_run(self.biobank_id, kind, self.request.triggered_by)
+
+    def fail(self, err: Exception) -> NoReturn:
+        """Record the run as failed with the counts so far and raise SyncFailed."""
+        if not self.run_id:
+            self.start("full")
+        log.warning("sync of %s failed: %s", self.biobank_id, err)
+        self.state.finish_run(
+            self.run_id,
+            FAILED,
+            self.counts.as_dict(),
+            duration_s=time.monotonic() - self.started,
+            error=str(err),
+        )
+        raise SyncFailed(self.recorded()) from err
+
+    def recorded(self) -> SyncRun:
+        run = self.state.run(self.run_id)
+        assert run is not None
+        return run
+
+    def count_read(self) -> None:
+        self.counts.read += 1
+        if self.request.progress and self.counts.read % PROGRESS_STEP == 0:
+            self.request.progress("read", PROGRESS_STEP)
+
+    def stream(self, kind: str) -> Stream | None:
+        return stream_of(self.connector, kind)
+
+    def validate(self, schema: Schema, item: SourceRecord) -> tuple[Any, Rejection | None]:
+        """Map and validate one record: the canonical record, or why it cannot be used."""
+        return validate(self.connector, schema, item)
+
+    def write_generation(
+        self, collections: Mapping[str, Collection], rows: Iterable[list[dict[str, Any]]]
+    ) -> tuple[str, int]:
+        """Write batches of rows as a new generation and publish it: (generation, rows)."""
+        with self.backend.generation_writer(self.biobank_id) as writer:
+            writer.metadata = {"collections": [collection_json(c) for c in collections.values()]}
+            for batch in rows:
+                writer.add(batch)
+            info = writer.publish()
+        return info.generation, info.documents
+
+
+def stream_of(connector: Connector, kind: str) -> Stream | None:
+    """The connector's stream of one record kind, if it has one."""
+    return next((s for s in connector.streams if s.record == kind), None)
+
+
+def batched(rows: Iterable[dict[str, Any]], size: int = WRITE_BATCH) -> Iterable[list[Any]]:
+    """Rows in lists of `size` (the last one possibly empty when nothing is left)."""
+    batch: list[dict[str, Any]] = []
+    for row in rows:
+        batch.append(row)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    yield batch
+
+
+def validate(
+    connector: Connector, schema: Schema, item: SourceRecord
+) -> tuple[Any, Rejection | None]:
+    """Map and validate one record: the canonical record, or why it cannot be used."""
+    mapped: Any = None
+    try:
+        mapped = connector.map(item)
+        # Most rows are plain valid text: built without marshmallow; the rest (and every
+        # rejection) go through the schema.
+        quick = QUICK_LOADERS.get(type(schema))
+        record = quick(mapped) if quick is not None else None
+        if record is not None:
+            return record, None
+        return schema.load(mapped), None
+    except RecordRejected as err:
+        return None, Rejection(
+            item.stream,
+            item.source_id,
+            item.position,
+            err.field,
+            err.value,
+            err.reason,
+            item.payload,
+        )
+    except ValidationError as err:
+        lines = describe_errors(err.messages)
+        first_field = lines[0].split(":", 1)[0] if lines else ""
+        return None, Rejection(
+            item.stream,
+            item.source_id,
+            item.position,
+            first_field,
+            _value_at(mapped, first_field),
+            "; ".join(lines),
+            item.payload,
+        )
+
+
+def _value_at(mapped: Any, path: str) -> Any:
+    """The mapped value an error path like `diagnoses[1]` points at."""
+    base, _, rest = path.partition("[")
+    value = mapped.get(base.split(".", 1)[0]) if isinstance(mapped, dict) else None
+    if rest and isinstance(value, list):
+        index = rest.split("]", 1)[0]
+        if index.isdigit() and int(index) < len(value):
+            return value[int(index)]
+    return value
+
+
+def collection_json(collection: Collection) -> dict[str, Any]:
+    """A collection as published with a generation's metadata."""
+    return {
+        "id": collection.id,
+        "name": collection.name,
+        "types": list(collection.types),
+        "description": collection.description,
+        "default_consent": consent_to_json(collection.default_consent)
+        if collection.default_consent
+        else None,
+    }
