@@ -188,8 +188,7 @@ def _sync(
     jobs: int = 1,
 ) -> int:
     from federation.runtime import Runtime
-    from federation.sync.locks import SyncAlreadyRunning
-    from federation.sync.run import SyncFailed, sync_biobank
+    from federation.sync.orchestrate import SyncOrder, sync_all
 
     runtime = Runtime(settings)
     try:
@@ -197,98 +196,17 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
-    if jobs > 1 and len(sources) > 1:
-        return _sync_in_parallel(runtime, [s.biobank.id for s in sources], mode, triggered_by, jobs)
+    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, triggered_by, jobs)
     show = sys.stderr.isatty() if progress is None else progress
-    failures = 0
-    for source in sources:
-        bar = _progress_bar(source.biobank.id, show)
-        try:
-            run = sync_biobank(
-                source,
-                runtime.backend,
-                runtime.state,
-                locks_dir=settings.locks_dir,
-                progress=bar.update,
-                mode=mode,
-                triggered_by=triggered_by,
-            )
-        except (SyncFailed, SyncAlreadyRunning) as err:
-            bar.close()
-            click.echo(f"{source.biobank.id}: FAILED: {err}", err=True)
-            failures += 1
-            continue
-        bar.close()
-        click.echo(_summary(run))
-    return failures
 
+    def progress_for(biobank_id: str) -> tuple[Callable[[str, int], None], Callable[[], None]]:
+        bar = _Bar(biobank_id, show)
+        return bar.update, bar.close
 
-def _summary(run: Any) -> str:
-    return (
-        f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
-        f"read {run.read}, "
-        f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
-        f"withdrawn {run.withdrawn}"
-    )
+    def report(line: str, failed: bool) -> None:
+        click.echo(line, err=failed)
 
-
-def _sync_in_parallel(
-    runtime: Any, biobank_ids: list[str], mode: str, triggered_by: str, jobs: int
-) -> int:
-    """Sync biobanks in `jobs` processes at once, largest first; one line per biobank.
-
-    Separate processes rather than threads: a sync is CPU-bound Python (parsing and
-    validation), and each biobank publishes on its own (its own generation, the manifest
-    update or alias swap serialised by the backend), exactly as the worker runs them.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    # Longest first keeps the last job short: order by what the previous run read.
-    last_read = {run.biobank_id: run.read for run in reversed(runtime.state.runs(limit=1000))}
-    ordered = sorted(biobank_ids, key=lambda b: -last_read.get(b, sys.maxsize))
-    settings = runtime.settings
-    failures = 0
-    # spawn, not fork: a forked child would inherit the parent's DuckDB and HTTP pools.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(min(jobs, len(ordered)), mp_context=context) as pool:
-        futures = {
-            pool.submit(_sync_one, settings, biobank_id, mode, triggered_by): biobank_id
-            for biobank_id in ordered
-        }
-        for future in as_completed(futures):
-            try:
-                line, failed = future.result()
-            except Exception as err:  # a crash in the child: report it, go on with the rest
-                line, failed = f"{futures[future]}: FAILED: {type(err).__name__}: {err}", True
-            click.echo(line, err=failed)
-            failures += failed
-    return failures
-
-
-def _sync_one(
-    settings: Settings, biobank_id: str, mode: str, triggered_by: str
-) -> tuple[str, bool]:
-    """One biobank's sync in a pool process: its summary line, and whether it failed."""
-    from federation.runtime import Runtime
-    from federation.sync.locks import SyncAlreadyRunning
-    from federation.sync.run import SyncFailed, sync_biobank
-
-    runtime = Runtime(settings)
-    try:
-        run = sync_biobank(
-            runtime.network().get(biobank_id),
-            runtime.backend,
-            runtime.state,
-            locks_dir=settings.locks_dir,
-            mode=mode,
-            triggered_by=triggered_by,
-        )
-    except (SyncFailed, SyncAlreadyRunning) as err:
-        return f"{biobank_id}: FAILED: {err}", True
-    finally:
-        runtime.backend.close()
-    return _summary(run), False
+    return sync_all(runtime, order, report, progress_for)
 
 
 class _Bar:
@@ -309,10 +227,6 @@ class _Bar:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
-
-
-def _progress_bar(label: str, show: bool) -> _Bar:
-    return _Bar(label, show)
 
 
 @main.command()
@@ -599,7 +513,7 @@ def worker(ctx: click.Context, poll: float, jobs: int, once: bool) -> None:
     settings = _settings(ctx)
     if settings.network is None:
         raise click.UsageError("no network file configured (setting `network`)")
-    runner = SyncWorker(settings, ctx.obj["config_file"], jobs=jobs)
+    runner = SyncWorker(settings, jobs=jobs)
     try:
         runner.run(poll=poll, once=once)
     except KeyboardInterrupt:

@@ -1,8 +1,9 @@
-"""`biofed worker`: runs scheduled and requested syncs, each in its own `biofed sync` process.
+"""`biofed worker`: runs scheduled and requested syncs, each in its own process.
 
 Each poll it reads the schedules from the network file (re-read, so an admin's edit takes
-effect without a restart), takes the queued requests, and starts a `biofed sync --biobank`
-process for each biobank that is due, at most `jobs` at a time and never a second one for
+effect without a restart), takes the queued requests, and starts a sync process
+(`federation.sync.orchestrate.start_in_process`, which says why a process) for each biobank
+that is due, at most `jobs` at a time and never a second one for
 a biobank whose sync is still running (the per-biobank lock would refuse it anyway, and
 that holds across workers on several machines). A sync process that crashes or is killed
 costs nothing: its run is marked interrupted and the next one resumes from its checkpoints.
@@ -11,13 +12,13 @@ costs nothing: its run is marked interrupted and the next one resumes from its c
 from __future__ import annotations
 
 import logging
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from federation.settings import Settings
+from federation.sync.orchestrate import start_in_process
 from federation.sync.schedule import ScheduleError, SyncQueue, due, read_schedules
 from federation.sync.state import SyncState
 
@@ -29,16 +30,15 @@ class _Job:
     biobank_id: str
     mode: str
     reason: str
-    process: subprocess.Popen[bytes]
+    process: BaseProcess
 
 
 class SyncWorker:
     """Starts due syncs as child processes and reaps them."""
 
-    def __init__(self, settings: Settings, config_file: Path | None, *, jobs: int = 2) -> None:
+    def __init__(self, settings: Settings, *, jobs: int = 2) -> None:
         assert settings.network is not None
         self.settings = settings
-        self.config_file = config_file
         self.jobs = jobs
         self.state = SyncState(settings.state_path)
         self.queue = SyncQueue(self.state)
@@ -83,45 +83,24 @@ class SyncWorker:
             )
             log.info("started %s sync of %s (%s)", mode, biobank_id, reason)
 
-    def _spawn(self, biobank_id: str, mode: str, reason: str) -> subprocess.Popen[bytes]:
-        command = [sys.executable, "-m", "federation.cli"]
-        if self.config_file is not None:
-            command += ["--config", str(self.config_file)]
-        command += [
-            "--data-dir",
-            str(self.settings.data_dir),
-            "--network",
-            str(self.settings.network),
-            "sync",
-            "--biobank",
-            biobank_id,
-            "--mode",
-            mode,
-            "--triggered-by",
-            reason,
-            "--no-progress",
-        ]
-        return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def _spawn(self, biobank_id: str, mode: str, reason: str) -> BaseProcess:
+        return start_in_process(self.settings, biobank_id, mode, reason)
 
     def reap(self) -> None:
         for biobank_id, job in list(self.running.items()):
-            code = job.process.poll()
-            if code is None:
+            if job.process.is_alive():
                 continue
-            _, errors = job.process.communicate()
+            job.process.join()
+            code = job.process.exitcode
             del self.running[biobank_id]
             if code:
-                log.warning(
-                    "sync of %s ended with %s: %s",
-                    biobank_id,
-                    code,
-                    errors.decode(errors="replace").strip()[-500:],
-                )
+                # The child printed why to stderr (inherited); the run record has it too.
+                log.warning("sync of %s ended with %s", biobank_id, code)
             else:
                 log.info("sync of %s finished", biobank_id)
 
     def stop(self) -> None:
         """Let running syncs finish (a killed one would only be resumed later anyway)."""
         for job in self.running.values():
-            job.process.wait()
+            job.process.join()
         self.reap()
