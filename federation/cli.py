@@ -14,6 +14,8 @@ import click
 from federation import PROJECT_ROOT
 from federation.settings import Settings, SettingsError, load_settings
 
+# gunicorn's settings, as a module so that an installed wheel has them too.
+GUNICORN_CONFIG = "federation.gunicorn_conf"
 DEMO_BIOBANKS = 8
 DEMO_SAMPLES = 200_000
 DEMO_SEED = 7
@@ -101,10 +103,15 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
 def _start_local_node() -> str:
     import subprocess
 
+    script = PROJECT_ROOT / "scripts" / "search-node"
+    if not script.exists():
+        raise click.ClickException(
+            f"no {script}: the local OpenSearch node is started by scripts/search-node, which "
+            "only a source checkout has; with an installed package, run a node yourself and "
+            "set engine_urls (BIOFED_ENGINE_URLS)"
+        )
     click.echo("starting the local OpenSearch node (scripts/search-node start) ...", err=True)
-    done = subprocess.run(
-        [str(PROJECT_ROOT / "scripts" / "search-node"), "start"], capture_output=True, text=True
-    )
+    done = subprocess.run([str(script), "start"], capture_output=True, text=True)
     if done.returncode != 0:
         raise click.ClickException(f"the local OpenSearch node did not start:\n{done.stderr}")
     click.echo(f"OpenSearch at {done.stdout.strip()} (stop it: scripts/search-node stop)", err=True)
@@ -267,7 +274,7 @@ def _exec_gunicorn(
     url = f"http://{env['BIOFED_HOST']}:{env['BIOFED_PORT']}"
     click.echo(f"serving the GraphQL API at {url}/graphql (web UI at {url}/)", err=True)
     sys.stdout.flush()
-    args = [sys.executable, "-m", "gunicorn", "-c", str(PROJECT_ROOT / "gunicorn.conf.py")]
+    args = [sys.executable, "-m", "gunicorn", "-c", f"python:{GUNICORN_CONFIG}"]
     os.execve(sys.executable, args, env)
 
 
@@ -419,10 +426,15 @@ def schema_group() -> None:
 
 @schema_group.command("export")
 def schema_export() -> None:
-    """Regenerate schema/schema.graphql and schema/records.schema.json from the code."""
+    """Regenerate the GraphQL SDL and the records JSON Schema from the code.
+
+    Written into the package (`federation/contracts/`, what the code reads); in a source
+    checkout the `schema/` mirror is refreshed from it too.
+    """
     from federation import SCHEMA_DIR
     from federation.gateway.sdl import export_sdl
     from federation.model.jsonschema import dumps
+    from federation.package_data import SCHEMA_MIRROR, refresh
 
     writers: dict[str, Callable[[], str]] = {
         "schema.graphql": export_sdl,  # same as federation.gateway.sdl.write_sdl
@@ -430,7 +442,10 @@ def schema_export() -> None:
     }
     for name, make in writers.items():
         (SCHEMA_DIR / name).write_text(make(), encoding="utf-8")
-        click.echo(f"wrote schema/{name}")
+        click.echo(f"wrote {SCHEMA_DIR / name}")
+    if SCHEMA_MIRROR.checkout.is_dir():
+        refresh(SCHEMA_MIRROR)
+        click.echo(f"refreshed {SCHEMA_MIRROR.checkout} from the package")
 
 
 @main.group("apikey")
