@@ -158,7 +158,6 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     show_default=True,
     help="Biobanks synced at once, each in its own process; 0: one per CPU.",
 )
-@click.option("--triggered-by", default="cli", hidden=True)
 @_backend_option()
 @click.pass_context
 def sync(
@@ -168,7 +167,6 @@ def sync(
     progress: bool | None,
     mode: str,
     jobs: int,
-    triggered_by: str,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
@@ -178,7 +176,6 @@ def sync(
         None if all_biobanks else biobank_ids,
         progress,
         mode,
-        triggered_by,
         jobs=jobs or os.cpu_count() or 1,
     )
     if failures:

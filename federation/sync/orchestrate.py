@@ -16,7 +16,7 @@ from multiprocessing.process import BaseProcess
 from federation.runtime import Runtime
 from federation.settings import Settings
 from federation.sync.locks import SyncAlreadyRunning
-from federation.sync.pipeline import Progress
+from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
 from federation.sync.state import SyncRun
 
@@ -61,9 +61,7 @@ def sync_all(
                 runtime.backend,
                 runtime.state,
                 locks_dir=runtime.settings.locks_dir,
-                progress=progress,
-                mode=order.mode,
-                triggered_by=order.triggered_by,
+                request=RunRequest(order.mode, order.triggered_by, progress),
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             done()
@@ -118,8 +116,7 @@ def sync_one(settings: Settings, biobank_id: str, mode: str, triggered_by: str) 
             runtime.backend,
             runtime.state,
             locks_dir=settings.locks_dir,
-            mode=mode,
-            triggered_by=triggered_by,
+            request=RunRequest(mode, triggered_by),
         )
     except (SyncFailed, SyncAlreadyRunning) as err:
         return f"{biobank_id}: FAILED: {err}", True

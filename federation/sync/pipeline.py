@@ -51,7 +51,7 @@ class RunCounts:
 class RunRequest:
     """What a caller asked of a sync: the mode, who started it, where progress goes."""
 
-    mode: str
+    mode: str = "auto"
     triggered_by: str = "cli"
     progress: Progress | None = None
 

@@ -26,7 +26,6 @@ from federation.sync.connector import ConfigError, Connector
 from federation.sync.full import FullSync
 from federation.sync.locks import SyncAlreadyRunning, biobank_lock
 from federation.sync.pipeline import (
-    Progress,
     Rejection,
     RunCounts,
     RunRequest,
@@ -39,8 +38,10 @@ from federation.sync.state import FAILED, SyncRun, SyncState
 log = logging.getLogger(__name__)
 
 AUTO = "auto"
+# An automatic-mode sync started from the CLI, without progress reports.
+DEFAULT_REQUEST = RunRequest()
 
-__all__ = ["AUTO", "Rejection", "RunCounts", "SyncFailed", "sync_biobank"]
+__all__ = ["AUTO", "Rejection", "RunCounts", "RunRequest", "SyncFailed", "sync_biobank"]
 
 
 def sync_biobank(
@@ -49,19 +50,17 @@ def sync_biobank(
     state: SyncState,
     *,
     locks_dir: str | Path,
-    triggered_by: str = "cli",
-    progress: Progress | None = None,
-    mode: str = AUTO,
+    request: RunRequest = DEFAULT_REQUEST,
 ) -> SyncRun:
     """Sync one biobank under its lock and record the run; raise SyncFailed on error.
 
-    `mode` is `auto` (incremental when the source can and a full pass has published,
-    else full), `full` or `incremental` (falls back to full when it cannot be done).
+    `request.mode` is `auto` (incremental when the source can and a full pass has
+    published, else full), `full` or `incremental` (falls back to full when it cannot be
+    done); `request` also says who started the run and where progress goes.
     """
-    if mode not in (AUTO, FULL, INCREMENTAL):
-        raise ValueError(f"mode: {mode!r} is not auto, full or incremental")
+    if request.mode not in (AUTO, FULL, INCREMENTAL):
+        raise ValueError(f"mode: {request.mode!r} is not auto, full or incremental")
     biobank_id = source.biobank.id
-    request = RunRequest(mode, triggered_by, progress)
     with biobank_lock(Path(locks_dir), biobank_id), _engine_lock(backend, biobank_id):
         try:
             connector = _connector(source)

@@ -10,7 +10,7 @@ import yaml
 
 from federation.runtime import Runtime
 from federation.search.query import PageRequest, SampleQuery
-from federation.sync.run import sync_biobank
+from federation.sync.run import RunRequest, sync_biobank
 from federation.sync.state import SyncRun
 from tests.conftest import make_settings
 from tests.support.network import OPEN_DISCLOSURE
@@ -51,7 +51,7 @@ class HttpNetwork:
             self.runtime.backend,
             self.runtime.state,
             locks_dir=self.settings.locks_dir,
-            mode=mode,
+            request=RunRequest(mode),
         )
 
     def counts(self, **query: Any) -> dict[str, tuple[int | None, int | None]]:
