@@ -1,0 +1,56 @@
+"""Orchestrating syncs of many biobanks, for the CLI and the worker alike."""
+
+from __future__ import annotations
+
+from federation.sync.orchestrate import SyncOrder, largest_first, start_in_process, sync_all
+from tests.conftest import Federation
+
+
+def _network(federation: Federation) -> None:
+    small = federation.biobank("small")
+    small.donor("D1").sample("S1", "D1")
+    big = federation.biobank("big")
+    big.donor("D1")
+    for number in range(5):
+        big.sample(f"S{number}", "D1")
+    federation.biobank("new").donor("D1").sample("S1", "D1")
+    federation.write()
+
+
+def test_largest_first_orders_by_the_last_run_and_puts_unknown_ones_first(
+    federation: Federation,
+) -> None:
+    _network(federation)
+    federation.sync("small")
+    federation.sync("big")
+    order = largest_first(federation.runtime, ["small", "big", "new"])
+    assert order == ["new", "big", "small"]
+
+
+def test_sync_all_reports_each_biobank_and_counts_failures(federation: Federation) -> None:
+    _network(federation)
+    federation.biobank("small").folder.joinpath("samples.csv").unlink()
+    lines: list[tuple[str, bool]] = []
+    failures = sync_all(
+        federation.runtime,
+        SyncOrder(("small", "big"), triggered_by="test"),
+        lambda line, failed: lines.append((line, failed)),
+    )
+    assert failures == 1
+    assert lines[0][1] is True and lines[0][0].startswith("small: FAILED:")
+    assert lines[1][1] is False and lines[1][0].startswith("big: succeeded (full)")
+    assert "indexed 5" in lines[1][0]
+    runs = {run.biobank_id: run for run in federation.runtime.state.runs()}
+    assert runs["big"].triggered_by == "test"
+
+
+def test_a_sync_process_exits_with_1_when_its_sync_fails(federation: Federation) -> None:
+    _network(federation)
+    federation.biobank("small").folder.joinpath("donors.csv").unlink()
+    failed = start_in_process(federation.settings, "small", "auto", "test")
+    succeeded = start_in_process(federation.settings, "big", "full", "test")
+    failed.join(120)
+    succeeded.join(120)
+    assert (failed.exitcode, succeeded.exitcode) == (1, 0)
+    runs = {run.biobank_id: run for run in federation.runtime.state.runs()}
+    assert runs["small"].outcome == "failed" and runs["big"].outcome == "succeeded"
