@@ -56,13 +56,13 @@ import yaml
 from federation.demo.export import (
     LIST_SEPARATOR,
     TODAY,
-    XLSX_FILE,
     BiobankExport,
     BiobankPlan,
     BiobankSummary,
 )
 from federation.demo.profiles import KINDS, Flavour, PoolEntry, Profiles, load_profiles
 from federation.demo.sources import EXPORTS, PAGE_SIZE
+from federation.demo.tables import XLSX_FILE
 
 __all__ = ["TODAY", "BiobankSummary", "NetworkSummary", "generate_network"]
 
@@ -299,7 +299,7 @@ def _network_sources(
 
 def _recorded_flavour(fmt: str) -> Flavour:
     """A network source's flavour: rows keep canonical fields; the format does the rest."""
-    from federation.demo.export import FIELDS
+    from federation.demo.tables import FIELDS
 
     return Flavour(
         name=fmt,

@@ -471,7 +471,7 @@ class RestExport(RecordedExport):
 
 
 def _fields() -> dict[str, tuple[str, ...]]:
-    from federation.demo.export import FIELDS
+    from federation.demo.tables import FIELDS
 
     return FIELDS
 
