@@ -61,7 +61,7 @@ from federation.search.embedded import (
 from federation.search.query import BackendAnswer, Criteria
 
 ROOT = Path(__file__).resolve().parent.parent
-WRITE_BATCH = 50_000  # rows per write_table call, as federation.sync.run.WRITE_BATCH
+WRITE_BATCH = 50_000  # rows per write_table call, as federation.sync.pipeline.WRITE_BATCH
 BASE_GENERATION = "20240101T000000000000Z"
 FACETS = ("material_type",)
 
