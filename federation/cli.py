@@ -566,7 +566,7 @@ def audit(ctx: click.Context, limit: int, subject: str | None, as_json: bool) ->
     """The audit log of answered searches, newest first (for network operators)."""
     from dataclasses import asdict
 
-    from federation.gateway.audit import AUDIT_FILE, AuditLog
+    from federation.search.audit import AUDIT_FILE, AuditLog
 
     path = Path(_settings(ctx).data_dir) / AUDIT_FILE
     if not path.exists():

@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner, Result
 
 from federation.cli import main
+from federation.search.audit import AUDIT_FILE, AuditLog
 from tests.conftest import Federation
 from tests.sync.test_sync import small_biobank
 
@@ -43,6 +44,21 @@ def test_sync_runs_quarantine_and_search(federation: Federation) -> None:
     assert json.loads(line)["payload"].startswith("{")
     answer = json.loads(invoke(federation, "search", "--disease", "C50", "--sex", "female"))
     assert answer == {"donors": 1, "samples": 2, "byBiobank": {"bb1": {"donors": 1, "samples": 2}}}
+
+
+def test_cli_searches_are_audited_like_api_searches(federation: Federation) -> None:
+    small_biobank(federation)
+    federation.write()
+    invoke(federation, "sync", "--all", "--no-progress")
+    invoke(federation, "search", "--disease", "C50", "--sex", "female")
+    (entry,) = AuditLog(federation.settings.data_dir / AUDIT_FILE).entries().entries
+    assert (entry.subject, entry.via, entry.client_ip) == ("cli", "cli", None)
+    assert entry.roles == ("registered", "network_operator")
+    assert entry.filters == {"diseases": ["C50"], "sexes": ["FEMALE"]}
+    assert [r.biobank_id for r in entry.released] == ["bb1"]
+    assert not entry.records_returned and entry.record_count == 0
+    listed = invoke(federation, "audit", "--json")
+    assert json.loads(listed.splitlines()[0])["id"] == entry.id
 
 
 def test_bad_input_is_a_usage_error_naming_the_value(federation: Federation) -> None:

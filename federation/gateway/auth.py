@@ -28,7 +28,8 @@ import jwt
 import requests
 
 from federation.disclosure.roles import ANONYMOUS, Identity
-from federation.gateway.errors import Forbidden, Unauthenticated
+from federation.errors import FederationError
+from federation.gateway.errors import ErrorCode
 from federation.settings import SettingsError
 
 log = logging.getLogger(__name__)
@@ -58,16 +59,20 @@ DEFAULT_ROLE_PREFIX = "biofed:"
 _PARSED_KEYS = 64
 
 
-class AuthenticationFailed(Exception):
+class AuthenticationFailed(FederationError):
     """Credentials were sent but do not verify; answered with 401 and `WWW-Authenticate`."""
+
+    code = ErrorCode.UNAUTHENTICATED
 
     def __init__(self, message: str, error: str = "invalid_token") -> None:
         super().__init__(message)
         self.error = error  # the RFC 6750 error code for the WWW-Authenticate header
 
 
-class AuthenticationUnavailable(Exception):
+class AuthenticationUnavailable(FederationError):
     """A token cannot be checked right now (the provider's keys cannot be fetched): 503."""
+
+    code = ErrorCode.BACKEND_UNAVAILABLE
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -579,28 +584,3 @@ class Authenticator:
         if entry is None or not hmac.compare_digest(hash_api_key(key, entry.salt), entry.digest):
             raise AuthenticationFailed("the API key is not valid")
         return entry.identity
-
-
-# --- authorization ------------------------------------------------------------------------
-
-
-def require_signed_in(identity: Identity, what: str) -> None:
-    """UNAUTHENTICATED unless the caller has signed in."""
-    if not identity.authenticated:
-        raise Unauthenticated(f"{what}: sign in (an API key or a bearer token) to see this")
-
-
-def require_operator(identity: Identity, what: str) -> None:
-    """Only network operators."""
-    require_signed_in(identity, what)
-    if not identity.operator:
-        raise Forbidden(f"{what}: only network operators may see this")
-
-
-def require_admin(identity: Identity, biobank_id: str, what: str, *, operators: bool) -> None:
-    """Only admins of `biobank_id` (and network operators when `operators`)."""
-    require_signed_in(identity, what)
-    if biobank_id in identity.admin_of or (operators and identity.operator):
-        return
-    who = "admins of that biobank" + (" and network operators" if operators else "")
-    raise Forbidden(f"{what}: only {who} may see this", biobank=biobank_id)

@@ -39,7 +39,8 @@ from graphql import (
 from graphql.execution.collect_fields import collect_fields, collect_sub_fields
 
 from federation.disclosure.roles import Identity
-from federation.gateway.errors import ErrorCode, Forbidden, GatewayError, UserInputError
+from federation.errors import BadInput, Forbidden
+from federation.gateway.errors import ErrorCode, GatewayError
 from federation.search.query import FACETS, MAX_PAGE_SIZE
 from federation.settings import SettingsError
 
@@ -387,7 +388,7 @@ def _page_size(
         value = default if isinstance(default, int) else 1
     if not 1 <= value <= MAX_PAGE_SIZE:
         argument = PAGE_ARGUMENT if top_level else f"{node.name.value}.{PAGE_ARGUMENT}"
-        raise UserInputError(argument, value, f"must be between 1 and {MAX_PAGE_SIZE}")
+        raise BadInput(argument, value, f"must be between 1 and {MAX_PAGE_SIZE}")
     return int(value)
 
 
