@@ -43,7 +43,8 @@ from federation.gateway.errors import (
     error_body,
     execution_error,
 )
-from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout, client_address
+from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout
+from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog
