@@ -13,7 +13,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from federation.gateway import endpoint, health, web
-from federation.gateway.auth import AuthConfig, Authenticator
+from federation.gateway.auth import Authenticator
+from federation.gateway.auth_config import AuthConfig
 from federation.gateway.errors import INTERNAL_MESSAGE, ErrorCode, error_body
 from federation.gateway.limits import Limits, LimitsConfig
 from federation.runtime import Runtime

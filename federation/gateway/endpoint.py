@@ -34,9 +34,11 @@ from graphql.execution.values import get_variable_values
 
 from federation.disclosure.roles import ANONYMOUS
 from federation.errors import FederationError, RequestError
-from federation.gateway.auth import AuthenticationFailed, AuthenticationUnavailable, Authenticator
+from federation.gateway.auth import Authenticator
 from federation.gateway.context import GatewayContext
 from federation.gateway.errors import (
+    AuthenticationFailed,
+    AuthenticationUnavailable,
     ErrorCode,
     argument_paths,
     document_error,

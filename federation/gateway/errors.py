@@ -59,6 +59,22 @@ class GatewayError(RequestError):
     code: str = ErrorCode.INTERNAL_SERVER_ERROR
 
 
+class AuthenticationFailed(FederationError):
+    """Credentials were sent but do not verify; answered with 401 and `WWW-Authenticate`."""
+
+    code = ErrorCode.UNAUTHENTICATED
+
+    def __init__(self, message: str, error: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error  # the RFC 6750 error code for the WWW-Authenticate header
+
+
+class AuthenticationUnavailable(FederationError):
+    """A token cannot be checked right now (the provider's keys cannot be fetched): 503."""
+
+    code = ErrorCode.BACKEND_UNAVAILABLE
+
+
 def camel(name: str) -> str:
     """`age_min` -> `ageMin`: the GraphQL spelling of a Python argument name."""
     head, *rest = name.split("_")
