@@ -19,6 +19,17 @@ from federation.settings import Network
 from federation.sync.schedule import SyncQueue
 from federation.sync.state import QuarantinedRecord, SyncRun, SyncState
 
+# What the gateway shows of runs and quarantine comes from here, so it needs no other
+# import from the sync room.
+__all__ = [
+    "DEFAULT_QUARANTINE_PAGE",
+    "DEFAULT_SYNC_RUNS",
+    "QuarantinedRecord",
+    "QueuedSync",
+    "SyncAdministration",
+    "SyncRun",
+]
+
 DEFAULT_SYNC_RUNS = 20
 DEFAULT_QUARANTINE_PAGE = 50
 

@@ -17,8 +17,8 @@ from graphql import GraphQLResolveInfo
 from federation.gateway.types.common import context, given
 from federation.search.query import MAX_PAGE_SIZE
 from federation.sync.admin import DEFAULT_QUARANTINE_PAGE, DEFAULT_SYNC_RUNS, QueuedSync
-from federation.sync.state import QuarantinedRecord as QuarantinedRecordData
-from federation.sync.state import SyncRun as SyncRunData
+from federation.sync.admin import QuarantinedRecord as QuarantinedRecordData
+from federation.sync.admin import SyncRun as SyncRunData
 
 
 class SyncOutcome(graphene.Enum):
