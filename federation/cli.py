@@ -472,6 +472,7 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
 def search(ctx: click.Context, /, **filters: Any) -> None:
     """Counts per biobank for a query, as JSON (for operators; researchers use the API)."""
     from federation.disclosure.roles import Identity
+    from federation.errors import FederationError
     from federation.runtime import Runtime
     from federation.search.query import BadQuery, SampleQuery
 
@@ -482,7 +483,10 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
         raise click.UsageError(str(err)) from None
     # The CLI runs on the server, so its user is the network operator.
     operator = Identity(subject="cli", authenticated=True, operator=True, via="cli")
-    result = runtime.search.search(query, identity=operator, facets=())
+    try:
+        result = runtime.search.search(query, identity=operator, facets=())
+    except FederationError as err:  # e.g. the audit log cannot be written: not answered
+        raise click.ClickException(str(err)) from None
     click.echo(
         json.dumps(
             {

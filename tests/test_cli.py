@@ -59,6 +59,12 @@ def test_cli_searches_are_audited_like_api_searches(federation: Federation) -> N
     assert not entry.records_returned and entry.record_count == 0
     listed = invoke(federation, "audit", "--json")
     assert json.loads(listed.splitlines()[0])["id"] == entry.id
+    # Fail-closed on the server too: a search that cannot be audited is not answered.
+    (federation.settings.data_dir / AUDIT_FILE).unlink()
+    (federation.settings.data_dir / AUDIT_FILE).mkdir()
+    refused = run(federation, "search", "--disease", "C50")
+    assert refused.exit_code == 1 and "cannot be recorded in the audit log" in refused.output
+    assert '"donors"' not in refused.output
 
 
 def test_bad_input_is_a_usage_error_naming_the_value(federation: Federation) -> None:
