@@ -390,6 +390,7 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
 def search(ctx: click.Context, /, **filters: Any) -> None:
     """Counts per biobank for a query, as JSON (for operators; researchers use the API)."""
     from federation.disclosure.roles import Identity
+    from federation.errors import FederationError
     from federation.runtime import Runtime
     from federation.search.query import BadQuery, SampleQuery
 
@@ -400,7 +401,10 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
         raise click.UsageError(str(err)) from None
     # The CLI runs on the server, so its user is the network operator.
     operator = Identity(subject="cli", authenticated=True, operator=True, via="cli")
-    result = runtime.search.search(query, identity=operator, facets=())
+    try:
+        result = runtime.search.search(query, identity=operator, facets=())
+    except FederationError as err:  # e.g. the audit log cannot be written: not answered
+        raise click.ClickException(str(err)) from None
     click.echo(
         json.dumps(
             {
@@ -492,7 +496,7 @@ def audit(ctx: click.Context, limit: int, subject: str | None, as_json: bool) ->
     """The audit log of answered searches, newest first (for network operators)."""
     from dataclasses import asdict
 
-    from federation.gateway.audit import AUDIT_FILE, AuditLog
+    from federation.search.audit import AUDIT_FILE, AuditLog
 
     path = Path(_settings(ctx).data_dir) / AUDIT_FILE
     if not path.exists():

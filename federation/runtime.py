@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from federation.search.audit import AUDIT_FILE, AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
 from federation.settings import Network, Settings, SettingsError, load_network
@@ -20,6 +21,9 @@ class Runtime:
     """The backend, sync state and network a process works with, built lazily."""
 
     settings: Settings
+    # Every search through `search` is written to the audit log; only measurements of the
+    # service itself (bench/) switch this off.
+    audited: bool = True
     _network: Network | None = field(default=None, init=False)
 
     @cached_property
@@ -41,13 +45,19 @@ class Runtime:
         return SyncState(self.settings.state_path)
 
     @cached_property
+    def audit(self) -> AuditLog:
+        """The audit log of answered searches, in the data folder."""
+        return AuditLog(self.settings.data_dir / AUDIT_FILE)
+
+    @cached_property
     def search(self) -> SearchService:
-        return SearchService(
+        service = SearchService(
             self.backend,
             policies=lambda biobank_id: self.network().policy(biobank_id),
             secret=self.secret(),
             record_biobanks=lambda: [s.biobank.id for s in self.network().biobanks],
         )
+        return service.audited(self.audit) if self.audited else service
 
     def secret(self) -> str:
         """The server secret noise is keyed with: from the environment, else one kept on disk.

@@ -7,6 +7,7 @@ import json
 from click.testing import CliRunner, Result
 
 from federation.cli import main
+from federation.search.audit import AUDIT_FILE, AuditLog
 from tests.conftest import Federation
 from tests.sync.test_sync import small_biobank
 
@@ -43,6 +44,27 @@ def test_sync_runs_quarantine_and_search(federation: Federation) -> None:
     assert json.loads(line)["payload"].startswith("{")
     answer = json.loads(invoke(federation, "search", "--disease", "C50", "--sex", "female"))
     assert answer == {"donors": 1, "samples": 2, "byBiobank": {"bb1": {"donors": 1, "samples": 2}}}
+
+
+def test_cli_searches_are_audited_like_api_searches(federation: Federation) -> None:
+    small_biobank(federation)
+    federation.write()
+    invoke(federation, "sync", "--all", "--no-progress")
+    invoke(federation, "search", "--disease", "C50", "--sex", "female")
+    (entry,) = AuditLog(federation.settings.data_dir / AUDIT_FILE).entries().entries
+    assert (entry.subject, entry.via, entry.client_ip) == ("cli", "cli", None)
+    assert entry.roles == ("registered", "network_operator")
+    assert entry.filters == {"diseases": ["C50"], "sexes": ["FEMALE"]}
+    assert [r.biobank_id for r in entry.released] == ["bb1"]
+    assert not entry.records_returned and entry.record_count == 0
+    listed = invoke(federation, "audit", "--json")
+    assert json.loads(listed.splitlines()[0])["id"] == entry.id
+    # Fail-closed on the server too: a search that cannot be audited is not answered.
+    (federation.settings.data_dir / AUDIT_FILE).unlink()
+    (federation.settings.data_dir / AUDIT_FILE).mkdir()
+    refused = run(federation, "search", "--disease", "C50")
+    assert refused.exit_code == 1 and "cannot be recorded in the audit log" in refused.output
+    assert '"donors"' not in refused.output
 
 
 def test_bad_input_is_a_usage_error_naming_the_value(federation: Federation) -> None:

@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from marshmallow import ValidationError, fields
+
 from federation.disclosure.roles import Role
+from federation.errors import FederationError
+from federation.model.config import SectionSchema, WholeNumber, section_errors
 
 DEFAULT_MIN_COUNT = 5
 MAX_NOISE_SCALE = 100.0
@@ -26,7 +30,7 @@ class Granularity(enum.Enum):
         return order.index(self) >= order.index(other)
 
 
-class PolicyError(ValueError):
+class PolicyError(FederationError, ValueError):
     """A disclosure policy entry is invalid; names the role and the setting."""
 
 
@@ -87,29 +91,34 @@ class DisclosurePolicy:
         return cls(rules)
 
 
-def _rule(entry: Mapping[str, Any], base: RoleRule, where: str) -> RoleRule:
-    unknown = sorted(set(entry) - {"granularity", "min_count", "rounding", "noise"})
-    if unknown:
-        raise PolicyError(f"{where}: unknown setting {unknown[0]!r}")
-    rule = base
-    if "granularity" in entry:
+class _GranularityField(fields.Field):  # type: ignore[type-arg]
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> Granularity:
         try:
-            rule = replace(rule, granularity=Granularity(str(entry["granularity"])))
+            return Granularity(str(value))
         except ValueError:
             known = ", ".join(g.value for g in Granularity)
-            raise PolicyError(
-                f"{where}.granularity: {entry['granularity']!r} is not one of {known}"
-            ) from None
-    for name, low in (("min_count", 1), ("rounding", 1)):
-        if name in entry:
-            value = entry[name]
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise PolicyError(f"{where}.{name}: {value!r} must be an integer >= {low}")
-            changes: dict[str, Any] = {name: value}
-            rule = replace(rule, **changes)
-    if "noise" in entry:
-        value = entry["noise"]
+            raise ValidationError(f"{value!r} is not one of {known}") from None
+
+
+class _NoiseField(fields.Field):  # type: ignore[type-arg]
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kw: Any) -> float:
         if not isinstance(value, int | float) or not 0 <= float(value) <= MAX_NOISE_SCALE:
-            raise PolicyError(f"{where}.noise: {value!r} must be a number in 0..{MAX_NOISE_SCALE}")
-        rule = replace(rule, noise=float(value))
-    return rule
+            raise ValidationError(f"{value!r} must be a number in 0..{MAX_NOISE_SCALE}")
+        return float(value)
+
+
+class _RoleRuleSchema(SectionSchema):
+    """One role's entry: only the settings given override the base rule."""
+
+    granularity = _GranularityField()
+    min_count = WholeNumber(1, "must be an integer >= {low}")
+    rounding = WholeNumber(1, "must be an integer >= {low}")
+    noise = _NoiseField()
+
+
+def _rule(entry: Mapping[str, Any], base: RoleRule, where: str) -> RoleRule:
+    try:
+        changes: dict[str, Any] = _RoleRuleSchema().load(entry)
+    except ValidationError as err:
+        raise PolicyError("; ".join(section_errors(err.messages, where))) from None
+    return replace(base, **changes)

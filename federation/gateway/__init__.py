@@ -13,8 +13,8 @@ from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
 from federation.gateway import endpoint, health, web
-from federation.gateway.audit import AUDIT_FILE, AuditLog
-from federation.gateway.auth import AuthConfig, Authenticator
+from federation.gateway.auth import Authenticator
+from federation.gateway.auth_config import AuthConfig
 from federation.gateway.errors import INTERNAL_MESSAGE, ErrorCode, error_body
 from federation.gateway.limits import Limits, LimitsConfig
 from federation.runtime import Runtime
@@ -59,13 +59,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(overrides)
     # One runtime per process: it holds the backend's connections, which gunicorn must
     # not fork (preload_app is off), so each worker builds its own here.
-    app.extensions["biofed"] = Runtime(settings)
+    runtime = Runtime(settings)
+    app.extensions["biofed"] = runtime
     # Access: parsed here so a bad `auth` or `limits` section stops the worker at start.
     app.extensions[endpoint.AUTH_EXTENSION] = Authenticator(AuthConfig.parse(settings.auth))
     app.extensions[endpoint.LIMITS_EXTENSION] = Limits(
         LimitsConfig.parse(settings.limits), settings.data_dir
     )
-    app.extensions[endpoint.AUDIT_EXTENSION] = AuditLog(settings.data_dir / AUDIT_FILE)
+    # The log the runtime's search service writes every answered search to; read by
+    # `auditLog` for operators.
+    app.extensions[endpoint.AUDIT_EXTENSION] = runtime.audit
 
     app.register_blueprint(endpoint.blueprint)
     app.register_blueprint(health.blueprint)

@@ -10,17 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from federation.disclosure.roles import ANONYMOUS, Identity
-from federation.gateway.audit import AuditLog
-from federation.gateway.errors import NotFound
+from federation.errors import NotFound
 from federation.runtime import Runtime
+from federation.search.audit import AuditLog, NoAuditLog
 from federation.search.backend import GenerationInfo
 from federation.search.service import SearchService
 from federation.settings import BiobankSource, Network
+from federation.sync.admin import SyncAdministration
 
 
 @dataclass
 class GatewayContext:
-    """What resolvers of one request reach: the service, and loaders memoised per request."""
+    """What resolvers of one request reach: the services, and loaders memoised per request."""
 
     runtime: Runtime
     # Who is asking, as authenticated by the endpoint (federation/gateway/auth.py).
@@ -31,10 +32,23 @@ class GatewayContext:
     audit: AuditLog | None = None
     _network: Network | None = field(default=None, init=False)
     _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
+    _search: SearchService | None = field(default=None, init=False)
 
     @property
     def search(self) -> SearchService:
-        return self.runtime.search
+        """The search service, recording each search in the audit log with this client's address.
+
+        Without an audit log it answers no search (fail-closed), whatever the runtime does.
+        """
+        if self._search is None:
+            sink = self.audit if self.audit is not None else NoAuditLog()
+            self._search = self.runtime.search.audited(sink, self.client_ip)
+        return self._search
+
+    @property
+    def sync_admin(self) -> SyncAdministration:
+        """Sync history, quarantine and sync requests, with their permission checks."""
+        return SyncAdministration(self.runtime.state, self.network)
 
     def network(self) -> Network:
         """The network file as of this request (read once, even if edited meanwhile)."""

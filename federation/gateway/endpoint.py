@@ -33,20 +33,23 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 
 from federation.disclosure.roles import ANONYMOUS
-from federation.gateway.audit import AuditLog
-from federation.gateway.auth import AuthenticationFailed, AuthenticationUnavailable, Authenticator
+from federation.errors import FederationError, RequestError
+from federation.gateway.auth import Authenticator
 from federation.gateway.context import GatewayContext
 from federation.gateway.errors import (
+    AuthenticationFailed,
+    AuthenticationUnavailable,
     ErrorCode,
-    GatewayError,
     argument_paths,
     document_error,
     error_body,
     execution_error,
 )
-from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout, client_address
+from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout
+from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
+from federation.search.audit import AuditLog
 
 # Limits on what one request may ask the parser to do. The body cap is Flask's
 # MAX_CONTENT_LENGTH (set in `create_app`); these bound GET requests as well.
@@ -60,7 +63,7 @@ CACHED_QUERY_CHARS = 4_000
 blueprint = Blueprint("graphql", __name__)
 
 
-class BadRequest(Exception):
+class BadRequest(FederationError):
     """The HTTP request is not a readable GraphQL request."""
 
     def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST, status: int = 400):
@@ -231,7 +234,7 @@ def run(
         return {"errors": [document_error(e, ErrorCode.BAD_USER_INPUT, {}) for e in coerced]}
     try:
         cost = limits.check(graphql_schema, document, operation, coerced, context.identity)
-    except GatewayError as err:
+    except RequestError as err:
         rejected: dict[str, Any] = {"errors": [error_body(str(err), err.code, **err.extensions)]}
         if "cost" in err.extensions:
             rejected["extensions"] = {"cost": err.extensions["cost"]}

@@ -1,16 +1,16 @@
 """Stable error codes and how every failure becomes a GraphQL error a client can act on.
 
 Clients branch on `extensions.code`, never on message text, so codes are part of the
-public contract (see `ErrorCode`). Messages name the argument and the value; an
-unexpected failure is logged here with its traceback and reaches the client only as
-`INTERNAL_SERVER_ERROR` with a generic message.
+public contract (see `ErrorCode`). Any `FederationError` a service raises is shown with
+its `code` and message; messages name the argument and the value. An unexpected failure
+is logged here with its traceback and reaches the client only as `INTERNAL_SERVER_ERROR`
+with a generic message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-import json
 import logging
 import re
 from typing import Any
@@ -18,6 +18,7 @@ from typing import Any
 from graphql import DocumentNode, GraphQLError, ObjectValueNode, ValueNode, Visitor, visit
 from graphql.language import ArgumentNode, ListValueNode
 
+from federation.errors import BadInput, FederationError, RequestError
 from federation.search.backend import BackendUnavailable
 from federation.search.query import BadQuery, SampleQuery
 
@@ -52,47 +53,26 @@ INTERNAL_MESSAGE = "internal error; it has been logged"
 BACKEND_MESSAGE = "the search backend cannot answer right now; try again shortly"
 
 
-class GatewayError(Exception):
-    """An expected failure of a resolver, shown to the client with its code and message."""
+class GatewayError(RequestError):
+    """An expected failure of the gateway itself (a limit), shown with its code and message."""
 
-    code: ErrorCode = ErrorCode.INTERNAL_SERVER_ERROR
-
-    def __init__(self, message: str, **extensions: Any) -> None:
-        super().__init__(message)
-        self.extensions = extensions
+    code: str = ErrorCode.INTERNAL_SERVER_ERROR
 
 
-class UserInputError(GatewayError):
-    """An argument value the service cannot use; names the argument and the value."""
-
-    code = ErrorCode.BAD_USER_INPUT
-
-    def __init__(self, argument: str, value: Any, reason: str) -> None:
-        shown = json.dumps(value, default=str, ensure_ascii=False)
-        super().__init__(
-            f"{argument}: {reason} (got {shown})", argument=argument, value=json.loads(shown)
-        )
-
-
-class Unauthenticated(GatewayError):
-    """The field needs a signed-in caller and the request came without credentials."""
+class AuthenticationFailed(FederationError):
+    """Credentials were sent but do not verify; answered with 401 and `WWW-Authenticate`."""
 
     code = ErrorCode.UNAUTHENTICATED
 
-
-class Forbidden(GatewayError):
-    """The caller is known but their role does not allow this."""
-
-    code = ErrorCode.FORBIDDEN
+    def __init__(self, message: str, error: str = "invalid_token") -> None:
+        super().__init__(message)
+        self.error = error  # the RFC 6750 error code for the WWW-Authenticate header
 
 
-class NotFound(GatewayError):
-    """A referenced thing (a biobank) does not exist."""
+class AuthenticationUnavailable(FederationError):
+    """A token cannot be checked right now (the provider's keys cannot be fetched): 503."""
 
-    code = ErrorCode.NOT_FOUND
-
-    def __init__(self, argument: str, value: str, what: str) -> None:
-        super().__init__(f"{argument}: no {what} {value!r}", argument=argument, value=value)
+    code = ErrorCode.BACKEND_UNAVAILABLE
 
 
 def camel(name: str) -> str:
@@ -109,13 +89,13 @@ _QUERY_FIELDS = re.compile(
 )
 
 
-def bad_input(err: BadQuery, argument: str) -> UserInputError:
+def bad_input(err: BadQuery, argument: str) -> BadInput:
     """Restate a service's BadQuery with the argument as the GraphQL request spells it."""
     reason = _QUERY_FIELDS.sub(lambda m: camel(m.group(0)), err.reason)
-    return UserInputError(argument, err.value, reason)
+    return BadInput(argument, err.value, reason)
 
 
-def error_body(message: str, code: ErrorCode, **extensions: Any) -> dict[str, Any]:
+def error_body(message: str, code: str, **extensions: Any) -> dict[str, Any]:
     """One entry of a response's `errors` list."""
     return {"message": message, "extensions": {"code": str(code), **extensions}}
 
@@ -128,7 +108,7 @@ def execution_error(error: GraphQLError) -> dict[str, Any]:
         where["path"] = list(error.path)
     if error.locations:
         where["locations"] = [loc.formatted for loc in error.locations]
-    if isinstance(original, GatewayError):
+    if isinstance(original, RequestError):
         body = error_body(str(original), original.code, **original.extensions)
     elif isinstance(original, BadQuery):
         # A resolver should restate it with `bad_input`; the service's wording still helps.
@@ -136,15 +116,17 @@ def execution_error(error: GraphQLError) -> dict[str, Any]:
     elif isinstance(original, BackendUnavailable):
         log.warning("search backend unavailable at %s: %s", error.path, original)
         body = error_body(BACKEND_MESSAGE, ErrorCode(original.error_code))
+    elif isinstance(original, FederationError):
+        # Any other room's expected failure: its code is the contract, its message is
+        # written for the person who asked.
+        body = error_body(str(original), original.code)
     else:
         log.error("unexpected error at %s", error.path, exc_info=original or error)
         body = error_body(INTERNAL_MESSAGE, ErrorCode.INTERNAL_SERVER_ERROR)
     return {**body, **where}
 
 
-def document_error(
-    error: GraphQLError, code: ErrorCode, arguments: dict[int, str]
-) -> dict[str, Any]:
+def document_error(error: GraphQLError, code: str, arguments: dict[int, str]) -> dict[str, Any]:
     """Format a parse, validation or variable error, naming the argument it is about."""
     body = error_body(error.message, code)
     argument = next((arguments[id(n)] for n in error.nodes or () if id(n) in arguments), None)

@@ -8,6 +8,7 @@ biobank before it reaches a result.
 
 from __future__ import annotations
 
+import copy
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.model import icd10, vocab
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
 from federation.search import expr as ex
+from federation.search.audit import AnsweredSearch, SearchAudit
 from federation.search.backend import SearchBackend, decode_cursor
 from federation.search.documents import record_view
 from federation.search.query import (
@@ -98,6 +100,18 @@ class SearchService:
         self.secret = secret
         # The biobanks of the network, to decide where a role may see records.
         self.record_biobanks = record_biobanks or (lambda: list(backend.published()))
+        # Where every answered search is recorded (see `audited`); None: not audited.
+        self.audit: SearchAudit | None = None
+        self.client_ip: str | None = None
+
+    def audited(self, audit: SearchAudit, client_ip: str | None = None) -> SearchService:
+        """This service recording every answered search in `audit`, as asked from `client_ip`.
+
+        A copy, so one request's client address never reaches another's audit row.
+        """
+        bound = copy.copy(self)
+        bound.audit, bound.client_ip = audit, client_ip
+        return bound
 
     def criteria(self, query: SampleQuery) -> tuple[Criteria, tuple[str, ...]]:
         """Resolve a query to backend criteria; also return the codes its free text found."""
@@ -164,7 +178,11 @@ class SearchService:
         answer = self.backend.answer(
             criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
         )
-        return self._result(answer, asker, facets, text_codes, rules, records_note)
+        result = self._result(answer, asker, facets, text_codes, rules, records_note)
+        if self.audit is not None:
+            # Fail-closed: a search the sink cannot record raises here and is not answered.
+            self.audit.record(AnsweredSearch(identity, self.client_ip, query, purpose, result))
+        return result
 
     def _result(
         self,

@@ -18,14 +18,9 @@ from flask.testing import FlaskClient
 from federation.cli import main
 from federation.consent.purpose import ResearchPurpose
 from federation.disclosure.roles import Identity
-from federation.gateway.audit import (
-    AUDIT_FILE,
-    AuditLog,
-    AuditUnavailable,
-    record_search,
-)
 from federation.gateway.context import GatewayContext
 from federation.runtime import Runtime
+from federation.search.audit import AUDIT_FILE, AuditLog, AuditUnavailable
 from federation.search.query import PageRequest, SampleQuery
 from federation.settings import Settings
 from tests.gateway.access import KEYS, headers
@@ -47,14 +42,13 @@ AUDIT = """query($first: Int, $after: String, $subject: String) {
 
 
 def searched(runtime: Runtime, log: AuditLog, identity: Identity = APPROVED) -> int:
-    """Answer one real search and audit it the way the resolver does; the new row's id."""
+    """Answer one real search through the search service, audited into `log` the way every
+    entry point's search is; the new row's id."""
     query = SampleQuery.parse({"diseases": ["C50"], "sexes": ["FEMALE", "FEMALE"]})
     purpose = ResearchPurpose.parse({"kind": "disease", "diseases": ["C50.9"]})
-    result = runtime.search.search(
+    runtime.search.audited(log, "192.0.2.7").search(
         query, identity=identity, purpose=purpose, facets=(), page=PageRequest(3)
     )
-    context = GatewayContext(runtime, identity=identity, client_ip="192.0.2.7", audit=log)
-    record_search(context, query, purpose, result)
     return log.entries(first=1).entries[0].id
 
 
@@ -101,10 +95,9 @@ def test_an_unwritable_log_fails_the_search_closed(runtime: Runtime, tmp_path: P
     (tmp_path / AUDIT_FILE).mkdir()  # a folder where the database should be
     with pytest.raises(AuditUnavailable):
         searched(runtime, AuditLog(tmp_path / AUDIT_FILE))
-    query = SampleQuery.parse({})
-    result = runtime.search.search(query, facets=())
     with pytest.raises(AuditUnavailable):
-        record_search(GatewayContext(runtime), query, None, result)  # no log at all
+        # A gateway request without an audit log at all answers no search.
+        GatewayContext(runtime).search.search(SampleQuery.parse({}), facets=())
 
 
 # --- reading it ---------------------------------------------------------------------------

@@ -26,13 +26,9 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from federation.cli import main
 from federation.gateway import create_app
-from federation.gateway.auth import (
-    AuthConfig,
-    AuthenticationFailed,
-    Authenticator,
-    hash_api_key,
-    issue_api_key,
-)
+from federation.gateway.auth import Authenticator, hash_api_key, issue_api_key
+from federation.gateway.auth_config import AuthConfig
+from federation.gateway.errors import AuthenticationFailed
 from federation.settings import Settings, SettingsError
 from tests.gateway.access import KEYS, NO_RATE_LIMIT, auth_section, headers
 from tests.gateway.conftest import graphql, only_error

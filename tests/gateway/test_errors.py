@@ -7,8 +7,11 @@ from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from graphql import GraphQLError
 
+from federation.errors import FederationError, Forbidden
 from federation.gateway import endpoint
+from federation.gateway.errors import execution_error
 from federation.runtime import Runtime
 from federation.search.backend import BackendUnavailable
 from tests.gateway.access import headers
@@ -293,3 +296,20 @@ def test_unknown_biobank_argument_is_not_found(client: FlaskClient) -> None:
         assert error["extensions"]["code"] == "NOT_FOUND", query
         assert error["extensions"]["argument"] == "biobank"
         assert "nope" in error["message"]
+
+
+def test_any_federation_error_is_shown_with_its_code() -> None:
+    # A room the gateway knows nothing about raises its own FederationError: the client
+    # gets that error's code and message, not INTERNAL_SERVER_ERROR.
+    class QueueFull(FederationError):
+        code = "RATE_LIMITED"
+
+    error = GraphQLError("x", path=["startSync"], original_error=QueueFull("the queue is full"))
+    assert execution_error(error) == {
+        "message": "the queue is full",
+        "extensions": {"code": "RATE_LIMITED"},
+        "path": ["startSync"],
+    }
+    refused = Forbidden("syncRuns: only admins may see this", biobank="bb2")
+    body = execution_error(GraphQLError("x", original_error=refused))
+    assert body["extensions"] == {"code": "FORBIDDEN", "biobank": "bb2"}

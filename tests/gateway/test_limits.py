@@ -21,15 +21,10 @@ from graphql import (
 )
 
 from federation.gateway import create_app
+from federation.gateway.cost import DepthLimitExceeded, measure
 from federation.gateway.errors import GatewayError
-from federation.gateway.limits import (
-    DepthLimitExceeded,
-    LimitsConfig,
-    RateLimit,
-    RateLimiter,
-    client_address,
-    measure,
-)
+from federation.gateway.limits import LimitsConfig
+from federation.gateway.ratelimit import RateLimit, RateLimiter, client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
 from federation.settings import Settings, SettingsError

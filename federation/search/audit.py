@@ -5,9 +5,11 @@ memberships), client IP, the normalised filters and purpose, the precision relea
 biobank, and whether records were returned and how many. Never the records and never the
 released numbers: the log must not become a second copy of what disclosure protects.
 
-Writing is fail-closed. `record_search` runs before the answer leaves the resolver, and
-if the row cannot be written the search is not answered: a network that promises biobanks
-an audit trail of every search cannot answer searches it is unable to account for.
+The search service writes the row (`SearchService.audited`), so every entry point (the
+GraphQL API, the web UI through it, `biofed search`) is audited the same way. Writing is
+fail-closed: the row is written before the answer leaves the service, and if it cannot be
+written the search is not answered: a network that promises biobanks an audit trail of
+every search cannot answer searches it is unable to account for.
 
 The store is SQLite (`audit.db` in the data folder, WAL, synchronous=FULL so an
 acknowledged row survives a power cut). The app only ever inserts; triggers refuse UPDATE
@@ -21,21 +23,19 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from federation.consent.purpose import ResearchPurpose
+from federation.disclosure.permissions import require_operator
 from federation.disclosure.roles import Identity
-from federation.gateway.errors import ErrorCode, GatewayError
+from federation.errors import BadInput, FederationError, check_range
 from federation.search.backend import decode_cursor, encode_cursor
-from federation.search.query import SampleQuery
+from federation.search.query import MAX_PAGE_SIZE, SampleQuery
 from federation.search.result import SearchResult
-
-if TYPE_CHECKING:
-    from federation.gateway.context import GatewayContext
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,12 @@ BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 """
 
 
-class AuditUnavailable(GatewayError):
+class AuditUnavailable(FederationError):
     """The search could not be written to the audit log, so it is not answered."""
 
     # To a client this is the same as a backend outage: nothing wrong with the request,
     # try again shortly. The cause is in the server log.
-    code = ErrorCode.BACKEND_UNAVAILABLE
+    code = "BACKEND_UNAVAILABLE"
 
     def __init__(self) -> None:
         super().__init__(
@@ -118,8 +118,28 @@ class AuditPage:
     has_next_page: bool
 
 
-class BadAuditCursor(ValueError):
+class BadAuditCursor(FederationError, ValueError):
     """An `after` value that is not a cursor of the audit log."""
+
+    code = "BAD_USER_INPUT"
+
+
+@dataclass(frozen=True)
+class AnsweredSearch:
+    """One answered search as the search service hands it to an audit sink."""
+
+    identity: Identity
+    client_ip: str | None  # None when asked on the server itself (`biofed search`)
+    query: SampleQuery
+    purpose: ResearchPurpose | None
+    result: SearchResult
+
+
+class SearchAudit(Protocol):
+    """Where the search service records every answered search; raises to refuse it."""
+
+    def record(self, search: AnsweredSearch) -> None:
+        """Record one search before its answer is returned; AuditUnavailable if it cannot."""
 
 
 class AuditLog:
@@ -147,18 +167,17 @@ class AuditLog:
         finally:
             db.close()
 
-    def append(
-        self,
-        identity: Identity,
-        *,
-        client_ip: str | None,
-        filters: dict[str, Any],
-        purpose: dict[str, Any] | None,
-        released: Sequence[ReleasedPrecision],
-        records_returned: bool,
-        record_count: int,
-    ) -> int:
+    def record(self, search: AnsweredSearch) -> None:
+        """Write the search's row before its answer is returned; AuditUnavailable if it cannot."""
+        try:
+            self.append(search)
+        except (sqlite3.Error, OSError):
+            log.exception("writing the audit log %s failed; the search is not answered", self.path)
+            raise AuditUnavailable() from None
+
+    def append(self, search: AnsweredSearch) -> int:
         """Write one row; return its id. Raises sqlite3.Error when it cannot."""
+        identity, records = search.identity, search.result.records
         row = (
             dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
             identity.subject,
@@ -166,12 +185,12 @@ class AuditLog:
             _json([r.value for r in identity.roles]),
             _json(sorted(identity.admin_of)),
             _json(sorted(identity.approved_for)),
-            client_ip,
-            _json(filters),
-            None if purpose is None else _json(purpose),
-            _json([vars(r) for r in released]),
-            int(records_returned),
-            record_count,
+            search.client_ip,
+            _json(search.query.normalised()),
+            None if search.purpose is None else _json(search.purpose.normalised()),
+            _json([vars(r) for r in released_precision(search.result)]),
+            int(records is not None),
+            0 if records is None else len(records.records),
         )
         with self._connect() as db:
             cursor = db.execute(
@@ -207,6 +226,25 @@ class AuditLog:
         entries = tuple(_entry(r) for r in rows[:first])
         end = encode_cursor(("audit", str(entries[-1].id))) if entries else None
         return AuditPage(entries, end, len(rows) > first)
+
+
+def read_audit_log(
+    audit: AuditLog | None,
+    identity: Identity,
+    *,
+    first: int = DEFAULT_AUDIT_PAGE,
+    after: str | None = None,
+    subject: str | None = None,
+) -> AuditPage:
+    """A page of the log, newest first: for network operators only."""
+    require_operator(identity, "auditLog")
+    check_range("first", first, 1, MAX_PAGE_SIZE)
+    if audit is None:
+        return AuditPage((), None, False)
+    try:
+        return audit.entries(first=first, after=after, subject=subject)
+    except BadAuditCursor:
+        raise BadInput("after", after, "not a cursor of the audit log") from None
 
 
 def _json(value: Any) -> str:
@@ -251,28 +289,10 @@ def released_precision(result: SearchResult) -> tuple[ReleasedPrecision, ...]:
     )
 
 
-def record_search(
-    context: GatewayContext,
-    query: SampleQuery,
-    purpose: ResearchPurpose | None,
-    result: SearchResult,
-) -> None:
-    """Audit one search before its answer is returned; AuditUnavailable if it cannot be."""
-    audit = context.audit
-    if audit is None:
-        log.error("no audit log on the request context; refusing to answer the search")
+class NoAuditLog:
+    """The sink of an entry point that has no audit log: it answers no search (fail-closed)."""
+
+    def record(self, search: AnsweredSearch) -> None:
+        """Refuse the search: it could not be accounted for."""
+        log.error("no audit log for this entry point; refusing to answer the search")
         raise AuditUnavailable()
-    records = result.records
-    try:
-        audit.append(
-            context.identity,
-            client_ip=context.client_ip,
-            filters=query.normalised(),
-            purpose=None if purpose is None else purpose.normalised(),
-            released=released_precision(result),
-            records_returned=records is not None,
-            record_count=0 if records is None else len(records.records),
-        )
-    except (sqlite3.Error, OSError):
-        log.exception("writing the audit log %s failed; the search is not answered", audit.path)
-        raise AuditUnavailable() from None

@@ -1,0 +1,112 @@
+"""Sync administration: who may see sync runs and quarantined records, and start a sync.
+
+The one place that decides access to a biobank's operational data. Entry points (the
+GraphQL gateway, later others) parse their input and call these methods with the caller's
+`Identity`; a refusal is a `FederationError` (UNAUTHENTICATED, FORBIDDEN, NOT_FOUND,
+BAD_USER_INPUT) that each entry point shows with its code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from federation.disclosure.permissions import require_admin, require_signed_in
+from federation.disclosure.roles import Identity
+from federation.errors import NotFound, check_range
+from federation.search.query import MAX_PAGE_SIZE
+from federation.settings import Network
+from federation.sync.schedule import SyncQueue
+from federation.sync.state import QuarantinedRecord, SyncRun, SyncState
+
+# What the gateway shows of runs and quarantine comes from here, so it needs no other
+# import from the sync room.
+__all__ = [
+    "DEFAULT_QUARANTINE_PAGE",
+    "DEFAULT_SYNC_RUNS",
+    "QuarantinedRecord",
+    "QueuedSync",
+    "SyncAdministration",
+    "SyncRun",
+]
+
+DEFAULT_SYNC_RUNS = 20
+DEFAULT_QUARANTINE_PAGE = 50
+
+
+@dataclass(frozen=True)
+class QueuedSync:
+    """A sync an admin asked for, as queued for the worker."""
+
+    request_id: int
+    biobank_id: str
+    mode: str
+    requested_by: str
+    requested_at: str
+    already_queued: bool  # a request for the biobank was already waiting: this is it
+
+
+class SyncAdministration:
+    """Sync history, quarantine and sync requests, each behind its permission check."""
+
+    def __init__(self, state: SyncState, network: Callable[[], Network]) -> None:
+        self.state = state
+        # A callable, so the network file is read only once a check needs it.
+        self._network = network
+
+    def runs(
+        self, identity: Identity, *, biobank: str | None = None, first: int = DEFAULT_SYNC_RUNS
+    ) -> list[SyncRun]:
+        """Recent runs, newest first: a biobank's admins and the network's operators.
+
+        An admin asking without `biobank` gets the runs of the biobanks they administer.
+        """
+        require_signed_in(identity, "syncRuns")
+        check_range("first", first, 1, MAX_PAGE_SIZE)
+        if biobank is not None:
+            self._require_biobank(biobank)
+            require_admin(identity, biobank, "syncRuns", operators=True)
+            return self.state.runs(biobank, limit=first)
+        if identity.operator:
+            return self.state.runs(None, limit=first)
+        if not identity.admin_of:
+            require_admin(identity, "", "syncRuns", operators=True)
+        runs = [run for bb in sorted(identity.admin_of) for run in self.state.runs(bb, limit=first)]
+        return sorted(runs, key=lambda run: (run.started_at, run.id), reverse=True)[:first]
+
+    def quarantine(
+        self,
+        identity: Identity,
+        biobank: str,
+        *,
+        first: int = DEFAULT_QUARANTINE_PAGE,
+        offset: int = 0,
+    ) -> list[QuarantinedRecord]:
+        """A biobank's rejected records with their reasons: its admins only."""
+        require_signed_in(identity, "quarantine")
+        check_range("first", first, 1, MAX_PAGE_SIZE)
+        check_range("offset", offset, 0)
+        self._require_biobank(biobank)
+        # Rejected payloads are the biobank's raw data: its admins only, not operators.
+        require_admin(identity, biobank, "quarantine", operators=False)
+        return self.state.quarantine(biobank, limit=first, offset=offset)
+
+    def start_sync(self, identity: Identity, biobank: str, *, full: bool = False) -> QueuedSync:
+        """Queue a sync of a biobank for the worker: only its admins may."""
+        require_admin(identity, biobank, "startSync", operators=False)
+        self._require_biobank(biobank)
+        queue = SyncQueue(self.state)
+        waiting = {r.biobank_id for r in queue.pending()}
+        request = queue.request(biobank, identity.subject, "full" if full else "auto")
+        return QueuedSync(
+            request.id,
+            request.biobank_id,
+            request.mode,
+            request.requested_by,
+            request.requested_at,
+            biobank in waiting,
+        )
+
+    def _require_biobank(self, biobank_id: str) -> None:
+        if not any(s.biobank.id == biobank_id for s in self._network().biobanks):
+            raise NotFound("biobank", biobank_id, "biobank in this network with id")
