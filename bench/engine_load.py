@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.runner import clear_request_cache
-from federation.search import expr as ex
+from federation.model import expr as ex
 from federation.search.backend import SearchBackend
 from federation.search.engine import EngineBackend
 from federation.search.query import FACETS, Criteria, PageRequest

@@ -19,6 +19,7 @@ from marshmallow import ValidationError
 
 from federation import CONFIG_DIR
 from federation.disclosure.policy import DisclosurePolicy, PolicyError
+from federation.errors import FederationError
 from federation.model.records import Biobank, BiobankSchema, describe_errors
 
 ENV_PREFIX = "BIOFED_"
@@ -27,8 +28,10 @@ SECRET_SETTINGS = ("secret_key", "engine_password", "engine_api_key")
 _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
-class SettingsError(ValueError):
+class SettingsError(FederationError, ValueError):
     """A setting or network entry is invalid; the message names it and its value."""
+
+    code = "INVALID_SETTINGS"
 
 
 @dataclass(frozen=True)

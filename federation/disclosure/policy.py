@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from federation.disclosure.roles import Role
+from federation.errors import FederationError
 
 DEFAULT_MIN_COUNT = 5
 MAX_NOISE_SCALE = 100.0
@@ -26,8 +27,10 @@ class Granularity(enum.Enum):
         return order.index(self) >= order.index(other)
 
 
-class PolicyError(ValueError):
+class PolicyError(FederationError, ValueError):
     """A disclosure policy entry is invalid; names the role and the setting."""
+
+    code = "INVALID_POLICY"
 
 
 @dataclass(frozen=True)

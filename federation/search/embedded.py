@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from federation.model import expr as ex
 from federation.model import icd10
-from federation.search import expr as ex
 from federation.search.backend import (
     BackendUnavailable,
     ChangeOutcome,

@@ -40,7 +40,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from federation import SCHEMA_DIR
-from federation.search import expr as ex
+from federation.errors import FederationError
+from federation.model import expr as ex
 from federation.search.backend import (
     ChangeOutcome,
     GenerationInfo,
@@ -801,12 +802,14 @@ class BulkPayloads:
 # --- locks ------------------------------------------------------------------------------------
 
 
-class BiobankLockHeld(BlockingIOError):
+class BiobankLockHeld(FederationError, BlockingIOError):
     """Another sync (on this host or another) holds the biobank's lock.
 
     A `BlockingIOError` (an `OSError`), as a held flock is, so the sync layer records a
     failed run for it.
     """
+
+    code = "SYNC_LOCK_HELD"
 
 
 class BiobankLockLost(BiobankLockHeld):

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from federation.errors import FederationError
 from federation.search.backend import BackendUnavailable
 
 # Statuses that mean "the engine cannot serve now" rather than "the request is wrong":
@@ -35,11 +36,14 @@ class EngineUnavailable(BackendUnavailable, ConnectionError):
     `OSError` as a failed run, so an engine outage fails the run cleanly.
     """
 
+    code = "ENGINE_UNAVAILABLE"
     error_code = "ENGINE_UNAVAILABLE"
 
 
-class EngineError(RuntimeError):
+class EngineError(FederationError, RuntimeError):
     """The engine rejected a request it should have accepted: a bug or a setup mistake."""
+
+    code = "ENGINE_ERROR"
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)

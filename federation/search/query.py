@@ -7,23 +7,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.model import expr as ex
 from federation.model import icd10, vocab
-from federation.search import expr as ex
+
+# BadQuery lives in the model (consent raises it too); re-exported for the entry points.
+from federation.model.query_errors import BadQuery as BadQuery
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 AGE_BUCKET_YEARS = 10
 FACETS = ("material_type", "sex", "age", "chapter", "block", "biobank", "collection_type")
-
-
-class BadQuery(ValueError):
-    """A query argument that cannot be used; names the argument and the value."""
-
-    def __init__(self, argument: str, value: Any, reason: str) -> None:
-        self.argument = argument
-        self.value = value
-        self.reason = reason
-        super().__init__(f"{argument}: {reason} (got {value!r})")
 
 
 @dataclass(frozen=True)

@@ -17,9 +17,9 @@ from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
 from federation.disclosure.release import noise_key, release_pair, total
 from federation.disclosure.roles import ANONYMOUS, Identity
+from federation.model import expr as ex
 from federation.model import icd10, vocab
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
-from federation.search import expr as ex
 from federation.search.backend import SearchBackend, decode_cursor
 from federation.search.documents import record_view
 from federation.search.query import (

@@ -13,8 +13,8 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search import expr as ex
 from federation.search.embedded import ARROW_SCHEMA, AnswerCache, EmbeddedBackend
 from federation.search.query import (
     FACETS,

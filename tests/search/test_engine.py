@@ -24,8 +24,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation import SCHEMA_DIR
+from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search import expr as ex
 from federation.search.backend import BackendUnavailable, SearchBackend
 from federation.search.documents import COLUMNS
 from federation.search.embedded import ARROW_SCHEMA
