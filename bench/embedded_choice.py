@@ -50,9 +50,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from federation.model import icd10
-from federation.search.documents import COLUMNS
+from federation.search.documents import ARROW_SCHEMA, COLUMNS
 from federation.search.embedded import (
-    ARROW_SCHEMA,
     EmbeddedBackend,
     EmbeddedStore,
     ParquetGenerationWriter,

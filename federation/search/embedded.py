@@ -42,7 +42,7 @@ from federation.search.backend import (
     decode_cursor,
     encode_cursor,
 )
-from federation.search.documents import COLUMNS
+from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
 from federation.search.query import (
     AGE_BUCKET_YEARS,
     BackendAnswer,
@@ -59,16 +59,6 @@ MANIFEST = "manifest.json"
 # Generations kept per biobank: the serving one and the one before, which a server that
 # read the previous manifest may still be loading.
 KEEP_GENERATIONS = 2
-
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "string[]": pa.list_(pa.string()),
-    "int": pa.int32(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.items()])
 
 # Facet name -> the column holding its bucket key, and whether it is list-valued. The key
 # columns are ENUM copies of the string columns, made at load: grouping by an ENUM groups by
@@ -103,12 +93,7 @@ _NOT_WITHDRAWN = ex.In("withdrawn", (False,))
 # Up to this many terms, a list filter is an OR of list_contains (several times faster than
 # list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
 MAX_CONTAINS_TERMS = 16
-_RECORD_COLUMNS = (
-    "biobank_id, sample_id, collection_id, donor_id, sex, age, material_type, collection_date, "
-    "storage_temperature, availability, diagnoses, data_categories, consent, last_updated, "
-    # The consent columns let the service explain each record's obligations.
-    "duo_permission, duo_modifiers, duo_diseases, duo_countries, duo_ts_date, duo_mor_date"
-)
+_RECORD_COLUMNS = ", ".join(RECORD_COLUMNS)
 
 
 class EmbeddedStore:

@@ -15,7 +15,8 @@ import pytest
 
 from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search.embedded import ARROW_SCHEMA, AnswerCache, EmbeddedBackend
+from federation.search.documents import ARROW_SCHEMA
+from federation.search.embedded import AnswerCache, EmbeddedBackend
 from federation.search.query import (
     FACETS,
     BackendAnswer,

@@ -27,17 +27,10 @@ from federation import SCHEMA_DIR
 from federation.model import expr as ex
 from federation.runtime import Runtime
 from federation.search.backend import BackendUnavailable, SearchBackend
-from federation.search.documents import COLUMNS
-from federation.search.embedded import ARROW_SCHEMA
-from federation.search.engine import (
-    BiobankLockHeld,
-    EngineBackend,
-    EngineError,
-    biobank_key,
-    compile_filter,
-    normal_form,
-    spool_json_sql,
-)
+from federation.search.documents import ARROW_SCHEMA, COLUMNS
+from federation.search.engine import BiobankLockHeld, EngineBackend, EngineError, biobank_key
+from federation.search.engine.bulk import spool_json_sql
+from federation.search.engine.compiler import compile_filter, normal_form
 from federation.search.query import (
     FACETS,
     BackendAnswer,
