@@ -43,8 +43,8 @@ from federation.search.backend import (
     encode_cursor,
 )
 from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
+from federation.search.facets import FACET, FACET_DEFINITIONS, FacetDefinition
 from federation.search.query import (
-    AGE_BUCKET_YEARS,
     BackendAnswer,
     Cell,
     Criteria,
@@ -60,35 +60,19 @@ MANIFEST = "manifest.json"
 # read the previous manifest may still be loading.
 KEEP_GENERATIONS = 2
 
-# Facet name -> the column holding its bucket key, and whether it is list-valued. The key
-# columns are ENUM copies of the string columns, made at load: grouping by an ENUM groups by
-# its small-integer index, about twice as fast as by the string at 1M rows (measured).
-_FACET_KEY: dict[str, tuple[str, bool]] = {
-    "material_type": ("key_material_type", False),
-    "sex": ("key_sex", False),
-    "age": (f"age // {AGE_BUCKET_YEARS}", False),
-    "chapter": ("key_chapters", True),
-    "block": ("key_blocks", True),
-    "biobank": ("key_biobank_id", False),
-    "collection_type": ("key_collection_types", True),
-}
-# Columns copied as ENUMs at load (see _FACET_KEY); `key_biobank_id` also groups the counts.
-_ENUM_COLUMNS = {
-    "biobank_id": False,
-    "sex": False,
-    "material_type": False,
-    "chapters": True,
-    "blocks": True,
-    "collection_types": True,
-}
-# Bucket keys that are built from the grouped value `k`, once per bucket rather than per row
-# (building the age label per row tripled the age facet's time at 1M rows).
-_FACET_LABEL = {
-    "age": (
-        f"CAST(k * {AGE_BUCKET_YEARS} AS VARCHAR) || '-' || "
-        f"CAST(k * {AGE_BUCKET_YEARS} + {AGE_BUCKET_YEARS - 1} AS VARCHAR)"
-    ),
-}
+# Columns copied as ENUMs at load, `key_<column>`, with whether they hold lists: the term
+# facets' columns. Grouping by an ENUM groups by its small-integer index, about twice as fast
+# as by the string at 1M rows (measured); `key_biobank_id` also groups the counts.
+_ENUM_COLUMNS = {f.column: f.is_list for f in FACET_DEFINITIONS if f.bucket_width is None}
+
+
+def _facet_key(facet: FacetDefinition) -> str:
+    """The SQL of a row's bucket key: the ENUM copy, or a histogram bucket's lower bound."""
+    if facet.bucket_width is not None:
+        return f"{facet.column} // {facet.bucket_width} * {facet.bucket_width}"
+    return f"key_{facet.column}"
+
+
 _NOT_WITHDRAWN = ex.In("withdrawn", (False,))
 # Up to this many terms, a list filter is an OR of list_contains (several times faster than
 # list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
@@ -431,7 +415,8 @@ class EmbeddedBackend(SearchBackend):
                         for n, name in enumerate(names)
                     }
                 else:
-                    cells.append(FacetCell(facet, key, biobank_id, int(donors), int(samples)))
+                    label = FACET[facet].bucket_key(key)
+                    cells.append(FacetCell(facet, label, biobank_id, int(donors), int(samples)))
             if copied:
                 cells += [
                     FacetCell("biobank", biobank_id, biobank_id, cell.donors, cell.samples)
@@ -582,7 +567,7 @@ def summary_sql(
         rest = rest.without(facet)
     params: list[Any] = []
     columns = ["key_biobank_id AS bb", "donor_ord"]
-    columns += [f"{_FACET_KEY[facet][0]} AS k{n}" for n, facet in enumerate(distinct)]
+    columns += [f"{_facet_key(FACET[facet])} AS k{n}" for n, facet in enumerate(distinct)]
     flag = {facet: f"f{n}" for n, facet in enumerate(own)}
     columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
     columns += [f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)]
@@ -607,10 +592,11 @@ def summary_sql(
     ]
     for facet in facets:
         column = f"k{distinct.index(facet)}"
-        key = f"unnest({column})" if _FACET_KEY[facet][1] else column
-        label = _FACET_LABEL.get(facet, "CAST(k AS VARCHAR)")
+        key = f"unnest({column})" if FACET[facet].is_list else column
+        # The raw key per bucket; named from it in Python, once per bucket, not per row
+        # (building the age label per row tripled the age facet's time at 1M rows).
         branches.append(
-            f"SELECT '{facet}', bb, {label}, count(*), sum(n){blanks} FROM ("
+            f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n){blanks} FROM ("
             "SELECT bb, k, count(*) AS n FROM ("
             f"SELECT bb, donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
             ") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"

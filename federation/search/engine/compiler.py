@@ -11,14 +11,13 @@ from federation.search.backend import decode_cursor
 from federation.search.documents import COLUMNS, RECORD_COLUMNS
 from federation.search.engine.layout import (
     DONOR_KIND,
-    FACET_FIELDS,
     LIST_COLUMNS,
     MAX_TERMS,
     NESTED,
     SAMPLE_KIND,
 )
+from federation.search.facets import FACET
 from federation.search.query import (
-    AGE_BUCKET_YEARS,
     Criteria,
     PageRequest,
 )
@@ -301,18 +300,20 @@ def answer_search(
     elif "biobank" in facets:
         inner["donors"] = _donors()
     for facet in facets:
-        if facet == "age":
+        definition = FACET[facet]
+        field = f"{NESTED}.{definition.column}"
+        if definition.bucket_width is not None:
             inner[f"facet_{facet}"] = {
                 "histogram": {
-                    "field": f"{NESTED}.age",
-                    "interval": AGE_BUCKET_YEARS,
+                    "field": field,
+                    "interval": definition.bucket_width,
                     "min_doc_count": 1,
                 },
                 "aggs": {"donors": _donors()},
             }
         elif facet != "biobank":  # the per-biobank buckets themselves
             inner[f"facet_{facet}"] = {
-                "terms": {"field": f"{NESTED}.{FACET_FIELDS[facet]}", "size": MAX_TERMS},
+                "terms": {"field": field, "size": MAX_TERMS},
                 "aggs": {"donors": _donors()},
             }
     return {

@@ -36,15 +36,6 @@ MAX_BIOBANK_KEY = 120
 LIST_COLUMNS = frozenset(c for c, kind in COLUMNS.items() if kind.endswith("[]"))
 DATE_COLUMNS = frozenset(c for c, kind in COLUMNS.items() if kind == "date")
 TIMESTAMP_COLUMNS = frozenset(c for c, kind in COLUMNS.items() if kind == "timestamp")
-# Facet name -> nested field whose terms are the bucket keys ("age" is a histogram).
-FACET_FIELDS = {
-    "material_type": "material_type",
-    "sex": "sex",
-    "chapter": "chapters",
-    "block": "blocks",
-    "biobank": "biobank_id",
-    "collection_type": "collection_types",
-}
 
 
 def biobank_key(biobank_id: str) -> str:

@@ -10,8 +10,8 @@ from federation.search.backend import encode_cursor
 from federation.search.documents import RECORD_COLUMNS
 from federation.search.engine.client import EngineError
 from federation.search.engine.layout import DATE_COLUMNS, MAX_TERMS, TIMESTAMP_COLUMNS, IndexNames
+from federation.search.facets import FACET
 from federation.search.query import (
-    AGE_BUCKET_YEARS,
     Cell,
     FacetCell,
     PageRequest,
@@ -74,26 +74,19 @@ def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:
             )
             continue
         agg = bucket[f"facet_{facet}"]
-        if facet != "age":
+        if FACET[facet].bucket_width is None:  # histograms have no "other" buckets
             _complete(agg)
         for inner in agg["buckets"]:
             cells.append(
                 FacetCell(
                     facet,
-                    _facet_key(facet, inner["key"]),
+                    FACET[facet].bucket_key(inner["key"]),
                     biobank,
                     int(inner["donors"]["doc_count"]),
                     int(inner["doc_count"]),
                 )
             )
     return cells
-
-
-def _facet_key(facet: str, key: Any) -> str:
-    if facet == "age":
-        low = int(key)
-        return f"{low}-{low + AGE_BUCKET_YEARS - 1}"
-    return str(key)
 
 
 def _from_source(source: Mapping[str, Any]) -> dict[str, Any]:
