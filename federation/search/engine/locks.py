@@ -86,8 +86,7 @@ class Lease:
             self.locks.index,
             self.doc_id,
             document,
-            if_seq_no=self.seq_no,
-            if_primary_term=self.primary_term,
+            if_version=(self.seq_no, self.primary_term),
         )
         self.document = document
 
@@ -109,8 +108,7 @@ class Lease:
             self.locks.client.delete(
                 self.locks.index,
                 self.doc_id,
-                if_seq_no=self.seq_no,
-                if_primary_term=self.primary_term,
+                if_version=(self.seq_no, self.primary_term),
             )
         except (EngineConflict, EngineNotFound):
             pass
@@ -195,8 +193,7 @@ class EngineLocks:
                 self.index,
                 lease.doc_id,
                 lease.document,
-                if_seq_no=int(current["_seq_no"]),
-                if_primary_term=int(current["_primary_term"]),
+                if_version=(int(current["_seq_no"]), int(current["_primary_term"])),
             )
         except EngineConflict:
             raise BiobankLockHeld(
