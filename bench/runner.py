@@ -335,7 +335,7 @@ class RawBackend:
             from opensearchpy import OpenSearch
 
             self.client = OpenSearch(options.engine_url, timeout=SEARCH_TIMEOUT_S)
-            self.alias = f"{runtime.settings.engine_index_prefix}-samples"
+            self.alias = f"{runtime.settings.engine.index_prefix}-samples"
 
     def ask(self, question: Question, text_codes: tuple[str, ...], today: dt.date) -> Any:
         """Run the hand-written form; return the rows or responses."""

@@ -80,10 +80,11 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
         settings: Settings = ctx.obj["settings"]
         if value is not None:
             settings = dataclasses.replace(settings, backend=value)
-        default_urls = Settings().engine_urls
-        if local_node and settings.backend == "opensearch" and settings.engine_urls == default_urls:
+        default_urls = Settings().engine.urls
+        if local_node and settings.backend == "opensearch" and settings.engine.urls == default_urls:
             url = _start_local_node()
-            settings = dataclasses.replace(settings, engine_urls=(url,))
+            engine = dataclasses.replace(settings.engine, urls=(url,))
+            settings = dataclasses.replace(settings, engine=engine)
             os.environ["BIOFED_ENGINE_URLS"] = url  # for the gunicorn workers
         ctx.obj["settings"] = settings
         return value

@@ -35,8 +35,10 @@ class IndexAdmin:
     def __init__(self, config: EngineConfig, client: EngineClient) -> None:
         self.config = config
         self.client = client
-        self.names = IndexNames(config.prefix)
-        self.locks = EngineLocks(client, self.names.locks, config.lock_ttl, config.replicas)
+        self.names = IndexNames(config.engine.index_prefix)
+        self.locks = EngineLocks(
+            client, self.names.locks, config.engine.lock_ttl, config.engine.replicas
+        )
         self._held: dict[str, tuple[Lease, int]] = {}
         self._held_lock = threading.Lock()
         self._schema: dict[str, Any] | None = None
@@ -49,7 +51,7 @@ class IndexAdmin:
             distribution = str(version.get("distribution", "elasticsearch"))
             if distribution != self.config.distribution:
                 raise EngineError(
-                    f"backend is {self.config.distribution} but {self.config.urls[0]} runs "
+                    f"backend is {self.config.distribution} but {self.config.engine.urls[0]} runs "
                     f"{distribution}; set backend: {distribution}"
                 )
             major = int(str(version.get("number", "0")).split(".")[0])
@@ -130,7 +132,7 @@ class IndexAdmin:
     def retrying(self, what: str, operation: Callable[[], T]) -> T:
         """Run an engine write, retrying outages with exponential backoff, then give up."""
         delay = BACKOFF_FIRST_S
-        attempts = self.config.bulk_retries + 1
+        attempts = self.config.engine.bulk_retries + 1
         for attempt in range(1, attempts + 1):
             try:
                 return operation()

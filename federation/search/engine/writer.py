@@ -119,7 +119,7 @@ class EngineGenerationWriter(GenerationWriter):
         loaded_s = time.monotonic() - started
         # Every setting the load changed goes back to its serving value.
         serving = _same_paths(schema["settings"], schema["loading_settings"])
-        serving["index"]["number_of_replicas"] = admin.config.replicas
+        serving["index"]["number_of_replicas"] = admin.config.engine.replicas
         admin.retrying("restore settings", lambda: admin.client.put_settings(self.index, serving))
         admin.retrying("refresh", lambda: admin.client.refresh(self.index))
         # The load ran with an asynchronous translog: commit it before anyone relies on it.
