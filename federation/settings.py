@@ -222,7 +222,7 @@ def load_settings(
                 raise SettingsError(f"--config {path}: no such file")
     _layer(values, engine, overrides or {}, where="overrides")
     env = os.environ if environ is None else environ
-    names = {f.name for f in dataclasses.fields(Settings)} | _FLAT_ENGINE_NAMES
+    names = SETTING_NAMES
     _layer(
         values,
         engine,
@@ -242,6 +242,8 @@ def load_settings(
 
 # The engine's fields by their flat names (engine_urls, ...), as files and BIOFED_* name them.
 _FLAT_ENGINE_NAMES = frozenset(f"{ENGINE_SECTION}_{name}" for name in ENGINE_FIELDS)
+# Every name a setting goes by in a file, an override or (upper-cased) as BIOFED_<NAME>.
+SETTING_NAMES = frozenset({f.name for f in dataclasses.fields(Settings)} | _FLAT_ENGINE_NAMES)
 
 
 def _refuse_secrets(path: Path, loaded: Mapping[str, Any]) -> None:
