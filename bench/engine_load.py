@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import platform
 import re
 import shutil
 import statistics
@@ -26,8 +25,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.measure import machine_facts
 from bench.runner import clear_request_cache
-from federation.search import expr as ex
+from federation.model import expr as ex
 from federation.search.backend import SearchBackend
 from federation.search.engine import EngineBackend
 from federation.search.query import FACETS, Criteria, PageRequest
@@ -122,7 +122,7 @@ def main() -> None:
     results: dict[str, Any] = {
         "command": "python -m bench.engine_load "
         f"--samples {args.samples} --biobanks {args.biobanks} --seed {args.seed}",
-        "machine": {"python": platform.python_version(), "cpus": __import__("os").cpu_count()},
+        "machine": machine_facts(("opensearch-py",)),
         "backends": {},
     }
     for name, overrides in backends.items():

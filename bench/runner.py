@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import datetime as dt
 import http.client
-import importlib.metadata
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -46,6 +44,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bench.measure import machine_facts, percentiles, process_memory
 from bench.queries import QUESTIONS, Question, dsl_searches, graphql_document, sql_statements
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,25 +115,6 @@ class Report:
 # --- measuring ----------------------------------------------------------------------------------
 
 
-def percentiles(values: list[float]) -> dict[str, float]:
-    """p50 (the median), p95 and p99 (nearest rank), min, max and the count, in ms."""
-    if not values:
-        return {"n": 0}
-    ordered = sorted(values)
-
-    def rank(p: float) -> float:
-        return ordered[min(len(ordered) - 1, max(0, round(p * len(ordered) + 0.5) - 1))]
-
-    return {
-        "n": len(ordered),
-        "p50_ms": round(statistics.median(ordered), 2),
-        "p95_ms": round(rank(0.95), 2),
-        "p99_ms": round(rank(0.99), 2),
-        "min_ms": round(ordered[0], 2),
-        "max_ms": round(ordered[-1], 2),
-    }
-
-
 def timed(call: Callable[[], Any]) -> float:
     """Milliseconds one call takes."""
     started = time.perf_counter()
@@ -149,40 +129,13 @@ def loadavg() -> list[float]:
 
 def machine(engine_version: str | None) -> dict[str, Any]:
     """What the numbers were measured on."""
-    meminfo = Path("/proc/meminfo").read_text().splitlines()
-    total_kb = next(int(line.split()[1]) for line in meminfo if line.startswith("MemTotal"))
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
+    facts = machine_facts(
+        ("duckdb", "pyarrow", "opensearch-py", "gunicorn", "graphene", "flask", "marshmallow")
     )
-    versions: dict[str, str | None] = {}
-    for package in (
-        "duckdb",
-        "pyarrow",
-        "opensearch-py",
-        "gunicorn",
-        "graphene",
-        "flask",
-        "marshmallow",
-    ):
-        try:
-            versions[package] = importlib.metadata.version(package)
-        except importlib.metadata.PackageNotFoundError:
-            versions[package] = None
-    versions["python"] = platform.python_version()
     if engine_version:
-        versions["engine"] = engine_version
+        facts["versions"]["engine"] = engine_version
     return {
-        "nproc": os.cpu_count(),
-        "usable_cpus": len(os.sched_getaffinity(0)),
-        "memory_gb": round(total_kb / 1024 / 1024, 1),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "versions": versions,
+        **facts,
         "git_commit": _git("rev-parse", "HEAD"),
         "git_dirty": bool(_git("status", "--porcelain", "--untracked-files=no")),
     }
@@ -337,7 +290,7 @@ class RawBackend:
             from opensearchpy import OpenSearch
 
             self.client = OpenSearch(options.engine_url, timeout=SEARCH_TIMEOUT_S)
-            self.alias = f"{runtime.settings.engine_index_prefix}-samples"
+            self.alias = f"{runtime.settings.engine.index_prefix}-samples"
 
     def ask(self, question: Question, text_codes: tuple[str, ...], today: dt.date) -> Any:
         """Run the hand-written form; return the rows or responses."""
@@ -507,7 +460,7 @@ class Gateway:
         """Peak and current RSS of every server process (VmHWM, VmRSS)."""
         out: dict[str, Any] = {}
         for n, pid in enumerate(self.processes()):
-            status = _proc_status(pid)
+            status = process_memory(pid)
             role = "master" if n == 0 else f"worker{n}"
             out[role] = {
                 "peak_rss_mb": round(status.get("VmHWM", 0) / 1024, 1),
@@ -515,19 +468,6 @@ class Gateway:
             }
         out["peak_rss_mb_sum"] = round(sum(v["peak_rss_mb"] for v in out.values()), 1)
         return out
-
-
-def _proc_status(pid: int) -> dict[str, int]:
-    try:
-        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
-    except OSError:
-        return {}
-    out = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        if value.strip().endswith("kB"):
-            out[name] = int(value.split()[0])
-    return out
 
 
 @contextmanager

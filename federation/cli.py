@@ -82,10 +82,11 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
         settings: Settings = ctx.obj["settings"]
         if value is not None:
             settings = dataclasses.replace(settings, backend=value)
-        default_urls = Settings().engine_urls
-        if local_node and settings.backend == "opensearch" and settings.engine_urls == default_urls:
+        default_urls = Settings().engine.urls
+        if local_node and settings.backend == "opensearch" and settings.engine.urls == default_urls:
             url = _start_local_node()
-            settings = dataclasses.replace(settings, engine_urls=(url,))
+            engine = dataclasses.replace(settings.engine, urls=(url,))
+            settings = dataclasses.replace(settings, engine=engine)
             os.environ["BIOFED_ENGINE_URLS"] = url  # for the gunicorn workers
         ctx.obj["settings"] = settings
         return value
@@ -210,7 +211,7 @@ def _sync(
     def report(line: str, failed: bool) -> None:
         click.echo(line, err=failed)
 
-    return sync_all(runtime, order, report, progress_for)
+    return sync_all(runtime, order, report, progress_for, open_environment=Runtime)
 
 
 class _Bar:
@@ -524,12 +525,13 @@ def audit(ctx: click.Context, limit: int, subject: str | None, as_json: bool) ->
 @click.pass_context
 def worker(ctx: click.Context, poll: float, jobs: int, once: bool) -> None:
     """Run scheduled syncs (the network file's `schedule:`) and syncs admins asked for."""
+    from federation.runtime import Runtime
     from federation.sync.worker import SyncWorker
 
     settings = _settings(ctx)
     if settings.network is None:
         raise click.UsageError("no network file configured (setting `network`)")
-    runner = SyncWorker(settings, jobs=jobs)
+    runner = SyncWorker(settings, Runtime, jobs=jobs)
     try:
         runner.run(poll=poll, once=once)
     except KeyboardInterrupt:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from marshmallow import ValidationError
+from marshmallow import RAISE, Schema, ValidationError, post_load
+from marshmallow import fields as mfields
+from marshmallow.validate import Range, Regexp
 
 from federation import CONFIG_DIR
 from federation.disclosure.policy import DisclosurePolicy, PolicyError
@@ -35,6 +37,129 @@ class SettingsError(FederationError, ValueError):
 
 
 @dataclass(frozen=True)
+class EngineSettings:
+    """The engine backend's section (elasticsearch / opensearch); see docs/engine.md.
+
+    In a file it is the `engine:` mapping; the flat names `engine_<field>` (in a file, an
+    override or the environment as BIOFED_ENGINE_<FIELD>) set one field and win over it.
+    """
+
+    urls: tuple[str, ...] = ("http://127.0.0.1:9200",)
+    username: str = ""
+    password: str = field(default="", repr=False)
+    api_key: str = field(default="", repr=False)
+    verify_certs: bool = True
+    ca_certs: Path | None = None
+    # Searches fail fast (a researcher waits); bulk loads ride out a busy cluster.
+    search_timeout: float = 3.0
+    search_retries: int = 1
+    bulk_timeout: float = 120.0
+    bulk_retries: int = 5
+    index_prefix: str = "biofed"
+    replicas: int = 0
+    # A sync lock not renewed for this long is stale (its holder died) and may be taken.
+    lock_ttl: float = 120.0
+
+
+ENGINE_SECTION = "engine"
+ENGINE_FIELDS = tuple(f.name for f in dataclasses.fields(EngineSettings))
+# Engine fields that may only come from the environment (or a caller), never from a file.
+ENGINE_SECRETS = ("password", "api_key")
+
+
+class _Urls(mfields.Field[tuple[str, ...]]):
+    """One URL, a comma-separated list (from the environment) or a YAML list."""
+
+    def _deserialize(
+        self, value: Any, attr: str | None, data: Any, **kwargs: Any
+    ) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else list(value or ())
+        urls = tuple(str(u).strip().rstrip("/") for u in items if str(u).strip())
+        if not urls:
+            raise ValidationError(f"{value!r} names no URL")
+        for url in urls:
+            if not url.startswith(("http://", "https://")):
+                raise ValidationError(f"{url!r} is not an http:// or https:// URL")
+        return urls
+
+
+def _count(**kwargs: Any) -> mfields.Integer:
+    return mfields.Integer(
+        validate=Range(min=0, error="{input!r} must not be negative"),
+        error_messages={"invalid": "{input!r} is not an integer"},
+        **kwargs,
+    )
+
+
+def _seconds(**kwargs: Any) -> mfields.Float:
+    return mfields.Float(
+        validate=Range(min=0, min_inclusive=False, error="{input!r} must be more than 0 seconds"),
+        error_messages={"invalid": "{input!r} is not a number of seconds"},
+        **kwargs,
+    )
+
+
+class EngineSettingsSchema(Schema):
+    """Validates the engine section (from files, overrides and the environment)."""
+
+    class Meta:
+        unknown = RAISE
+
+    urls = _Urls()
+    username = mfields.String()
+    password = mfields.String()
+    api_key = mfields.String()
+    verify_certs = mfields.Boolean(error_messages={"invalid": "{input!r} is not true or false"})
+    ca_certs = mfields.String(allow_none=True)
+    search_timeout = _seconds()
+    search_retries = _count()
+    bulk_timeout = _seconds()
+    bulk_retries = _count()
+    index_prefix = mfields.String(
+        validate=Regexp(
+            _INDEX_PREFIX, error="{input!r} must be 1-40 lowercase letters, digits, - or _"
+        )
+    )
+    replicas = _count()
+    lock_ttl = _seconds()
+
+    @post_load
+    def _make(self, data: dict[str, Any], **kwargs: Any) -> EngineSettings:
+        ca_certs = data.get("ca_certs")
+        data["ca_certs"] = Path(ca_certs) if ca_certs else None
+        return EngineSettings(**data)
+
+
+def _engine_raw(value: Any, where: str) -> dict[str, Any]:
+    """An engine section as raw values: a mapping, YAML/JSON text or an EngineSettings."""
+    if isinstance(value, EngineSettings):
+        raw = dataclasses.asdict(value)
+        raw["ca_certs"] = None if value.ca_certs is None else str(value.ca_certs)
+        return raw
+    if isinstance(value, str):
+        try:
+            value = yaml.safe_load(value) if value.strip() else {}
+        except yaml.YAMLError:
+            raise SettingsError(f"{where}: not valid YAML or JSON") from None
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{where}: must be a mapping of settings")
+    return dict(value)
+
+
+def load_engine_settings(raw: Mapping[str, Any]) -> EngineSettings:
+    """Validate an engine section; errors name `engine.<field>` and the value, as connectors do."""
+    try:
+        loaded = EngineSettingsSchema().load(dict(raw))
+    except ValidationError as err:
+        lines = "; ".join(describe_errors(err.messages, ENGINE_SECTION))
+        raise SettingsError(lines) from None
+    assert isinstance(loaded, EngineSettings)
+    return loaded
+
+
+@dataclass(frozen=True)
 class Settings:
     data_dir: Path = Path("data")
     network: Path | None = None
@@ -47,22 +172,8 @@ class Settings:
     # Answers each server process keeps until the next publish; 0 turns the cache off. The
     # largest, a landing page, is ~630 facet cells and ~270 kB at 1M rows in 20 biobanks.
     embedded_answer_cache: int = 128
-    # --- the engine backend (elasticsearch / opensearch); see docs/engine.md ---------------
-    engine_urls: tuple[str, ...] = ("http://127.0.0.1:9200",)
-    engine_username: str = ""
-    engine_password: str = field(default="", repr=False)
-    engine_api_key: str = field(default="", repr=False)
-    engine_verify_certs: bool = True
-    engine_ca_certs: Path | None = None
-    # Searches fail fast (a researcher waits); bulk loads ride out a busy cluster.
-    engine_search_timeout: float = 3.0
-    engine_search_retries: int = 1
-    engine_bulk_timeout: float = 120.0
-    engine_bulk_retries: int = 5
-    engine_index_prefix: str = "biofed"
-    engine_replicas: int = 0
-    # A sync lock not renewed for this long is stale (its holder died) and may be taken.
-    engine_lock_ttl: float = 120.0
+    # --- the engine backend (elasticsearch / opensearch); see EngineSettings -------------
+    engine: EngineSettings = field(default_factory=lambda: EngineSettings())
     # --- access: API keys / OIDC, and request limits; see docs/access.md ---------------------
     # Raw sections, validated in full by federation.gateway.auth / .limits when the app is
     # built; an empty section means the defaults documented in config/settings.yaml.
@@ -98,69 +209,85 @@ def load_settings(
 ) -> Settings:
     """Build settings from the layers, later ones winning."""
     values: dict[str, Any] = {}
+    engine: dict[str, Any] = {}
     if read_files:
         for path in (CONFIG_DIR / "settings.yaml", config_file):
             if path is not None and Path(path).exists():
                 loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
                 if not isinstance(loaded, dict):
                     raise SettingsError(f"{path}: expected a mapping of settings")
-                for secret in SECRET_SETTINGS:
-                    if secret in loaded:
-                        raise SettingsError(
-                            f"{path}: {secret} is a secret; set {ENV_PREFIX}{secret.upper()} "
-                            "in the environment instead"
-                        )
-                values.update(loaded)
+                _refuse_secrets(path, loaded)
+                _layer(values, engine, loaded, where=str(path))
             elif path is not None and path == config_file:
                 raise SettingsError(f"--config {path}: no such file")
-    values.update(overrides or {})
+    _layer(values, engine, overrides or {}, where="overrides")
     env = os.environ if environ is None else environ
-    names = {f.name: f for f in dataclasses.fields(Settings)}
-    for key, raw in env.items():
-        if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names:
-            values[key[len(ENV_PREFIX) :].lower()] = raw
-    unknown = sorted(set(values) - set(names))
+    names = SETTING_NAMES
+    _layer(
+        values,
+        engine,
+        {
+            key[len(ENV_PREFIX) :].lower(): raw
+            for key, raw in env.items()
+            if key.startswith(ENV_PREFIX) and key[len(ENV_PREFIX) :].lower() in names
+        },
+        where="environment",
+    )
+    unknown = sorted(set(values) - names)
     if unknown:
         raise SettingsError(f"unknown setting {unknown[0]!r}")
-    return Settings(**{k: _coerce(k, v) for k, v in values.items()})
+    settings = {k: _coerce(k, v) for k, v in values.items()}
+    return Settings(**settings, engine=load_engine_settings(engine))
+
+
+# The engine's fields by their flat names (engine_urls, ...), as files and BIOFED_* name them.
+_FLAT_ENGINE_NAMES = frozenset(f"{ENGINE_SECTION}_{name}" for name in ENGINE_FIELDS)
+# Every name a setting goes by in a file, an override or (upper-cased) as BIOFED_<NAME>.
+SETTING_NAMES = frozenset({f.name for f in dataclasses.fields(Settings)} | _FLAT_ENGINE_NAMES)
+
+
+def _refuse_secrets(path: Path, loaded: Mapping[str, Any]) -> None:
+    section = loaded.get(ENGINE_SECTION)
+    nested = [
+        f"{ENGINE_SECTION}_{name}"
+        for name in ENGINE_SECRETS
+        if isinstance(section, Mapping) and name in section
+    ]
+    for secret in [s for s in SECRET_SETTINGS if s in loaded] + nested:
+        raise SettingsError(
+            f"{path}: {secret} is a secret; set {ENV_PREFIX}{secret.upper()} "
+            "in the environment instead"
+        )
+
+
+def _layer(
+    values: dict[str, Any], engine: dict[str, Any], layer: Mapping[str, Any], *, where: str
+) -> None:
+    """Lay one source over the ones before: the engine section and its flat names merge
+    into `engine` (a flat name wins over the section of the same layer)."""
+    for key, value in layer.items():
+        if key == ENGINE_SECTION:
+            engine.update(_engine_raw(value, f"{where}: {ENGINE_SECTION}"))
+    for key, value in layer.items():
+        if key in _FLAT_ENGINE_NAMES:
+            engine[key[len(ENGINE_SECTION) + 1 :]] = value
+        elif key != ENGINE_SECTION:
+            values[key] = value
 
 
 def _coerce(name: str, value: Any) -> Any:
     if name in ACCESS_SECTIONS:
         return _access_section(name, value)
-    if name in ("data_dir", "network", "engine_ca_certs"):
+    if name in ("data_dir", "network"):
         return None if value in (None, "") else Path(value)
-    if name in (
-        "port",
-        "workers",
-        "engine_search_retries",
-        "engine_bulk_retries",
-        "engine_replicas",
-        "embedded_answer_cache",
-    ):
+    if name in ("port", "workers", "embedded_answer_cache"):
         try:
             number = int(value)
         except (TypeError, ValueError):
             raise SettingsError(f"{name}: {value!r} is not an integer") from None
-        if name.startswith(("engine_", "embedded_")) and number < 0:
+        if name.startswith("embedded_") and number < 0:
             raise SettingsError(f"{name}: {value!r} must not be negative")
         return number
-    if name in ("engine_search_timeout", "engine_bulk_timeout", "engine_lock_ttl"):
-        try:
-            seconds = float(value)
-        except (TypeError, ValueError):
-            raise SettingsError(f"{name}: {value!r} is not a number of seconds") from None
-        if seconds <= 0:
-            raise SettingsError(f"{name}: {value!r} must be more than 0 seconds")
-        return seconds
-    if name == "engine_verify_certs":
-        return _boolean(name, value)
-    if name == "engine_urls":
-        return _urls(value)
-    if name == "engine_index_prefix" and not _INDEX_PREFIX.match(str(value)):
-        raise SettingsError(
-            f"engine_index_prefix: {value!r} must be 1-40 lowercase letters, digits, - or _"
-        )
     if name == "backend" and value not in ("embedded", "elasticsearch", "opensearch"):
         raise SettingsError(f"backend: {value!r} is not embedded, elasticsearch or opensearch")
     return value
@@ -182,29 +309,6 @@ def _access_section(name: str, value: Any) -> dict[str, Any]:
     if not isinstance(value, Mapping):
         raise SettingsError(f"{name}: must be a mapping of settings")
     return dict(value)
-
-
-def _boolean(name: str, value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"{name}: {value!r} is not true or false")
-
-
-def _urls(value: Any) -> tuple[str, ...]:
-    """One URL, a comma-separated list (from the environment) or a YAML list."""
-    items = value.split(",") if isinstance(value, str) else list(value or ())
-    urls = tuple(str(u).strip().rstrip("/") for u in items if str(u).strip())
-    if not urls:
-        raise SettingsError(f"engine_urls: {value!r} names no URL")
-    for url in urls:
-        if not url.startswith(("http://", "https://")):
-            raise SettingsError(f"engine_urls: {url!r} is not an http:// or https:// URL")
-    return urls
 
 
 @dataclass(frozen=True)

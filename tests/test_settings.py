@@ -48,3 +48,29 @@ def test_network_entries_are_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(SettingsError, match="biobank id 'a' appears twice"):
         load_network(path)
+
+
+def test_the_engine_section_layers_under_its_flat_names(tmp_path: Path) -> None:
+    config = tmp_path / "site.yaml"
+    config.write_text(
+        "engine:\n  urls: [https://a:9200]\n  replicas: 2\n  index_prefix: site\n"
+        "engine_replicas: 1\n"
+    )
+    settings = load_settings(
+        config,
+        overrides={"engine": {"lock_ttl": 30}},
+        environ={"BIOFED_ENGINE_INDEX_PREFIX": "env"},
+    )
+    engine = settings.engine
+    # The flat name beats the section in its file; the environment beats both.
+    assert (engine.urls, engine.replicas, engine.index_prefix) == (("https://a:9200",), 1, "env")
+    assert engine.lock_ttl == 30.0 and engine.search_timeout == 3.0
+    assert settings.with_overrides(engine_replicas=3).engine.replicas == 3
+    config.write_text("engine:\n  colour: blue\n  replicas: -2\n")
+    with pytest.raises(SettingsError) as err:
+        load_settings(config, environ={})
+    assert "engine.colour: Unknown field." in str(err.value)
+    assert "engine.replicas: -2 must not be negative" in str(err.value)
+    config.write_text("engine:\n  password: hunter2\n")
+    with pytest.raises(SettingsError, match="secret; set BIOFED_ENGINE_PASSWORD"):
+        load_settings(config, environ={})

@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.consent.purpose import PurposeKind, ResearchPurpose
+from federation.model import expr as ex
 from federation.model import icd10
-from federation.search import expr as ex
 
 PERMITTED, CONDITIONAL, NOT_PERMITTED = "permitted", "conditional", "not_permitted"
 OUTCOMES = (PERMITTED, CONDITIONAL, NOT_PERMITTED)

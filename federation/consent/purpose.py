@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from federation.model import icd10
-from federation.search.query import BadQuery
+from federation.model.query_errors import BadQuery
 
 
 class PurposeKind(enum.Enum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import shutil
 from bisect import bisect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from pathlib import Path
 from random import Random
 from typing import Any
 
-from federation.demo import dirty
+from federation.demo import dirty, sources
 from federation.demo.profiles import (
     CollectionTemplate,
     DiseaseGroup,
@@ -28,8 +29,11 @@ from federation.demo.profiles import (
     Weighted,
 )
 from federation.demo.tables import (
+    EXPORT_FILES,
+    FIELDS,
+    DelimitedTables,
     Tables,
-    open_tables,
+    WorkbookTables,
 )
 
 # The demo's "now": ages, dates and timestamps are computed against it, never the clock.
@@ -553,3 +557,17 @@ def _and(items: Sequence[str]) -> str:
 def _prefix(city: str, kind: str) -> str:
     letters = "".join(ch for ch in city.upper() if "A" <= ch <= "Z")
     return f"{letters[:3]}{kind[0].upper()}"
+
+
+def open_tables(folder: Path, flavour: Flavour) -> Any:
+    """The writer for one export folder in its flavour; what an earlier format left is removed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in EXPORT_FILES:
+        (folder / name).unlink(missing_ok=True)
+    if flavour.format in sources.EXPORTS:
+        return sources.EXPORTS[flavour.format](folder, FIELDS, sources.PAGE_SIZE)
+    for name in sources.RECORDING_FOLDERS:
+        shutil.rmtree(folder / name, ignore_errors=True)
+    if flavour.format == "xlsx":
+        return WorkbookTables(folder, flavour)
+    return DelimitedTables(folder, flavour)

@@ -31,6 +31,7 @@ from connectors.recorded import (
     recorded_name,
     rest_page_params,
 )
+from federation.demo.tables import FIELDS
 from federation.model import fhir_vocab as fhir
 
 LIST_SEPARATOR = ";"
@@ -459,7 +460,7 @@ class RestExport(RecordedExport):
                 "path": stream,
                 "fields": {f: ("id" if f == "id" else f"attributes.{f}") for f in fields},
             }
-            for stream, fields in _fields().items()
+            for stream, fields in FIELDS.items()
         }
         return {
             "base_url": f"{folder}/rest",
@@ -468,12 +469,6 @@ class RestExport(RecordedExport):
             "list_separator": LIST_SEPARATOR,
             "streams": streams,
         }
-
-
-def _fields() -> dict[str, tuple[str, ...]]:
-    from federation.demo.tables import FIELDS
-
-    return FIELDS
 
 
 EXPORTS: dict[str, type[RecordedExport]] = {

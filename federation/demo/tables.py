@@ -9,7 +9,6 @@ import abc
 import csv
 import datetime as dt
 import re
-import shutil
 import zipfile
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -81,7 +80,7 @@ class Tables(abc.ABC):
         self.close()
 
 
-class _DelimitedTables(Tables):
+class DelimitedTables(Tables):
     """CSV or TSV files, written as rows arrive."""
 
     def __init__(self, folder: Path, flavour: Flavour) -> None:
@@ -106,7 +105,7 @@ class _DelimitedTables(Tables):
             handle.close()
 
 
-class _WorkbookTables(Tables):
+class WorkbookTables(Tables):
     """One XLSX workbook with a sheet per stream, written at close (XLSX is for small exports)."""
 
     def __init__(self, folder: Path, flavour: Flavour) -> None:
@@ -143,19 +142,3 @@ def _freeze_zip(path: Path) -> None:
             info = zipfile.ZipInfo(name, date_time=_XLSX_TIME)
             info.compress_type = zipfile.ZIP_DEFLATED
             target.writestr(info, data)
-
-
-def open_tables(folder: Path, flavour: Flavour) -> Any:
-    """The writer for one export folder in its flavour; what an earlier format left is removed."""
-    from federation.demo import sources
-
-    folder.mkdir(parents=True, exist_ok=True)
-    for name in EXPORT_FILES:
-        (folder / name).unlink(missing_ok=True)
-    if flavour.format in sources.EXPORTS:
-        return sources.EXPORTS[flavour.format](folder, FIELDS, sources.PAGE_SIZE)
-    for name in sources.RECORDING_FOLDERS:
-        shutil.rmtree(folder / name, ignore_errors=True)
-    if flavour.format == "xlsx":
-        return _WorkbookTables(folder, flavour)
-    return _DelimitedTables(folder, flavour)

@@ -33,6 +33,8 @@ class Granularity(enum.Enum):
 class PolicyError(FederationError, ValueError):
     """A disclosure policy entry is invalid; names the role and the setting."""
 
+    code = "INVALID_POLICY"
+
 
 @dataclass(frozen=True)
 class RoleRule:

@@ -15,8 +15,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import Granularity, RoleRule
-from federation.search.result import Count, Precision
 
 # The order in which imprecision dominates when released cells are summed: a total that
 # leaves withheld answers out can be far below the truth, which matters more than noise.

@@ -23,6 +23,8 @@ from flask import Blueprint, Response, render_template, request
 from flask.blueprints import BlueprintSetupState
 from markupsafe import Markup
 
+from federation.search.facets import facet_catalogue
+
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 STATIC_DIR = WEB_DIR / "static"
 LANGUAGES = ("en", "ja")
@@ -115,6 +117,8 @@ def _render(template: str, page: str) -> Response:
         "languages": list(LANGUAGES),
         "catalogues": {lang: asset_url(f"messages.{lang}.json") for lang in LANGUAGES},
         "languageCookie": LANGUAGE_COOKIE,
+        # The facet catalogue, from the one facet definition (federation/search/facets.py).
+        "facets": facet_catalogue(),
     }
     html = render_template(
         template,

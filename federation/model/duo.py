@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cache
 
+from federation.errors import FederationError
 from federation.model import icd10
 from federation.model.vocab import VOCAB_DIR
 
@@ -45,8 +46,10 @@ def _by_id() -> dict[str, str]:
 PERMISSIONS = ("NRES", "GRU", "HMB", "DS", "POA")
 
 
-class InvalidConsent(ValueError):
+class InvalidConsent(FederationError, ValueError):
     """A consent statement that cannot be read; the message names the offending term."""
+
+    code = "INVALID_CONSENT"
 
 
 @dataclass(frozen=True)

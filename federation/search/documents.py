@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+
 from federation.model import icd10
 from federation.model.duo import Consent
 from federation.model.records import Collection, Donor, Sample
@@ -49,6 +51,40 @@ COLUMNS: dict[str, str] = {
     "withdrawn": "bool",
     "last_updated": "timestamp",
 }
+_ARROW_TYPES = {
+    "string": pa.string(),
+    "string[]": pa.list_(pa.string()),
+    "int": pa.int32(),
+    "bool": pa.bool_(),
+    "date": pa.date32(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+# The rows as Arrow/Parquet hold them: the embedded store's files and the engine's spool.
+ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.items()])
+# The columns of a record page, in the order a record shows them.
+RECORD_COLUMNS = (
+    "biobank_id",
+    "sample_id",
+    "collection_id",
+    "donor_id",
+    "sex",
+    "age",
+    "material_type",
+    "collection_date",
+    "storage_temperature",
+    "availability",
+    "diagnoses",
+    "data_categories",
+    "consent",
+    "last_updated",
+    # The consent columns let the service explain each record's obligations.
+    "duo_permission",
+    "duo_modifiers",
+    "duo_diseases",
+    "duo_countries",
+    "duo_ts_date",
+    "duo_mor_date",
+)
 
 
 @dataclass(frozen=True)

@@ -7,23 +7,20 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.model import expr as ex
 from federation.model import icd10, vocab
-from federation.search import expr as ex
+
+# BadQuery lives in the model (consent raises it too); re-exported for the entry points.
+from federation.model.query_errors import BadQuery as BadQuery
+
+# The facets are declared in search/facets.py; these names are re-exported for the callers.
+from federation.search.facets import AGE_BUCKET_YEARS as AGE_BUCKET_YEARS
+from federation.search.facets import FACET_DEFINITIONS
+from federation.search.facets import FACETS as FACETS
+from federation.search.facets import age_bucket as age_bucket
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
-AGE_BUCKET_YEARS = 10
-FACETS = ("material_type", "sex", "age", "chapter", "block", "biobank", "collection_type")
-
-
-class BadQuery(ValueError):
-    """A query argument that cannot be used; names the argument and the value."""
-
-    def __init__(self, argument: str, value: Any, reason: str) -> None:
-        self.argument = argument
-        self.value = value
-        self.reason = reason
-        super().__init__(f"{argument}: {reason} (got {value!r})")
 
 
 @dataclass(frozen=True)
@@ -147,15 +144,8 @@ class Criteria:
         return dataclasses.replace(self, **cleared)
 
 
-# Which Criteria clause each facet refines (chapter and block refine the disease clause,
-# which stays: a disease search's chapter facet shows where its matches sit).
-FACET_CLAUSE = {
-    "material_type": "material_type",
-    "sex": "sex",
-    "age": "age",
-    "biobank": "biobank_id",
-    "collection_type": "collection_types",
-}
+# Which Criteria clause each facet refines (from the facet definitions).
+FACET_CLAUSE = {f.key: f.clause for f in FACET_DEFINITIONS if f.clause is not None}
 
 
 @dataclass(frozen=True)
@@ -201,8 +191,3 @@ class BackendAnswer:
     page: RecordPage | None = None
     generation: dict[str, str] = field(default_factory=dict)
     segments: dict[str, dict[str, Cell]] = field(default_factory=dict)
-
-
-def age_bucket(age: int) -> str:
-    low = (age // AGE_BUCKET_YEARS) * AGE_BUCKET_YEARS
-    return f"{low}-{low + AGE_BUCKET_YEARS - 1}"

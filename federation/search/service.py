@@ -18,12 +18,13 @@ from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
 from federation.disclosure.release import noise_key, release_pair, total
 from federation.disclosure.roles import ANONYMOUS, Identity
-from federation.model import icd10, vocab
+from federation.model import expr as ex
+from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
-from federation.search import expr as ex
 from federation.search.audit import AnsweredSearch, SearchAudit
 from federation.search.backend import SearchBackend, decode_cursor
 from federation.search.documents import record_view
+from federation.search.facets import FACET
 from federation.search.query import (
     FACETS,
     MAX_PAGE_SIZE,
@@ -300,14 +301,14 @@ class SearchService:
 
     def label(self, facet: str, key: str, language: str = "en") -> str:
         """A human label for a facet bucket key."""
-        if facet in ("chapter", "block"):
+        definition = FACET.get(facet)
+        if definition is None:
+            return key
+        if definition.label == "disease":
             return self.names.name(key, language) if icd10.is_code(key) else key
-        table = {
-            "material_type": vocab.material_types(),
-            "sex": vocab.sexes(),
-            "collection_type": vocab.collection_types(),
-        }.get(facet)
-        return table.label(key) if table else key
+        if definition.vocabulary is not None:
+            return definition.vocabulary().label(key)
+        return key
 
     def diseases(self, text: str, first: int = 10) -> list[NameMatch]:
         """Autocomplete over ICD-10 codes and names."""

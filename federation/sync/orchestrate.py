@@ -1,7 +1,9 @@
 """Running syncs of many biobanks: one at a time, or in parallel processes, largest first.
 
 Used by `biofed sync` (in this process, or `--jobs N` processes) and by the worker (one
-process per run, `start_in_process`).
+process per run, `start_in_process`). Sync sits below the composition root
+(`federation.runtime`), so the entry points hand in how a process opens its environment
+(`OpenEnvironment`, the `Runtime` class in practice): a child process opens its own.
 """
 
 from __future__ import annotations
@@ -12,14 +14,33 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from typing import Protocol
 
-from federation.runtime import Runtime
-from federation.settings import Settings
+from federation.search.backend import SearchBackend
+from federation.settings import Network, Settings
 from federation.sync.locks import SyncAlreadyRunning
 from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
-from federation.sync.state import SyncRun
+from federation.sync.state import SyncRun, SyncState
 
+
+class SyncEnvironment(Protocol):
+    """What a sync needs from its process: settings, the backend, the state and the network."""
+
+    settings: Settings
+
+    @property
+    def backend(self) -> SearchBackend: ...
+
+    @property
+    def state(self) -> SyncState: ...
+
+    def network(self) -> Network: ...
+
+
+# Opens a process's environment from its settings; must be picklable (a class or a
+# module-level function), since spawned processes receive it.
+OpenEnvironment = Callable[[Settings], SyncEnvironment]
 # Reports one finished biobank: its summary line, and whether it failed.
 Report = Callable[[str, bool], None]
 # Makes a progress callback for one biobank, and closes it when the biobank is done.
@@ -47,11 +68,16 @@ def summary(run: SyncRun) -> str:
 
 
 def sync_all(
-    runtime: Runtime, order: SyncOrder, report: Report, progress_for: ProgressFor | None = None
+    runtime: SyncEnvironment,
+    order: SyncOrder,
+    report: Report,
+    progress_for: ProgressFor | None = None,
+    open_environment: OpenEnvironment | None = None,
 ) -> int:
-    """Run the order (in parallel when it asks for jobs > 1); return how many failed."""
-    if order.jobs > 1 and len(order.biobank_ids) > 1:
-        return sync_in_parallel(runtime, order, report)
+    """Run the order (in parallel when it asks for jobs > 1 and says how a child opens its
+    environment); return how many failed."""
+    if order.jobs > 1 and len(order.biobank_ids) > 1 and open_environment is not None:
+        return sync_in_parallel(runtime, order, report, open_environment)
     failures = 0
     for biobank_id in order.biobank_ids:
         progress, done = progress_for(biobank_id) if progress_for else (None, _nothing)
@@ -73,7 +99,9 @@ def sync_all(
     return failures
 
 
-def sync_in_parallel(runtime: Runtime, order: SyncOrder, report: Report) -> int:
+def sync_in_parallel(
+    runtime: SyncEnvironment, order: SyncOrder, report: Report, open_environment: OpenEnvironment
+) -> int:
     """Sync biobanks in `jobs` processes at once, largest first; report each as it ends.
 
     Separate processes rather than threads: a sync is CPU-bound Python (parsing and
@@ -87,7 +115,11 @@ def sync_in_parallel(runtime: Runtime, order: SyncOrder, report: Report) -> int:
     with ProcessPoolExecutor(min(order.jobs, len(ordered)), mp_context=context) as pool:
         futures = {
             pool.submit(
-                sync_one, runtime.settings, biobank_id, order.mode, order.triggered_by
+                sync_one,
+                open_environment,
+                runtime.settings,
+                biobank_id,
+                RunRequest(order.mode, order.triggered_by),
             ): biobank_id
             for biobank_id in ordered
         }
@@ -101,22 +133,24 @@ def sync_in_parallel(runtime: Runtime, order: SyncOrder, report: Report) -> int:
     return failures
 
 
-def largest_first(runtime: Runtime, biobank_ids: Iterable[str]) -> list[str]:
+def largest_first(runtime: SyncEnvironment, biobank_ids: Iterable[str]) -> list[str]:
     """Longest first keeps the last job short: order by what the previous run read."""
     last_read = {run.biobank_id: run.read for run in reversed(runtime.state.runs(limit=1000))}
     return sorted(biobank_ids, key=lambda b: -last_read.get(b, sys.maxsize))
 
 
-def sync_one(settings: Settings, biobank_id: str, mode: str, triggered_by: str) -> tuple[str, bool]:
+def sync_one(
+    open_environment: OpenEnvironment, settings: Settings, biobank_id: str, request: RunRequest
+) -> tuple[str, bool]:
     """One biobank's sync in its own process: its summary line, and whether it failed."""
-    runtime = Runtime(settings)
+    runtime = open_environment(settings)
     try:
         run = sync_biobank(
             runtime.network().get(biobank_id),
             runtime.backend,
             runtime.state,
             locks_dir=settings.locks_dir,
-            request=RunRequest(mode, triggered_by),
+            request=request,
         )
     except (SyncFailed, SyncAlreadyRunning) as err:
         return f"{biobank_id}: FAILED: {err}", True
@@ -125,7 +159,9 @@ def sync_one(settings: Settings, biobank_id: str, mode: str, triggered_by: str) 
     return summary(run), False
 
 
-def start_in_process(settings: Settings, biobank_id: str, mode: str, reason: str) -> BaseProcess:
+def start_in_process(
+    open_environment: OpenEnvironment, settings: Settings, biobank_id: str, request: RunRequest
+) -> BaseProcess:
     """Start one biobank's sync in a new process (the worker's way); exit code 1 on failure.
 
     A process per run, on purpose: a sync holds a whole source's references and the
@@ -138,15 +174,17 @@ def start_in_process(settings: Settings, biobank_id: str, mode: str, reason: str
     context = multiprocessing.get_context("spawn")
     process = context.Process(
         target=_run_and_exit,
-        args=(settings, biobank_id, mode, reason),
+        args=(open_environment, settings, biobank_id, request),
         name=f"sync-{biobank_id}",
     )
     process.start()
     return process
 
 
-def _run_and_exit(settings: Settings, biobank_id: str, mode: str, reason: str) -> None:
-    line, failed = sync_one(settings, biobank_id, mode, reason)
+def _run_and_exit(
+    open_environment: OpenEnvironment, settings: Settings, biobank_id: str, request: RunRequest
+) -> None:
+    line, failed = sync_one(open_environment, settings, biobank_id, request)
     print(line, file=sys.stderr if failed else sys.stdout, flush=True)
     if failed:
         sys.exit(1)

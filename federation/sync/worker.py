@@ -18,7 +18,8 @@ from multiprocessing.process import BaseProcess
 from pathlib import Path
 
 from federation.settings import Settings
-from federation.sync.orchestrate import start_in_process
+from federation.sync.orchestrate import OpenEnvironment, start_in_process
+from federation.sync.pipeline import RunRequest
 from federation.sync.schedule import ScheduleError, SyncQueue, due, read_schedules
 from federation.sync.state import SyncState
 
@@ -36,9 +37,12 @@ class _Job:
 class SyncWorker:
     """Starts due syncs as child processes and reaps them."""
 
-    def __init__(self, settings: Settings, *, jobs: int = 2) -> None:
+    def __init__(
+        self, settings: Settings, open_environment: OpenEnvironment, *, jobs: int = 2
+    ) -> None:
         assert settings.network is not None
         self.settings = settings
+        self.open_environment = open_environment
         self.jobs = jobs
         self.state = SyncState(settings.state_path)
         self.queue = SyncQueue(self.state)
@@ -84,7 +88,9 @@ class SyncWorker:
             log.info("started %s sync of %s (%s)", mode, biobank_id, reason)
 
     def _spawn(self, biobank_id: str, mode: str, reason: str) -> BaseProcess:
-        return start_in_process(self.settings, biobank_id, mode, reason)
+        return start_in_process(
+            self.open_environment, self.settings, biobank_id, RunRequest(mode, reason)
+        )
 
     def reap(self) -> None:
         for biobank_id, job in list(self.running.items()):

@@ -21,8 +21,8 @@ from federation.consent import (
     compile_purpose,
 )
 from federation.model import duo
+from federation.model.query_errors import BadQuery
 from federation.search.documents import consent_columns
-from federation.search.query import BadQuery
 
 TODAY = dt.date(2026, 11, 26)
 P, C, N = PERMITTED, CONDITIONAL, NOT_PERMITTED
@@ -156,7 +156,7 @@ def test_the_table_covers_every_permission_and_modifier() -> None:
 def test_every_row_gets_exactly_one_outcome() -> None:
     for _, consent, declared, outcome, _ in CASES:
         filters = compile_purpose(declared).outcome_filters()
-        from federation.search.expr import evaluate
+        from federation.model.expr import evaluate
 
         matched = [name for name, f in filters.items() if evaluate(f, row_for(consent))]
         assert matched == [outcome]

@@ -6,10 +6,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import DisclosurePolicy, Granularity, PolicyError, RoleRule
 from federation.disclosure.release import laplace, noise_key, release, release_pair, total
 from federation.disclosure.roles import Identity, Role
-from federation.search.result import Count, Precision
 
 KEY = noise_key("secret", {"diseases": ["C50"]}, "bb1", "all:donors")
 

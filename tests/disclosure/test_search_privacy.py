@@ -16,9 +16,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from federation.consent import ResearchPurpose
+from federation.disclosure.count import Count, Precision
 from federation.disclosure.roles import Identity
 from federation.search.query import FACETS, PageRequest, SampleQuery
-from federation.search.result import Count, Precision
 from tests.conftest import Federation
 
 BIOBANKS = ("b1", "b2", "b3")

@@ -69,7 +69,7 @@ class Deployment:
 
     @property
     def prefix(self) -> str:
-        return self.settings.engine_index_prefix
+        return self.settings.engine.index_prefix
 
     def sync(self, biobank_id: str) -> Any:
         source = self.runtime.network().get(biobank_id)

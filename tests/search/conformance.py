@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from federation.search.query import BadQuery, PageRequest, SampleQuery
+from federation.model.query_errors import BadQuery
+from federation.search.query import PageRequest, SampleQuery
 from federation.search.result import SearchResult
 from tests.conftest import Federation
 

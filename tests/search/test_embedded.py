@@ -13,9 +13,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import pytest
 
+from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search import expr as ex
-from federation.search.embedded import ARROW_SCHEMA, AnswerCache, EmbeddedBackend
+from federation.search.documents import ARROW_SCHEMA
+from federation.search.embedded import AnswerCache, EmbeddedBackend
 from federation.search.query import (
     FACETS,
     BackendAnswer,

@@ -24,20 +24,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from federation import SCHEMA_DIR
+from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search import expr as ex
 from federation.search.backend import BackendUnavailable, SearchBackend
-from federation.search.documents import COLUMNS
-from federation.search.embedded import ARROW_SCHEMA
-from federation.search.engine import (
-    BiobankLockHeld,
-    EngineBackend,
-    EngineError,
-    biobank_key,
-    compile_filter,
-    normal_form,
-    spool_json_sql,
-)
+from federation.search.documents import ARROW_SCHEMA, COLUMNS
+from federation.search.engine import BiobankLockHeld, EngineBackend, EngineError, biobank_key
+from federation.search.engine.bulk import spool_json_sql
+from federation.search.engine.compiler import compile_filter, normal_form
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -82,7 +75,7 @@ def federation(tmp_path: Path, engine_url: str) -> Iterator[Federation]:
     fed = engine_federation(tmp_path, engine_url)
     yield fed
     fed.runtime.backend.close()
-    drop_prefix(engine_url, fed.settings.engine_index_prefix)
+    drop_prefix(engine_url, fed.settings.engine.index_prefix)
 
 
 @pytest.fixture
@@ -126,7 +119,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterator
     yield Twins(embedded.backend, engine.backend, biobanks)
     embedded.backend.close()
     engine.backend.close()
-    drop_prefix(engine_url, engine.settings.engine_index_prefix)
+    drop_prefix(engine_url, engine.settings.engine.index_prefix)
 
 
 # Segments and page filters in the shapes consent filters take: negations, nulls, ranges.
@@ -219,7 +212,7 @@ def test_published_generations_and_sample_ids_match(twins: Twins) -> None:
 def test_each_biobank_serves_one_index_behind_both_aliases(
     network: Federation, engine_url: str
 ) -> None:
-    prefix = network.settings.engine_index_prefix
+    prefix = network.settings.engine.index_prefix
     before = indices(engine_url, f"{prefix}-samples")
     network.sync("beta")  # a second generation of beta replaces the first
     after = indices(engine_url, f"{prefix}-samples")
@@ -239,7 +232,7 @@ def test_each_biobank_serves_one_index_behind_both_aliases(
 
 def test_writer_failures_leave_no_trace(network: Federation, engine_url: str) -> None:
     backend = engine_of(network)
-    prefix = network.settings.engine_index_prefix
+    prefix = network.settings.engine.index_prefix
     before = indices(engine_url, prefix)
     counts = backend.answer(Criteria()).by_biobank
     rows = _rows(backend, "beta")
@@ -279,7 +272,7 @@ def _rows(backend: EngineBackend, biobank_id: str) -> list[dict[str, Any]]:
 
 
 def test_remove_biobank_deletes_its_indices(network: Federation, engine_url: str) -> None:
-    prefix = network.settings.engine_index_prefix
+    prefix = network.settings.engine.index_prefix
     network.runtime.backend.remove_biobank("beta")
     assert all("-beta-" not in name for name in indices(engine_url, prefix))
     assert set(network.runtime.backend.published()) == {"alpha"}
@@ -352,7 +345,7 @@ def test_one_sync_per_biobank_across_hosts(network: Federation, engine_url: str)
 
 def test_a_stale_lock_is_taken_over(network: Federation, engine_url: str) -> None:
     backend = engine_of(network)
-    prefix = network.settings.engine_index_prefix
+    prefix = network.settings.engine.index_prefix
     # What a sync killed mid-run leaves: its lock document, past its expiry.
     stale = {"biobank_id": "beta", "owner": "dead", "host": "gone", "pid": 1, "expires_at": 1}
     engine_request(engine_url, "PUT", f"/{prefix}-locks/_doc/beta?refresh=true", stale)
@@ -365,7 +358,8 @@ def test_a_stale_lock_is_taken_over(network: Federation, engine_url: str) -> Non
 
 
 def test_a_held_lock_is_renewed(federation: Federation, engine_url: str) -> None:
-    settings = dataclasses.replace(federation.settings, engine_lock_ttl=0.6)
+    engine = dataclasses.replace(federation.settings.engine, lock_ttl=0.6)
+    settings = dataclasses.replace(federation.settings, engine=engine)
     backend = EngineBackend.from_settings(settings)
     try:
         with backend.lock("gamma") as lease:
@@ -403,8 +397,8 @@ def test_engine_settings_are_validated(tmp_path: Path) -> None:
         },
         read_files=False,
     )
-    assert settings.engine_urls == ("https://a:9200", "https://b:9200")
-    assert settings.engine_verify_certs is False and settings.engine_search_timeout == 1.5
+    assert settings.engine.urls == ("https://a:9200", "https://b:9200")
+    assert settings.engine.verify_certs is False and settings.engine.search_timeout == 1.5
     assert "sekrit" not in repr(settings)
     for environ, message in [
         ({"BIOFED_ENGINE_URLS": "a:9200"}, "is not an http"),
@@ -591,7 +585,7 @@ def test_the_elasticsearch_adapter_on_a_real_engine(tmp_path: Path, engine_url: 
             assert set(backend.published()) == {"alpha"}
         finally:
             fed.runtime.backend.close()
-            drop_prefix(engine_url, fed.settings.engine_index_prefix)
+            drop_prefix(engine_url, fed.settings.engine.index_prefix)
 
 
 def test_spool_rows_become_the_same_json_the_python_encoder_writes(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ import pytest
 import yaml
 
 from federation.gateway import create_app
+from federation.runtime import Runtime
 from federation.sync.schedule import Schedule, ScheduleError, SyncQueue, due, read_schedules
 from federation.sync.worker import SyncWorker
 from tests.conftest import Federation
@@ -49,7 +50,7 @@ def test_a_biobank_admin_queues_a_sync_that_the_worker_runs(federation: Federati
     assert first["biobankId"] == "bb1" and first["requestedBy"] == "admin@bb1.example"
     assert (again["requestId"], again["alreadyQueued"]) == (first["requestId"], True)
 
-    SyncWorker(federation.settings).run(poll=0.1, once=True)
+    SyncWorker(federation.settings, Runtime).run(poll=0.1, once=True)
     runs = federation.runtime.state.runs()
     assert [(r.biobank_id, r.outcome, r.triggered_by) for r in runs] == [
         ("bb1", "succeeded", "request:admin@bb1.example")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from federation.runtime import Runtime
 from federation.sync.orchestrate import SyncOrder, largest_first, start_in_process, sync_all
+from federation.sync.pipeline import RunRequest
 from tests.conftest import Federation
 
 
@@ -47,8 +49,8 @@ def test_sync_all_reports_each_biobank_and_counts_failures(federation: Federatio
 def test_a_sync_process_exits_with_1_when_its_sync_fails(federation: Federation) -> None:
     _network(federation)
     federation.biobank("small").folder.joinpath("donors.csv").unlink()
-    failed = start_in_process(federation.settings, "small", "auto", "test")
-    succeeded = start_in_process(federation.settings, "big", "full", "test")
+    failed = start_in_process(Runtime, federation.settings, "small", RunRequest("auto", "test"))
+    succeeded = start_in_process(Runtime, federation.settings, "big", RunRequest("full", "test"))
     failed.join(120)
     succeeded.join(120)
     assert (failed.exitcode, succeeded.exitcode) == (1, 0)

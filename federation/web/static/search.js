@@ -8,7 +8,7 @@ import { diseaseCombobox, hierarchy } from './combobox.js';
 import { countNode, countPhrase, initTooltips } from './counts.js';
 import { datedName, download } from './csv.js';
 import { byId, fill, h } from './dom.js';
-import { currentLanguage, formatList, formatNumber, has, onLanguageChange, t } from './i18n.js';
+import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
 import { initShell } from './shell.js';
 import { readState, researchPurpose, sampleQuery, writeState } from './state.js';
@@ -16,13 +16,12 @@ import { readState, researchPurpose, sampleQuery, writeState } from './state.js'
 const PAGE_SIZE = 20;
 const FACET_SHOWN = 8;
 const OUTCOMES = ['PERMITTED', 'CONDITIONAL', 'NOT_PERMITTED'];
-const FACET_FIELDS = {
-  material_type: 'materials',
-  sex: 'sexes',
-  biobank: 'biobanks',
-  collection_type: 'collectionTypes',
-};
-const VOCABULARY_FACETS = ['material_type', 'sex', 'collection_type'];
+// The facet catalogue comes from the server's facet definitions (federation/search/facets.py):
+// a bucket of a "values" facet adds its key to the query argument (a state field).
+const FACETS = pageConfig.facets;
+const FACET_FIELDS = Object.fromEntries(FACETS.filter((f) => f.select === 'values').map((f) => [f.key, f.argument]));
+const LABEL_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.label]));
+const SELECT_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.select]));
 
 const C = 'value precision reason exists';
 const RECORDS = `records(first: $first, after: $after) {
@@ -174,10 +173,11 @@ function diseaseLabel(code, fallback = '') {
 }
 
 function bucketLabel(facet, bucket) {
-  if (VOCABULARY_FACETS.includes(facet)) return vocabulary(facet, bucket.key, bucket.label);
-  if (facet === 'chapter' || facet === 'block') return diseaseLabel(bucket.key, bucket.label);
-  if (facet === 'biobank') return biobankName(bucket.key);
-  if (facet === 'age') {
+  const rule = LABEL_RULE[facet];
+  if (rule === 'vocabulary') return vocabulary(facet, bucket.key, bucket.label);
+  if (rule === 'disease') return diseaseLabel(bucket.key, bucket.label);
+  if (rule === 'biobank') return biobankName(bucket.key);
+  if (rule === 'age') {
     const [from, to] = bucket.key.split('-');
     return t('facets.age.bucket', { from, to });
   }
@@ -253,7 +253,7 @@ function renderFilters() {
   }
   for (const [facet, field] of Object.entries(FACET_FIELDS)) {
     for (const key of state[field]) {
-      const label = facet === 'biobank' ? biobankName(key) : vocabulary(facet, key, key);
+      const label = LABEL_RULE[facet] === 'biobank' ? biobankName(key) : vocabulary(facet, key, key);
       chips.push(chip(`${t(`facets.${facet}`)}: ${label}`, () => setState({ [field]: without(state[field], key) })));
     }
   }
@@ -312,7 +312,7 @@ function bucketState(facet, bucket) {
       apply: () => setState({ [field]: pressed ? without(state[field], bucket.key) : [...state[field], bucket.key] }),
     };
   }
-  if (facet === 'age') {
+  if (SELECT_RULE[facet] === 'range') {
     const [from, to] = bucket.key.split('-').map(Number);
     const min = state.ageMin;
     const max = state.ageMax;
@@ -326,7 +326,7 @@ function bucketState(facet, bucket) {
     else change = { ageMin: from, ageMax: to };
     return { pressed, apply: () => setState(change) };
   }
-  // chapter, block
+  // SELECT_RULE 'diseases': chapter, block
   const pressed = state.diseases.includes(bucket.key);
   if (pressed) return { pressed, apply: () => setState({ diseases: without(state.diseases, bucket.key) }) };
   const refined = refinedDiseases(bucket.key);
@@ -348,7 +348,7 @@ function renderFacets() {
     .map((facet) => {
       const headingId = `facet-${facet.name}`;
       const expanded = expandedFacets.has(facet.name);
-      const ordered = facet.name === 'age'
+      const ordered = SELECT_RULE[facet.name] === 'range'
         ? [...facet.buckets].sort((a, b) => parseInt(a.key, 10) - parseInt(b.key, 10))
         : facet.buckets;
       const buckets = expanded ? ordered : ordered.slice(0, FACET_SHOWN);

@@ -13,14 +13,8 @@ they started with.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
-import datetime as dt
-import fcntl
-import json
 import logging
-import os
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Hashable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -31,8 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from federation.model import icd10
-from federation.search import expr as ex
+from federation.model import expr as ex
 from federation.search.backend import (
     BackendUnavailable,
     ChangeOutcome,
@@ -42,9 +35,11 @@ from federation.search.backend import (
     decode_cursor,
     encode_cursor,
 )
-from federation.search.documents import COLUMNS
+from federation.search.documents import ARROW_SCHEMA, RECORD_COLUMNS
+from federation.search.embedded.sql import summary_sql, to_sql
+from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
+from federation.search.facets import FACET, FACET_DEFINITIONS
 from federation.search.query import (
-    AGE_BUCKET_YEARS,
     BackendAnswer,
     Cell,
     Criteria,
@@ -55,183 +50,11 @@ from federation.search.query import (
 
 log = logging.getLogger(__name__)
 
-MANIFEST = "manifest.json"
-# Generations kept per biobank: the serving one and the one before, which a server that
-# read the previous manifest may still be loading.
-KEEP_GENERATIONS = 2
-
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "string[]": pa.list_(pa.string()),
-    "int": pa.int32(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.items()])
-
-# Facet name -> the column holding its bucket key, and whether it is list-valued. The key
-# columns are ENUM copies of the string columns, made at load: grouping by an ENUM groups by
-# its small-integer index, about twice as fast as by the string at 1M rows (measured).
-_FACET_KEY: dict[str, tuple[str, bool]] = {
-    "material_type": ("key_material_type", False),
-    "sex": ("key_sex", False),
-    "age": (f"age // {AGE_BUCKET_YEARS}", False),
-    "chapter": ("key_chapters", True),
-    "block": ("key_blocks", True),
-    "biobank": ("key_biobank_id", False),
-    "collection_type": ("key_collection_types", True),
-}
-# Columns copied as ENUMs at load (see _FACET_KEY); `key_biobank_id` also groups the counts.
-_ENUM_COLUMNS = {
-    "biobank_id": False,
-    "sex": False,
-    "material_type": False,
-    "chapters": True,
-    "blocks": True,
-    "collection_types": True,
-}
-# Bucket keys that are built from the grouped value `k`, once per bucket rather than per row
-# (building the age label per row tripled the age facet's time at 1M rows).
-_FACET_LABEL = {
-    "age": (
-        f"CAST(k * {AGE_BUCKET_YEARS} AS VARCHAR) || '-' || "
-        f"CAST(k * {AGE_BUCKET_YEARS} + {AGE_BUCKET_YEARS - 1} AS VARCHAR)"
-    ),
-}
-_NOT_WITHDRAWN = ex.In("withdrawn", (False,))
-# Up to this many terms, a list filter is an OR of list_contains (several times faster than
-# list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
-MAX_CONTAINS_TERMS = 16
-_RECORD_COLUMNS = (
-    "biobank_id, sample_id, collection_id, donor_id, sex, age, material_type, collection_date, "
-    "storage_temperature, availability, diagnoses, data_categories, consent, last_updated, "
-    # The consent columns let the service explain each record's obligations.
-    "duo_permission, duo_modifiers, duo_diseases, duo_countries, duo_ts_date, duo_mor_date"
-)
-
-
-class EmbeddedStore:
-    """The files on disk: generations per biobank and the manifest naming the live ones."""
-
-    def __init__(self, root: Path) -> None:
-        self.root = Path(root)
-        self.manifest_path = self.root / MANIFEST
-
-    def ensure(self) -> None:
-        for sub in ("generations", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-
-    def read_manifest(self) -> dict[str, Any]:
-        try:
-            data: dict[str, Any] = json.loads(self.manifest_path.read_text())
-        except FileNotFoundError:
-            return {"version": 0, "biobanks": {}}
-        return data
-
-    @contextlib.contextmanager
-    def manifest_lock(self) -> Iterator[None]:
-        """Serialise manifest updates from concurrent syncs of different biobanks."""
-        self.ensure()
-        with (self.root / "manifest.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
-    def write_manifest(self, manifest: dict[str, Any]) -> None:
-        tmp = self.root / f".{MANIFEST}.{uuid.uuid4().hex}"
-        with tmp.open("w") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.manifest_path)  # atomic: readers see the old or the new one
-
-    def generation_path(self, biobank_id: str, generation: str) -> Path:
-        return self.root / "generations" / biobank_id / f"{generation}.parquet"
-
-    def live_files(self, manifest: dict[str, Any]) -> list[Path]:
-        return [
-            self.generation_path(bb, entry["generation"])
-            for bb, entry in sorted(manifest["biobanks"].items())
-        ]
-
-    def collect_garbage(self, biobank_id: str, manifest: dict[str, Any]) -> None:
-        folder = self.root / "generations" / biobank_id
-        if not folder.exists():
-            return
-        live = manifest["biobanks"].get(biobank_id, {}).get("generation")
-        files = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
-        keep = {f"{live}.parquet"} | {p.name for p in files[:KEEP_GENERATIONS]}
-        for path in files:
-            if path.name not in keep:
-                path.unlink(missing_ok=True)
-
-
-class ParquetGenerationWriter(GenerationWriter):
-    def __init__(self, store: EmbeddedStore, biobank_id: str) -> None:
-        super().__init__(biobank_id)
-        self.store = store
-        store.ensure()
-        # Leftovers of a killed sync of this biobank (one sync per biobank runs at a time).
-        for stale in (store.root / "tmp").glob(f"{biobank_id}--*.parquet"):
-            stale.unlink(missing_ok=True)
-        self.generation = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
-        self.tmp_path = store.root / "tmp" / f"{biobank_id}--{self.generation}.parquet"
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.tmp_path, ARROW_SCHEMA, compression="zstd"
-        )
-        self.count = 0
-
-    def add(self, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        assert self._writer is not None, "writer already closed"
-        self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
-        self.count += len(rows)
-
-    def add_table(self, table: pa.Table) -> None:
-        """Append rows already in the index's Arrow schema (a previous generation's)."""
-        assert self._writer is not None, "writer already closed"
-        self._writer.write_table(table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA))
-        self.count += table.num_rows
-
-    def _publish(self) -> GenerationInfo:
-        assert self._writer is not None, "writer already closed"
-        self._writer.close()
-        self._writer = None
-        final = self.store.generation_path(self.biobank_id, self.generation)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        with self.tmp_path.open("rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(self.tmp_path, final)
-        info = GenerationInfo(
-            self.biobank_id,
-            self.generation,
-            self.count,
-            dt.datetime.now(dt.UTC).isoformat(),
-            self.metadata,
-        )
-        with self.store.manifest_lock():
-            manifest = self.store.read_manifest()
-            manifest["version"] = int(manifest.get("version", 0)) + 1
-            manifest["biobanks"][self.biobank_id] = {
-                "generation": info.generation,
-                "documents": info.documents,
-                "published_at": info.published_at,
-                "metadata": info.metadata,
-            }
-            self.store.write_manifest(manifest)
-        self.store.collect_garbage(self.biobank_id, manifest)
-        return info
-
-    def abort(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(Exception):
-                self._writer.close()
-            self._writer = None
-        self.tmp_path.unlink(missing_ok=True)
+# Columns copied as ENUMs at load, `key_<column>`, with whether they hold lists: the term
+# facets' columns. Grouping by an ENUM groups by its small-integer index, about twice as fast
+# as by the string at 1M rows (measured); `key_biobank_id` also groups the counts.
+_ENUM_COLUMNS = {f.column: f.is_list for f in FACET_DEFINITIONS if f.bucket_width is None}
+_RECORD_COLUMNS = ", ".join(RECORD_COLUMNS)
 
 
 class AnswerCache:
@@ -446,7 +269,8 @@ class EmbeddedBackend(SearchBackend):
                         for n, name in enumerate(names)
                     }
                 else:
-                    cells.append(FacetCell(facet, key, biobank_id, int(donors), int(samples)))
+                    label = FACET[facet].bucket_key(key)
+                    cells.append(FacetCell(facet, label, biobank_id, int(donors), int(samples)))
             if copied:
                 cells += [
                     FacetCell("biobank", biobank_id, biobank_id, cell.donors, cell.samples)
@@ -571,72 +395,6 @@ class EmbeddedBackend(SearchBackend):
         self._db.close()
 
 
-def summary_sql(
-    table: str, criteria: Criteria, facets: Sequence[str], segments: Sequence[ex.Expr]
-) -> tuple[str, list[Any]]:
-    """One statement for the per-biobank counts, their segment split and every facet.
-
-    Rows: (None, biobank, None, donors, samples, then donors and samples per segment) for the
-    counts, and (facet, biobank, key, donors, samples, None...) per facet bucket.
-
-    A facet counts the rows matching the criteria minus its own clause. So the clauses the
-    facets drop become boolean columns of one selection of the rows matching the rest, and
-    each facet ANDs all of them but its own. When the rest narrows the rows, that selection
-    is materialised once instead of filtering every row once per facet. Distinct donors are
-    counted in two steps (rows per donor and key, then donors per key), which at 1M rows is
-    faster than count(DISTINCT) and gives the segments' donor counts from the same pass.
-    """
-    distinct = list(dict.fromkeys(facets))
-    own: dict[str, ex.Expr] = {}
-    for facet in distinct:
-        clause = _own_clause(criteria, facet)
-        if clause is not None:
-            own[facet] = clause
-    rest = criteria
-    for facet in own:
-        rest = rest.without(facet)
-    params: list[Any] = []
-    columns = ["key_biobank_id AS bb", "donor_ord"]
-    columns += [f"{_FACET_KEY[facet][0]} AS k{n}" for n, facet in enumerate(distinct)]
-    flag = {facet: f"f{n}" for n, facet in enumerate(own)}
-    columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
-    columns += [f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)]
-    rest_expr = rest.to_expr()
-    where = to_sql(rest_expr, params)
-    narrowed = rest_expr != _NOT_WITHDRAWN and bool(facets)
-    how = "MATERIALIZED" if narrowed else "NOT MATERIALIZED"
-
-    def matching(*, but: str | None = None) -> str:
-        kept = [name for facet, name in flag.items() if facet != but]
-        return " AND ".join(kept) if kept else "TRUE"
-
-    per_donor = ["count(*) AS n"] + [
-        f"count(*) FILTER (WHERE g{n}) AS n{n}" for n in range(len(segments))
-    ]
-    split = [f"count(*) FILTER (WHERE n{n} > 0), sum(n{n})" for n in range(len(segments))]
-    blanks = "".join(", NULL, NULL" for _ in segments)
-    branches = [
-        f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n)"
-        f"{''.join(', ' + s for s in split)} FROM (SELECT bb, {', '.join(per_donor)} "
-        f"FROM m WHERE {matching()} GROUP BY bb, donor_ord) GROUP BY bb"
-    ]
-    for facet in facets:
-        column = f"k{distinct.index(facet)}"
-        key = f"unnest({column})" if _FACET_KEY[facet][1] else column
-        label = _FACET_LABEL.get(facet, "CAST(k AS VARCHAR)")
-        branches.append(
-            f"SELECT '{facet}', bb, {label}, count(*), sum(n){blanks} FROM ("
-            "SELECT bb, k, count(*) AS n FROM ("
-            f"SELECT bb, donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
-            ") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"
-        )
-    sql = (
-        f"WITH m AS {how} (SELECT {', '.join(columns)} FROM {table} WHERE {where}) "
-        + " UNION ALL ".join(branches)
-    )
-    return sql, params
-
-
 def _answer_key(
     table: str,
     criteria: Criteria,
@@ -654,96 +412,8 @@ def _answer_key(
     return key
 
 
-def _own_clause(criteria: Criteria, facet: str) -> ex.Expr | None:
-    """The clause of the criteria a facet drops (`Criteria.without`), None if it drops none."""
-    without = criteria.without(facet)
-    if without == criteria:
-        return None
-    dropped = {
-        f.name: getattr(criteria, f.name)
-        for f in dataclasses.fields(Criteria)
-        if getattr(criteria, f.name) != getattr(without, f.name)
-    }
-    alone = dataclasses.replace(Criteria(), **dropped).to_expr()
-    if isinstance(alone, ex.And):
-        return ex.all_of(*(item for item in alone.items if item != _NOT_WITHDRAWN))
-    return alone
-
-
 def _enum_type(values: Sequence[str]) -> str:
     """An ENUM of the values; VARCHAR when there are none (an ENUM needs one)."""
     if not values:
         return "VARCHAR"
     return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"
-
-
-def compile_where(criteria: Criteria) -> tuple[str, list[Any]]:
-    """Criteria as a DuckDB WHERE clause with bound parameters."""
-    params: list[Any] = []
-    return to_sql(criteria.to_expr(), params), params
-
-
-def to_sql(node: ex.Expr, params: list[Any]) -> str:
-    """Translate a filter tree to SQL, appending bound values to `params`."""
-    if isinstance(node, ex.Const):
-        return "TRUE" if node.value else "FALSE"
-    if isinstance(node, ex.In):
-        params.extend(node.values)
-        if len(node.values) == 1:
-            return f"{_column(node.column)} = ?"
-        return f"{_column(node.column)} IN ({', '.join('?' for _ in node.values)})"
-    if isinstance(node, ex.HasAny):
-        values = list(node.values)
-        if node.column == "disease_terms":
-            values = _without_descendants(values)
-        if len(values) == 1:
-            # Half the cost of list_has_any for the common one-term case (measured).
-            params.append(values[0])
-            return f"list_contains({_column(node.column)}, ?)"
-        if len(values) <= MAX_CONTAINS_TERMS:
-            params.extend(values)
-            probes = [f"list_contains({_column(node.column)}, ?)" for _ in values]
-            return "(" + " OR ".join(probes) + ")"
-        params.append(values)
-        return f"list_has_any({_column(node.column)}, ?::VARCHAR[])"
-    if isinstance(node, ex.Range):
-        bounds = []
-        for op, value in ((">=", node.gte), ("<=", node.lte), ("<", node.lt)):
-            if value is not None:
-                bounds.append(f"{_column(node.column)} {op} ?")
-                params.append(value)
-        return "(" + " AND ".join(bounds) + ")" if bounds else f"{_column(node.column)} IS NOT NULL"
-    if isinstance(node, ex.IsNull):
-        return f"{_column(node.column)} IS NULL"
-    if isinstance(node, ex.Not):
-        # SQL's NOT of NULL is NULL (no match); a filter tree's NOT means "not matched".
-        return f"NOT coalesce({to_sql(node.item, params)}, FALSE)"
-    if isinstance(node, ex.And):
-        return "(" + " AND ".join(to_sql(i, params) for i in node.items) + ")"
-    if isinstance(node, ex.Or):
-        return "(" + " OR ".join(to_sql(i, params) for i in node.items) + ")"
-    raise TypeError(f"unknown filter node {node!r}")
-
-
-def _without_descendants(codes: list[str]) -> list[str]:
-    """The codes minus those under another of them: the same rows match, with fewer probes.
-
-    A row's `disease_terms` holds every ancestor of each diagnosis, so a row holding a
-    code also holds the code's ancestors. A free-text search resolves to a block and all
-    its categories ("breast cancer": 12 codes, of which 3 decide), and each costs a probe.
-    """
-    wanted = set(codes)
-    return [code for code in codes if not wanted.intersection(_ancestors(code))]
-
-
-def _ancestors(code: str) -> tuple[str, ...]:
-    try:
-        return icd10.ancestors(code)
-    except ValueError:  # not a WHO code as spelled: it can only match itself
-        return ()
-
-
-def _column(name: str) -> str:
-    if name not in COLUMNS:
-        raise ValueError(f"unknown index column {name!r}")
-    return name

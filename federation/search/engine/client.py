@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from federation.errors import FederationError
 from federation.search.backend import BackendUnavailable
 
 # Statuses that mean "the engine cannot serve now" rather than "the request is wrong":
@@ -35,11 +36,14 @@ class EngineUnavailable(BackendUnavailable, ConnectionError):
     `OSError` as a failed run, so an engine outage fails the run cleanly.
     """
 
+    code = "ENGINE_UNAVAILABLE"
     error_code = "ENGINE_UNAVAILABLE"
 
 
-class EngineError(RuntimeError):
+class EngineError(FederationError, RuntimeError):
     """The engine rejected a request it should have accepted: a bug or a setup mistake."""
+
+    code = "ENGINE_ERROR"
 
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
@@ -187,11 +191,11 @@ class EngineClient(abc.ABC):
         document: Mapping[str, Any],
         *,
         create: bool = False,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
         refresh: bool = False,
     ) -> tuple[int, int]:
-        """Index a document (create-only, or conditional on its sequence number).
+        """Index a document (create-only, or conditional on `if_version`, the sequence
+        number and primary term of the version it replaces).
 
         Returns the new (seq_no, primary_term); raises EngineConflict when the condition fails.
         """
@@ -202,8 +206,7 @@ class EngineClient(abc.ABC):
         index: str,
         doc_id: str,
         *,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
     ) -> None:
         """Delete a document, conditional on its sequence number when given."""
 
@@ -377,16 +380,14 @@ class OpenSearchClient(EngineClient):
         document: Mapping[str, Any],
         *,
         create: bool = False,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
         refresh: bool = False,
     ) -> tuple[int, int]:
         params: dict[str, Any] = {}
         if create:
             params["op_type"] = "create"
-        if if_seq_no is not None:
-            params["if_seq_no"] = if_seq_no
-            params["if_primary_term"] = if_primary_term
+        if if_version is not None:
+            params["if_seq_no"], params["if_primary_term"] = if_version
         if refresh:
             params["refresh"] = "true"
         with self._translated():
@@ -398,13 +399,11 @@ class OpenSearchClient(EngineClient):
         index: str,
         doc_id: str,
         *,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
     ) -> None:
         params: dict[str, Any] = {}
-        if if_seq_no is not None:
-            params["if_seq_no"] = if_seq_no
-            params["if_primary_term"] = if_primary_term
+        if if_version is not None:
+            params["if_seq_no"], params["if_primary_term"] = if_version
         with self._translated():
             self._client.delete(index=index, id=doc_id, params=params)
 
@@ -506,16 +505,14 @@ class ElasticsearchClient(EngineClient):
         document: Mapping[str, Any],
         *,
         create: bool = False,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
         refresh: bool = False,
     ) -> tuple[int, int]:
         kwargs: dict[str, Any] = {}
         if create:
             kwargs["op_type"] = "create"
-        if if_seq_no is not None:
-            kwargs["if_seq_no"] = if_seq_no
-            kwargs["if_primary_term"] = if_primary_term
+        if if_version is not None:
+            kwargs["if_seq_no"], kwargs["if_primary_term"] = if_version
         if refresh:
             kwargs["refresh"] = True
         with self._translated():
@@ -527,13 +524,11 @@ class ElasticsearchClient(EngineClient):
         index: str,
         doc_id: str,
         *,
-        if_seq_no: int | None = None,
-        if_primary_term: int | None = None,
+        if_version: tuple[int, int] | None = None,
     ) -> None:
         kwargs: dict[str, Any] = {}
-        if if_seq_no is not None:
-            kwargs["if_seq_no"] = if_seq_no
-            kwargs["if_primary_term"] = if_primary_term
+        if if_version is not None:
+            kwargs["if_seq_no"], kwargs["if_primary_term"] = if_version
         with self._translated():
             self._client.delete(index=index, id=doc_id, **kwargs)
 

@@ -1,0 +1,150 @@
+"""The on-disk layout: Parquet generations per biobank behind an atomically replaced manifest."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import json
+import logging
+import os
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from federation.search.backend import GenerationInfo, GenerationWriter
+from federation.search.documents import ARROW_SCHEMA
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+# Generations kept per biobank: the serving one and the one before, which a server that
+# read the previous manifest may still be loading.
+KEEP_GENERATIONS = 2
+
+
+class EmbeddedStore:
+    """The files on disk: generations per biobank and the manifest naming the live ones."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.manifest_path = self.root / MANIFEST
+
+    def ensure(self) -> None:
+        for sub in ("generations", "tmp"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+
+    def read_manifest(self) -> dict[str, Any]:
+        try:
+            data: dict[str, Any] = json.loads(self.manifest_path.read_text())
+        except FileNotFoundError:
+            return {"version": 0, "biobanks": {}}
+        return data
+
+    @contextlib.contextmanager
+    def manifest_lock(self) -> Iterator[None]:
+        """Serialise manifest updates from concurrent syncs of different biobanks."""
+        self.ensure()
+        with (self.root / "manifest.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        tmp = self.root / f".{MANIFEST}.{uuid.uuid4().hex}"
+        with tmp.open("w") as handle:
+            json.dump(manifest, handle, indent=1, sort_keys=True)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, self.manifest_path)  # atomic: readers see the old or the new one
+
+    def generation_path(self, biobank_id: str, generation: str) -> Path:
+        return self.root / "generations" / biobank_id / f"{generation}.parquet"
+
+    def live_files(self, manifest: dict[str, Any]) -> list[Path]:
+        return [
+            self.generation_path(bb, entry["generation"])
+            for bb, entry in sorted(manifest["biobanks"].items())
+        ]
+
+    def collect_garbage(self, biobank_id: str, manifest: dict[str, Any]) -> None:
+        folder = self.root / "generations" / biobank_id
+        if not folder.exists():
+            return
+        live = manifest["biobanks"].get(biobank_id, {}).get("generation")
+        files = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+        keep = {f"{live}.parquet"} | {p.name for p in files[:KEEP_GENERATIONS]}
+        for path in files:
+            if path.name not in keep:
+                path.unlink(missing_ok=True)
+
+
+class ParquetGenerationWriter(GenerationWriter):
+    def __init__(self, store: EmbeddedStore, biobank_id: str) -> None:
+        super().__init__(biobank_id)
+        self.store = store
+        store.ensure()
+        # Leftovers of a killed sync of this biobank (one sync per biobank runs at a time).
+        for stale in (store.root / "tmp").glob(f"{biobank_id}--*.parquet"):
+            stale.unlink(missing_ok=True)
+        self.generation = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        self.tmp_path = store.root / "tmp" / f"{biobank_id}--{self.generation}.parquet"
+        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+            self.tmp_path, ARROW_SCHEMA, compression="zstd"
+        )
+        self.count = 0
+
+    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        assert self._writer is not None, "writer already closed"
+        self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
+        self.count += len(rows)
+
+    def add_table(self, table: pa.Table) -> None:
+        """Append rows already in the index's Arrow schema (a previous generation's)."""
+        assert self._writer is not None, "writer already closed"
+        self._writer.write_table(table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA))
+        self.count += table.num_rows
+
+    def _publish(self) -> GenerationInfo:
+        assert self._writer is not None, "writer already closed"
+        self._writer.close()
+        self._writer = None
+        final = self.store.generation_path(self.biobank_id, self.generation)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        with self.tmp_path.open("rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(self.tmp_path, final)
+        info = GenerationInfo(
+            self.biobank_id,
+            self.generation,
+            self.count,
+            dt.datetime.now(dt.UTC).isoformat(),
+            self.metadata,
+        )
+        with self.store.manifest_lock():
+            manifest = self.store.read_manifest()
+            manifest["version"] = int(manifest.get("version", 0)) + 1
+            manifest["biobanks"][self.biobank_id] = {
+                "generation": info.generation,
+                "documents": info.documents,
+                "published_at": info.published_at,
+                "metadata": info.metadata,
+            }
+            self.store.write_manifest(manifest)
+        self.store.collect_garbage(self.biobank_id, manifest)
+        return info
+
+    def abort(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        self.tmp_path.unlink(missing_ok=True)

@@ -1,0 +1,110 @@
+"""Reading engine responses back into cells, facet cells and record pages."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from federation.search.backend import encode_cursor
+from federation.search.documents import RECORD_COLUMNS
+from federation.search.engine.client import EngineError
+from federation.search.engine.layout import DATE_COLUMNS, MAX_TERMS, TIMESTAMP_COLUMNS, IndexNames
+from federation.search.facets import FACET
+from federation.search.query import (
+    Cell,
+    FacetCell,
+    PageRequest,
+    RecordPage,
+)
+
+
+def _biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    aggs = response.get("aggregations")
+    if not aggs:  # no index behind the alias yet: nothing is published
+        return []
+    terms = aggs["samples"]["matching"]["biobank"]
+    _complete(terms)
+    buckets: list[dict[str, Any]] = terms["buckets"]
+    return buckets
+
+
+def _complete(terms: Mapping[str, Any]) -> None:
+    if terms.get("sum_other_doc_count", 0):
+        raise EngineError(f"more than {MAX_TERMS} buckets in one aggregation; counts would be cut")
+
+
+def read_counts(
+    response: Mapping[str, Any], segment_names: Sequence[str]
+) -> tuple[dict[str, Cell], dict[str, dict[str, Cell]], dict[str, str]]:
+    """Cells per biobank, segment cells per biobank, and the generation that answered."""
+    by_biobank: dict[str, Cell] = {}
+    segments: dict[str, dict[str, Cell]] = {}
+    generation: dict[str, str] = {}
+    for bucket in _biobank_buckets(response):
+        biobank = str(bucket["key"])
+        by_biobank[biobank] = Cell(int(bucket["donors"]["doc_count"]), int(bucket["doc_count"]))
+        segments[biobank] = {
+            name: Cell(
+                int(bucket[f"segment{n}"]["donors"]["doc_count"]),
+                int(bucket[f"segment{n}"]["doc_count"]),
+            )
+            for n, name in enumerate(segment_names)
+        }
+        indices = bucket["donors"]["index"]["buckets"]
+        if indices:
+            generation[biobank] = IndexNames.generation_of(str(indices[0]["key"]))
+    return by_biobank, segments, generation
+
+
+def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:
+    """A facet's cells (key, biobank, donors, samples) from its search."""
+    cells = []
+    for bucket in _biobank_buckets(response):
+        biobank = str(bucket["key"])
+        if facet == "biobank":
+            cells.append(
+                FacetCell(
+                    facet,
+                    biobank,
+                    biobank,
+                    int(bucket["donors"]["doc_count"]),
+                    int(bucket["doc_count"]),
+                )
+            )
+            continue
+        agg = bucket[f"facet_{facet}"]
+        if FACET[facet].bucket_width is None:  # histograms have no "other" buckets
+            _complete(agg)
+        for inner in agg["buckets"]:
+            cells.append(
+                FacetCell(
+                    facet,
+                    FACET[facet].bucket_key(inner["key"]),
+                    biobank,
+                    int(inner["donors"]["doc_count"]),
+                    int(inner["doc_count"]),
+                )
+            )
+    return cells
+
+
+def _from_source(source: Mapping[str, Any]) -> dict[str, Any]:
+    # Dates come back as the embedded store returns them: date and aware datetime objects.
+    row: dict[str, Any] = {}
+    for name in RECORD_COLUMNS:
+        value = source.get(name)
+        if isinstance(value, str) and name in DATE_COLUMNS:
+            value = dt.date.fromisoformat(value)
+        elif isinstance(value, str) and name in TIMESTAMP_COLUMNS:
+            value = dt.datetime.fromisoformat(value)
+        row[name] = value
+    return row
+
+
+def read_page(response: Mapping[str, Any], page: PageRequest) -> RecordPage:
+    """Rows of a page, the cursor after its last row, and whether more follow."""
+    hits = response["hits"]["hits"]
+    rows = [_from_source(hit["_source"]) for hit in hits[: page.first]]
+    end = encode_cursor((rows[-1]["biobank_id"], rows[-1]["sample_id"])) if rows else None
+    return RecordPage(tuple(rows), end, len(hits) > page.first)
