@@ -179,6 +179,8 @@ class Settings:
     # built; an empty section means the defaults documented in config/settings.yaml.
     auth: dict[str, Any] = field(default_factory=dict, repr=False)
     limits: dict[str, Any] = field(default_factory=dict)
+    # Who runs the Beacon v2 API (docs/beacon.md): id, name, organization, environment.
+    beacon: dict[str, Any] = field(default_factory=dict)
 
     @property
     def index_dir(self) -> Path:
@@ -294,7 +296,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 # Settings that are whole YAML sections rather than single values.
-ACCESS_SECTIONS = ("auth", "limits")
+ACCESS_SECTIONS = ("auth", "limits", "beacon")
 
 
 def _access_section(name: str, value: Any) -> dict[str, Any]:

@@ -19,7 +19,8 @@ PACKAGES = ("federation", "connectors")
 # rooms in one layer do not import each other. `federation` is the package root (paths and
 # version); `settings` reads the network file, so it sits above the disclosure policies it
 # parses and below search, which builds its backend from it; `runtime` wires settings to
-# the backend, the sync state and the search service for the entry points above it.
+# the backend, the sync state and the search service for the entry points above it;
+# `beacon` speaks the Beacon v2 protocol over the search service, and the gateway serves it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("federation", "errors"),
     ("package_data",),
@@ -27,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("consent", "disclosure"),
     ("settings",),
     ("search",),
-    ("sync",),
+    ("beacon", "sync"),
     ("connectors",),
     ("demo",),
     ("runtime",),
@@ -37,7 +38,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 LAYER = {room: n for n, rooms in enumerate(LAYERS) for room in rooms}
 # The rooms below search: what a question and a policy are made of.
 LOWER_ROOMS = ("model", "consent", "disclosure")
-NEVER_FROM_LOWER_ROOMS = ("search", "sync", "gateway", "connectors", "demo")
+NEVER_FROM_LOWER_ROOMS = ("search", "sync", "beacon", "gateway", "connectors", "demo")
 
 MAX_LINES = 600
 MAX_PARAMETERS = 6

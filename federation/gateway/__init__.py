@@ -12,7 +12,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from federation.gateway import endpoint, health, web
+from federation.gateway import beacon, endpoint, health, web
 from federation.gateway.auth import Authenticator
 from federation.gateway.auth_config import AuthConfig
 from federation.gateway.errors import INTERNAL_MESSAGE, ErrorCode, error_body
@@ -73,6 +73,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(endpoint.blueprint)
     app.register_blueprint(health.blueprint)
     app.register_blueprint(web.blueprint)
+    app.register_blueprint(beacon.blueprint)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

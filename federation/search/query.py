@@ -28,6 +28,9 @@ class SampleQuery:
     """What a researcher asks for. Within a field values are ORed; fields are ANDed."""
 
     diseases: tuple[str, ...] = ()
+    # Codes matched as recorded, without the codes below them (Beacon's
+    # `includeDescendantTerms: false`); `diseases` takes in the whole subtree.
+    exact_diseases: tuple[str, ...] = ()
     text: str | None = None
     materials: tuple[str, ...] = ()
     sexes: tuple[str, ...] = ()
@@ -44,12 +47,7 @@ class SampleQuery:
         unknown = sorted(set(raw) - known)
         if unknown:
             raise BadQuery(unknown[0], raw[unknown[0]], "unknown filter")
-        diseases = []
-        for value in raw.get("diseases") or ():
-            try:
-                diseases.append(icd10.normalise(value))
-            except icd10.UnknownCode as err:
-                raise BadQuery("diseases", value, str(err)) from None
+        diseases = _diseases(raw, "diseases")
         text = (raw.get("text") or "").strip() or None
         if text is not None and len(text) > 200:
             raise BadQuery("text", text[:40] + "...", "longer than 200 characters")
@@ -60,7 +58,8 @@ class SampleQuery:
         if age_min is not None and age_max is not None and age_min > age_max:
             raise BadQuery("age_min", age_min, f"is greater than age_max {age_max}")
         return cls(
-            diseases=tuple(dict.fromkeys(diseases)),
+            diseases=diseases,
+            exact_diseases=_diseases(raw, "exact_diseases"),
             text=text,
             materials=_codes(raw, "materials", vocab.material_types()),
             sexes=_codes(raw, "sexes", vocab.sexes()),
@@ -83,6 +82,16 @@ class SampleQuery:
         return out
 
 
+def _diseases(raw: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    codes = []
+    for value in raw.get(name) or ():
+        try:
+            codes.append(icd10.normalise(value))
+        except icd10.UnknownCode as err:
+            raise BadQuery(name, value, str(err)) from None
+    return tuple(dict.fromkeys(codes))
+
+
 def _codes(raw: Mapping[str, Any], name: str, vocabulary: vocab.Vocabulary) -> tuple[str, ...]:
     out = []
     for value in raw.get(name) or ():
@@ -102,6 +111,7 @@ class Criteria:
     """
 
     disease_terms: tuple[tuple[str, ...], ...] = ()
+    diagnoses: tuple[str, ...] = ()
     material_type: tuple[str, ...] = ()
     sex: tuple[str, ...] = ()
     age_min: int | None = None
@@ -124,6 +134,7 @@ class Criteria:
             if values:
                 parts.append(ex.In(column, values))
         for column, values in (
+            ("diagnoses", self.diagnoses),
             ("collection_types", self.collection_types),
             ("data_categories", self.data_categories),
         ):

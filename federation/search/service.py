@@ -126,6 +126,7 @@ class SearchService:
         return (
             Criteria(
                 disease_terms=tuple(groups),
+                diagnoses=query.exact_diseases,
                 material_type=query.materials,
                 sex=query.sexes,
                 age_min=query.age_min,

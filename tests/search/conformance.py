@@ -88,6 +88,20 @@ class BackendConformance:
     ) -> None:
         assert per_biobank(self.search(network, diseases=diseases)) == expected
 
+    @pytest.mark.parametrize(
+        ("codes", "expected"),
+        [
+            (["C50"], {"beta": (1, 2)}),  # B1 is recorded as C50 itself; A1, A2 below it
+            (["C50.9"], {"alpha": (1, 2)}),  # A1 (A5 withdrew)
+            (["I10"], {"alpha": (1, 1)}),  # on sample a3 only
+            (["II"], {}),  # nobody is recorded as a chapter
+        ],
+    )
+    def test_exact_diseases_leave_out_descendants(
+        self, network: Federation, codes: list[str], expected: dict[str, tuple[int, int]]
+    ) -> None:
+        assert per_biobank(self.search(network, exact_diseases=codes)) == expected
+
     def test_filters_combine(self, network: Federation) -> None:
         result = self.search(network, diseases=["C50"], sexes=["female"], materials=["PLASMA"])
         assert per_biobank(result) == {"alpha": (2, 2), "beta": (1, 1)}
