@@ -289,3 +289,37 @@ def dsl_searches(
             }
     searches = [search(_dsl_where(conditions, drop), aggs) for drop, aggs in by_drop.items()]
     return searches
+
+
+# --- the Beacon count query -------------------------------------------------------------------
+
+# The mix's questions a Beacon can ask (free text has no Beacon filter; a declared purpose
+# has no Beacon field), as Beacon v2 filters: the same SampleQuery once mapped.
+BEACON_FILTERS: dict[str, list[dict[str, Any]]] = {
+    "selective": [
+        {"id": "ICD10:C50-C50"},
+        {"id": "NCIT:C16576"},
+        {"id": "age", "operator": ">=", "value": "P40Y"},
+        {"id": "age", "operator": "<=", "value": "P69Y"},
+    ],
+    "landing": [],
+    "chapter": [{"id": "ICD10:II"}],
+}
+
+
+def beacon_count_body(name: str) -> dict[str, Any]:
+    """POST /beacon/biosamples body asking the question at count granularity."""
+    return {
+        "meta": {"apiVersion": "v2.0.1"},
+        "query": {"filters": BEACON_FILTERS[name], "requestedGranularity": "count"},
+    }
+
+
+def graphql_count_document(question: Question) -> str:
+    """The GraphQL search releasing the figures a Beacon count answer carries (no facets)."""
+    return (
+        f"{{ search(query: {question.graphql_query}) {{"
+        " samples { value precision exists }"
+        " byBiobank { biobank { id } samples { value precision exists } access { granularity } }"
+        " } }"
+    )

@@ -15,7 +15,9 @@ keeps what it measured; `"complete": true` marks a finished one):
    embedded backend's answer cache off (as in every phase); then, on the embedded backend,
    the same questions answered from that cache (`cached`);
 4. gateway: the same questions as POST /graphql through gunicorn (operator API key, rate
-   limit off) against a direct call of the service; then a load run of C clients for T
+   limit off) against a direct call of the service; the Beacon count query (POST
+   /beacon/biosamples, count granularity) against the same GraphQL search, for the
+   questions a Beacon can ask; then a load run of C clients for T
    seconds, once idle and once with a sync of one biobank running alongside; and the peak
    memory of the server processes.
 """
@@ -45,7 +47,16 @@ from pathlib import Path
 from typing import Any
 
 from bench.measure import machine_facts, percentiles, process_memory
-from bench.queries import QUESTIONS, Question, dsl_searches, graphql_document, sql_statements
+from bench.queries import (
+    BEACON_FILTERS,
+    QUESTIONS,
+    Question,
+    beacon_count_body,
+    dsl_searches,
+    graphql_count_document,
+    graphql_document,
+    sql_statements,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = ROOT / "bench" / ".cache"
@@ -69,6 +80,8 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 RATIO_TARGET = 1.3
 GATEWAY_OVERHEAD_TARGET_MS = 10.0
+# A Beacon count query costs at most this much of the same GraphQL search (issue 16).
+BEACON_RATIO_TARGET = 1.10
 # A search slower than this at 10M is slow, not stuck: the engine's default 3 s would fail it.
 SEARCH_TIMEOUT_S = 60
 # The load run stops after this many requests even if its time is not up.
@@ -530,10 +543,14 @@ class GraphQLClient:
 
     def post(self, document: str) -> dict[str, Any]:
         """POST /graphql; raise on an HTTP or GraphQL error."""
-        body = json.dumps({"query": document})
+        return self.post_json("/graphql", {"query": document})
+
+    def post_json(self, path: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+        """POST a JSON body to `path`; raise on an HTTP error or an `errors`/`error` body."""
+        body = json.dumps(payload)
         for attempt in (1, 2):
             try:
-                self.connection.request("POST", "/graphql", body, self.headers)
+                self.connection.request("POST", path, body, self.headers)
                 response = self.connection.getresponse()
                 payload = response.read()
                 break
@@ -546,8 +563,8 @@ class GraphQLClient:
                 if attempt == 2:
                     raise
         result: dict[str, Any] = json.loads(payload)
-        if response.status != 200 or result.get("errors"):
-            raise RuntimeError(f"graphql {response.status}: {str(result)[:500]}")
+        if response.status != 200 or result.get("errors") or result.get("error"):
+            raise RuntimeError(f"{path} {response.status}: {str(result)[:500]}")
         return result
 
     def close(self) -> None:
@@ -591,6 +608,47 @@ def gateway_overhead(options: Options, env: Mapping[str, str], server: Gateway) 
     overheads = [v["overhead_p50_ms"] for v in out["questions"].values()]
     out["overhead_p50_ms_median"] = round(statistics.median(overheads), 2)
     out["overhead_p50_ms_max"] = round(max(overheads), 2)
+    return out
+
+
+def beacon_overhead(options: Options, server: Gateway) -> dict[str, Any]:
+    """Each Beacon-expressible question as a Beacon count query and as the same GraphQL
+    search (the figures a count answer carries, no facets), interleaved, through gunicorn."""
+    client = GraphQLClient(server.port, server.key)
+    questions = [q for q in QUESTIONS if q.name in BEACON_FILTERS]
+    documents = {q.name: graphql_count_document(q) for q in questions}
+    bodies = {q.name: beacon_count_body(q.name) for q in questions}
+    beacon_ms: dict[str, list[float]] = {q.name: [] for q in questions}
+    graphql_ms: dict[str, list[float]] = {q.name: [] for q in questions}
+    for q in questions:
+        # Both APIs release the same figure for the question (it is one release path).
+        answer = client.post(documents[q.name])["data"]["search"]["samples"]["value"]
+        counted = client.post_json("/beacon/biosamples", bodies[q.name])
+        if counted["responseSummary"].get("numTotalResults") != answer:
+            raise RuntimeError(f"{q.name}: Beacon {counted['responseSummary']} vs GraphQL {answer}")
+        for _ in range(options.warmup + options.workers):
+            client.post(documents[q.name])
+            client.post_json("/beacon/biosamples", bodies[q.name])
+    before = loadavg()
+    for _ in range(options.reps):
+        for q in questions:
+            clear_engine_cache(options)
+            graphql_ms[q.name].append(timed(partial(client.post, documents[q.name])))
+            clear_engine_cache(options)
+            beacon_ms[q.name].append(
+                timed(partial(client.post_json, "/beacon/biosamples", bodies[q.name]))
+            )
+    client.close()
+    out: dict[str, Any] = {"loadavg_before": before, "loadavg_after": loadavg(), "questions": {}}
+    for q in questions:
+        beacon, graphql = percentiles(beacon_ms[q.name]), percentiles(graphql_ms[q.name])
+        out["questions"][q.name] = {
+            "beacon_filters": BEACON_FILTERS[q.name],
+            "beacon_http": beacon,
+            "graphql_http": graphql,
+            "ratio_p50": round(beacon["p50_ms"] / graphql["p50_ms"], 3),
+        }
+    out["ratio_p50_max"] = max(v["ratio_p50"] for v in out["questions"].values())
     return out
 
 
@@ -744,6 +802,8 @@ def run(options: Options) -> dict[str, Any]:
             with gateway(options, env, workdir / "gunicorn.log") as server:
                 report.data["gateway"] = gateway_overhead(options, env, server)
                 report.save()
+                report.data["beacon"] = beacon_overhead(options, server)
+                report.save()
                 if options.load_seconds > 0:
                     report.data["load"] = {"idle": load_run(options, server)}
                     report.save()
@@ -817,9 +877,11 @@ def check_targets(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             data["gateway"]["overhead_p50_ms_median"],
             GATEWAY_OVERHEAD_TARGET_MS,
         )
+    for name, entry in data.get("beacon", {}).get("questions", {}).items():
+        add(f"Beacon count / GraphQL p50 {name}", entry["ratio_p50"], BEACON_RATIO_TARGET)
     for entry in out:
-        entry["stated_for_this_size"] = (
-            at_size or "ours/raw" in entry["target"] or "GraphQL" in entry["target"]
+        entry["stated_for_this_size"] = at_size or any(
+            word in entry["target"] for word in ("ours/raw", "GraphQL")
         )
     return out
 
@@ -874,6 +936,17 @@ def markdown(data: Mapping[str, Any]) -> str:
             f"**GraphQL overhead** (POST /graphql through gunicorn minus a direct service call, "
             f"p50): median over the mix {g['overhead_p50_ms_median']} ms, max "
             f"{g['overhead_p50_ms_max']} ms.",
+            "",
+        ]
+    if "beacon" in data:
+        cells = ", ".join(
+            f"{qname} {e['beacon_http']['p50_ms']} vs {e['graphql_http']['p50_ms']} ms "
+            f"({e['ratio_p50']}x)"
+            for qname, e in data["beacon"]["questions"].items()
+        )
+        lines += [
+            f"**Beacon count query** (POST /beacon/biosamples vs the same GraphQL search, p50): "
+            f"{cells}.",
             "",
         ]
     for label, key in (("idle", "idle"), ("with a sync running", "with_sync")):
@@ -948,6 +1021,10 @@ def comparison_table(paths: list[Path]) -> str:
         lambda r: "{} / {}".format(
             r["gateway"]["overhead_p50_ms_median"], r["gateway"]["overhead_p50_ms_max"]
         ),
+    )
+    row(
+        "Beacon count / same GraphQL search, p50 ratio (max over the mix)",
+        lambda r: r["beacon"]["ratio_p50_max"],
     )
     row(
         "load idle: req/s, p50/p99 ms",

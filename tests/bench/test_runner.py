@@ -82,6 +82,13 @@ def test_runner_writes_every_phase_at_tiny_size(tmp_path: Path) -> None:
     gateway = data["gateway"]
     assert set(gateway["questions"]) == QUESTIONS
     assert "overhead_p50_ms_median" in gateway
+    # The Beacon count query beside the same GraphQL search (same released figure checked).
+    beacon = data["beacon"]
+    assert set(beacon["questions"]) == {"selective", "landing", "chapter"}
+    for entry in beacon["questions"].values():
+        assert entry["beacon_http"]["n"] == entry["graphql_http"]["n"] == 3
+        assert entry["ratio_p50"] > 0
+    assert "Beacon count / GraphQL p50 selective" in {t["target"] for t in data["targets"]}
     for run in (data["load"]["idle"], data["load"]["with_sync"]):
         assert run["requests"] > 0 and run["errors"] == 0
         assert {"p50_ms", "p95_ms", "p99_ms"} <= set(run["latency"])
