@@ -20,10 +20,13 @@ defines: `DATA_USE_EXTENSION` (valueString, DUO shorthand such as `DS(C50);NCU`)
 collection or a patient, and `CONSENT_WITHDRAWN_EXTENSION` (valueBoolean) on a patient.
 
 Paging follows the Bundle's `next` links; each page ends with a checkpoint holding the
-link, so a killed run resumes at the page it was reading. Incremental runs ask for
-`_lastUpdated=ge<bookmark>` sorted by `_lastUpdated`, re-read patients whose conditions
-changed, and take deletions from `<Type>/_history?_since=<bookmark>` (DELETE entries are
-tombstones). Records the source sends that cannot be used are rejected with the field:
+link, so a killed run resumes at the page it was reading. The matches read are checked
+against the first page's `Bundle.total` (carried through checkpoints): a read that
+disagrees fails the run; a server that reports no total is said in the run record.
+Incremental runs ask for `_lastUpdated=ge<bookmark>` sorted by `_lastUpdated`, re-read
+patients whose conditions changed, and take deletions from
+`<Type>/_history?_since=<bookmark>` (DELETE entries are tombstones). Records the source
+sends that cannot be used are rejected with the field:
 an unknown gender or material code, an ICD-10 code that is not WHO, a date that is not a
 date, a specimen `entered-in-error`.
 """
@@ -59,6 +62,7 @@ from federation.sync.connector import (
     SourceRecord,
     Stream,
     Tombstone,
+    check_total,
 )
 
 log = logging.getLogger(__name__)
@@ -132,14 +136,20 @@ class FhirConnector(HttpConnector):
         high: str | None = state.get("high", since)
         seen: set[str] = set()
         page = self._resume(state.get("next"))
+        # Matches read and the Bundle.total announced, carried through checkpoints so a
+        # resumed read is checked as a whole.
+        read, total = int(state.get("read", 0)), state.get("total")
+        resource_type = SEARCHES[stream.name][0]
         if page is None:
-            resource_type, params = search_request(stream.name, self.config)
+            _, params = search_request(stream.name, self.config)
             if since:
                 params["_lastUpdated"] = f"ge{since}"
             page = self.source.get(resource_type, params)
+            read, total = 0, _total(page.body)
         while True:
             matches, included = _entries(page, stream)
             conditions = _conditions_by_patient(included)
+            read += len(matches)
             for resource in matches:
                 high = later(high, _last_updated(resource))
                 ident = str(resource.get("id") or "")
@@ -153,8 +163,17 @@ class FhirConnector(HttpConnector):
             link = _next_link(page.body)
             if link is None:
                 break
-            yield Checkpoint(stream.name, {"since": since, "high": high, "next": link})
+            yield Checkpoint(
+                stream.name,
+                {"since": since, "high": high, "next": link, "read": read, "total": total},
+            )
             page = self.source.get(link)
+        if total is None:
+            self.note(
+                f"{resource_type}: the server does not report Bundle.total; completeness "
+                "rests on its next links alone"
+            )
+        check_total(f"{self.config['base_url'].rstrip('/')}/{resource_type}", read, total)
         if since:
             if stream.name == "donors":
                 yield from self._patients_with_changed_conditions(since, seen)
@@ -371,6 +390,12 @@ def _entries(page: Page, stream: Stream) -> tuple[list[Mapping[str, Any]], list[
         elif mode != "outcome":
             matches.append(resource)
     return matches, included
+
+
+def _total(bundle: Any) -> int | None:
+    """A searchset Bundle's `total` (the number of matches, includes not counted)."""
+    total = bundle.get("total") if isinstance(bundle, Mapping) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
 def _resources(bundle: Any) -> list[Mapping[str, Any]]:

@@ -27,7 +27,8 @@ Paging styles: `page` (`page_param`, `size_param`, `first_page`), `offset` (`off
 `limit_param`), `cursor` (`cursor_param`; the next cursor at `cursor_field` in the body; none
 means the end) and `link` (the `Link: <...>; rel="next"` header). Page and offset paging
 end at a page shorter than `size`; when `total_field` names the announced total, a short
-page before it is an error (the page was cut). `fields` maps canonical field -> dotted
+page before it is an error (the page was cut), and so is a whole read (any style) whose
+record count differs from the total on its last page. `fields` maps canonical field -> dotted
 path (`a.b`, `a[0].b`, `list[].b`); list fields take JSON arrays or `list_separator`-joined
 text; `values` recodes source values per canonical field, as the tabular connector does.
 """
@@ -47,6 +48,7 @@ from federation.sync.connector import (
     SourceRecord,
     Stream,
     Tombstone,
+    check_total,
 )
 
 STREAM_NAMES = ("collections", "donors", "samples")
@@ -161,6 +163,7 @@ class RestConnector(HttpConnector):
         position = dict(state or {})
         since = position.pop("since", None) if spec.get("since_param") else None
         high = position.pop("high", since)
+        read = int(position.pop("read", 0))  # records of this read so far, tombstones too
         id_path = spec["fields_"]["id"]
         while True:
             page = self._page(spec, paging, position, since)
@@ -170,6 +173,7 @@ class RestConnector(HttpConnector):
                     f"{page.url}: no list at {spec.get('records') or self.config['records']!r}",
                     retriable=True,
                 )
+            read += len(records)
             for n, record in enumerate(records):
                 ident = dig(record, id_path) if isinstance(record, Mapping) else None
                 source_id = str(ident) if ident not in (None, "") else None
@@ -192,7 +196,14 @@ class RestConnector(HttpConnector):
             if following is None:
                 break
             position = following
-            yield Checkpoint(stream.name, {**position, "since": since, "high": high})
+            yield Checkpoint(stream.name, {**position, "since": since, "high": high, "read": read})
+        if paging.get("total_field"):
+            total = dig(page.body, paging["total_field"])
+            check_total(
+                f"{self.config['base_url'].rstrip('/')}/{spec['path']}",
+                read,
+                total if isinstance(total, int) and not isinstance(total, bool) else None,
+            )
         yield Checkpoint(stream.name, {"since": high} if spec.get("since_param") else {})
 
     def _page(

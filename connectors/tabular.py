@@ -12,6 +12,7 @@ from marshmallow import Schema, fields, validate
 from federation.sync.connector import (
     Checkpoint,
     Connector,
+    IncompleteRead,
     RecordRejected,
     SourceError,
     SourceRecord,
@@ -89,7 +90,9 @@ class TabularConnector(Connector):
         delimiter = "\t" if self.config["format"] == "tsv" else ","
         try:
             with path.open(encoding=self.config["encoding"], newline="") as handle:
-                reader = csv.DictReader(handle, delimiter=delimiter)
+                # strict: a quote left open would otherwise swallow every row after it into
+                # one cell, and those rows would be lost without a word.
+                reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
                 for row in reader:
                     # A short row leaves None values and a long one a None key: both are the
                     # source's problem, reported by the mapping rather than crashing here.
@@ -100,6 +103,11 @@ class TabularConnector(Connector):
         except UnicodeDecodeError as err:
             raise SourceError(
                 f"{path} is not {self.config['encoding']}: {err}", retriable=False
+            ) from None
+        except csv.Error as err:
+            raise IncompleteRead(
+                f"{path} line {reader.line_num}: {err} (a quote left open there would hide "
+                "the rows after it): fix the export"
             ) from None
 
     def _xlsx_rows(self, stream: Stream) -> Iterator[tuple[str, dict[str, str]]]:

@@ -159,6 +159,11 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     show_default=True,
     help="Biobanks synced at once, each in its own process; 0: one per CPU.",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Publish a full read of zero records even where the last successful run read some.",
+)
 @_backend_option()
 @click.pass_context
 def sync(
@@ -168,6 +173,7 @@ def sync(
     progress: bool | None,
     mode: str,
     jobs: int,
+    allow_empty: bool,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
@@ -178,6 +184,7 @@ def sync(
         progress,
         mode,
         jobs=jobs or os.cpu_count() or 1,
+        allow_empty=allow_empty,
     )
     if failures:
         sys.exit(1)
@@ -188,9 +195,9 @@ def _sync(
     biobank_ids: tuple[str, ...] | None,
     progress: bool | None,
     mode: str = "auto",
-    triggered_by: str = "cli",
     *,
     jobs: int = 1,
+    allow_empty: bool = False,
 ) -> int:
     from federation.runtime import Runtime
     from federation.sync.orchestrate import SyncOrder, sync_all
@@ -201,7 +208,7 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
-    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, triggered_by, jobs)
+    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, "cli", jobs, allow_empty)
     show = sys.stderr.isatty() if progress is None else progress
 
     def progress_for(biobank_id: str) -> tuple[Callable[[str, int], None], Callable[[], None]]:
@@ -351,9 +358,11 @@ def runs(ctx: click.Context, biobank: str | None, limit: int) -> None:
     for run in state.runs(biobank, limit):
         click.echo(
             f"#{run.id} {run.biobank_id} {run.kind} {run.outcome} {run.started_at} "
-            f"read={run.read} indexed={run.indexed} rejected={run.rejected} "
+            f"read={run.read} accepted={run.accepted} partial={run.partial} "
+            f"rejected={run.rejected} indexed={run.indexed} "
             f"deleted={run.deleted} withdrawn={run.withdrawn} {run.duration_s or 0:.1f}s"
             + (f" error: {run.error}" if run.error else "")
+            + (f" notes: {run.notes}" if run.notes else "")
         )
 
 

@@ -321,6 +321,8 @@ class BiobankSource:
     options: dict[str, Any]
     base_dir: Path
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    # A full read of zero records after a successful one of some is taken as the truth.
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,13 @@ class Network:
                 return source
         known = ", ".join(s.biobank.id for s in self.biobanks)
         raise SettingsError(f"no biobank {biobank_id!r} in {self.path} (known: {known})")
+
+
+def _allow_empty(where: str, value: Any) -> bool:
+    """A biobank entry's `allow_empty`: true or false, nothing else."""
+    if not isinstance(value, bool):
+        raise SettingsError(f"{where}.allow_empty: {value!r} is not true or false")
+    return value
 
 
 def load_network(path: Path) -> Network:
@@ -388,6 +397,7 @@ def load_network(path: Path) -> Network:
                 dict(connector.get("options") or {}),
                 path.parent,
                 policy,
+                _allow_empty(where, entry.get("allow_empty", False)),
             )
         )
     return Network(tuple(sources), path, default_policy)

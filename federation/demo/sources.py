@@ -309,10 +309,10 @@ class BeaconExport(RecordedExport):
 
         def write(number: int, records: list[Any], last: bool) -> None:
             counted.append(len(records))
-            skip = number * self.page_size
-            self._page(stream, skip, records)
+            # Beacon v2 counts skip in pages: page `number` is asked for as skip=number.
+            self._page(stream, number, records)
             if last and len(records) == self.page_size:
-                self._page(stream, skip + len(records), [])  # the empty page that ends it
+                self._page(stream, number + 1, [])  # the empty page that ends it
 
         return write
 

@@ -55,15 +55,20 @@ class SyncOrder:
     mode: str = "auto"
     triggered_by: str = "cli"
     jobs: int = 1
+    allow_empty: bool = False  # publish a full read of zero records (biofed sync --allow-empty)
+
+    def request(self, progress: Progress | None = None) -> RunRequest:
+        """The run request this order makes for each of its biobanks."""
+        return RunRequest(self.mode, self.triggered_by, progress, self.allow_empty)
 
 
 def summary(run: SyncRun) -> str:
     """One line on a finished run: outcome, kind, duration and counts."""
     return (
         f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
-        f"read {run.read}, "
-        f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
-        f"withdrawn {run.withdrawn}"
+        f"read {run.read} (accepted {run.accepted}, partly accepted {run.partial}, "
+        f"rejected {run.rejected}), indexed {run.indexed}, deleted {run.deleted}, "
+        f"withdrawn {run.withdrawn}" + (f"; {run.notes}" if run.notes else "")
     )
 
 
@@ -87,7 +92,7 @@ def sync_all(
                 runtime.backend,
                 runtime.state,
                 locks_dir=runtime.settings.locks_dir,
-                request=RunRequest(order.mode, order.triggered_by, progress),
+                request=order.request(progress),
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             done()
@@ -119,7 +124,7 @@ def sync_in_parallel(
                 open_environment,
                 runtime.settings,
                 biobank_id,
-                RunRequest(order.mode, order.triggered_by),
+                order.request(),
             ): biobank_id
             for biobank_id in ordered
         }
