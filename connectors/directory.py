@@ -31,6 +31,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from connectors.http import HttpConnector, HttpOptions
+from connectors.mapping import CodeMappingOptions
 from federation.model import duo
 from federation.sync.connector import (
     Checkpoint,
@@ -58,7 +59,7 @@ query Collections($limit: Int, $offset: Int) {
 REQUIRED_COLUMNS = ("id", "name", "biobank")
 
 
-class DirectoryConfig(HttpOptions):
+class DirectoryConfig(HttpOptions, CodeMappingOptions):
     biobank = fields.String(
         required=True,
         metadata={"description": "the biobank's Directory id, e.g. bbmri-eric:ID:DE_12345"},

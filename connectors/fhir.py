@@ -6,12 +6,17 @@ Streams and what they map:
   description (OrganizationDescription extension), MIABIS collection types (CollectionType
   extensions) and the default consent (the DataUse extension below).
 - `donors`: `Patient` resources, read with `_revinclude=Condition:subject` so each page
-  carries the patients' conditions. Sex from `gender`, birth year from `birthDate`,
-  diagnoses from the conditions' ICD-10 codings (WHO or ICD-10-GM systems; conditions
-  coded only in other systems are not diagnoses this network indexes), ORPHA codes from
-  orpha.net codings, consent and withdrawal from the extensions below.
+  carries the patients' conditions. Sex from `gender`, birth year from `birthDate` (and
+  the full date when it has day precision, so ages at collection are exact),
+  diagnoses from the conditions' ICD-10 codings (WHO or ICD-10-GM systems; a code that is
+  not WHO ICD-10 is left out of the donor, with a quarantine row unless
+  `unmapped_diseases: ignore`; codings in other systems count only when mapped under
+  `mappings.diseases`, keyed `system|code` or `code`), ORPHA codes from orpha.net
+  codings, consent and withdrawal from the extensions below.
 - `samples`: `Specimen` resources. Material from the BBMRI.de SampleMaterialType coding
-  (`MATERIALS`), donor from `subject`, collection from the Custodian extension, date from
+  (`MATERIALS`: the IG's CodeSystem with its sub-types such as `plasma-edta`, `cf-dna`,
+  `tumor-tissue-frozen`, kept in `schema/vocab/bbmri_de_sample_material_types.csv`),
+  donor from `subject`, collection from the Custodian extension, date from
   `collection.collectedDateTime`, storage temperature and sample diagnosis from their
   extensions, availability from `status`, last update from `meta.lastUpdated`.
 
@@ -33,13 +38,16 @@ date, a specimen `entered-in-error`.
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from marshmallow import fields, validate
 
 from connectors.http import HttpConnector, HttpOptions, Page, later
+from connectors.mapping import CodeMapper, CodeMappingOptions, with_dropped
 from federation.model.fhir_vocab import (
     COLLECTION_PROFILE,
     COLLECTION_TYPE_EXTENSION,
@@ -71,6 +79,8 @@ DEFAULT_PAGE_SIZE = 500
 # Patients fetched per request when re-reading those whose conditions changed.
 PATIENT_CHUNK = 50
 
+# A FHIR date with day precision (birthDate may also be a year or a year-month).
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Gaseous nitrogen is the vapour phase of a liquid nitrogen tank; MIABIS has one code.
 TEMPERATURES = {"temperatureGN": "temperatureLN"}
 AVAILABILITY = {"available": "available", "unavailable": "unavailable"}
@@ -84,7 +94,7 @@ SEARCHES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-class FhirConfig(HttpOptions):
+class FhirConfig(HttpOptions, CodeMappingOptions):
     page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, 10_000))
     sort = fields.Boolean(
         load_default=True, metadata={"description": "ask for _sort=_lastUpdated (oldest first)"}
@@ -275,6 +285,11 @@ class FhirConnector(HttpConnector):
             return self._donor(resource)
         return self._sample(resource)
 
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
+
     def _recode(self, field: str, value: str) -> str:
         recoded: str = self.config["values"].get(field, {}).get(value, value)
         return recoded
@@ -302,31 +317,41 @@ class FhirConnector(HttpConnector):
         mapped: dict[str, Any] = {
             "biobank_id": self.biobank_id,
             "id": resource.get("id"),
-            "sex": self._recode("sex", GENDERS.get(str(gender), str(gender))),
+            "sex": self._recode("sex", self.mapper.sex(str(gender), GENDERS)),
         }
         birth = resource.get("birthDate")
         if birth:
             mapped["birth_year"] = str(birth)[:4]
-        diagnoses: list[str] = []
+            if _FULL_DATE.match(str(birth)):
+                mapped["birth_date"] = str(birth)
+        terms: list[tuple[str, str, str]] = []
         orpha: list[str] = []
         for condition in resource.get("_conditions") or ():
+            where = f"Condition/{condition.get('id')}.code"
             for coding in (condition.get("code") or {}).get("coding") or ():
                 system, code = coding.get("system"), coding.get("code")
                 if not code:
                     continue
+                mapped_key = f"{system}|{code}"
                 if system in ICD10_SYSTEMS:
-                    diagnoses.append(str(code))
+                    terms.append((where, str(code), str(code)))
                 elif system == ORPHA_SYSTEM:
                     orpha.append(f"ORPHA:{code}")
-        mapped["diagnoses"] = list(dict.fromkeys(diagnoses))
+                elif mapped_key in self.mapper.diseases or str(code) in self.mapper.diseases:
+                    source = mapped_key if mapped_key in self.mapper.diseases else str(code)
+                    terms.append((where, source, mapped_key))
+        dropped: list[dict[str, Any]] = []
+        mapped["diagnoses"] = list(dict.fromkeys(self.mapper.diagnoses(terms, dropped)))
         mapped["orpha"] = list(dict.fromkeys(orpha))
         consent = _extension_value(resource, DATA_USE_EXTENSION)
         if consent:
-            mapped["consent"] = consent
+            mapped["consent"] = (
+                self.mapper.consent(consent) if isinstance(consent, str) else consent
+            )
         withdrawn = _extension_value(resource, CONSENT_WITHDRAWN_EXTENSION)
         if withdrawn is not None:
             mapped["consent_withdrawn"] = withdrawn
-        return mapped
+        return with_dropped(mapped, dropped)
 
     def _sample(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         status = resource.get("status")
@@ -339,7 +364,9 @@ class FhirConnector(HttpConnector):
             "donor_id": _reference_id(resource.get("subject")),
             "collection_id": _reference_id(_extension_value(resource, CUSTODIAN_EXTENSION))
             or self.config["default_collection"],
-            "material_type": self._recode("material_type", MATERIALS.get(material, material))
+            "material_type": self._recode(
+                "material_type", self.mapper.material(material, MATERIALS)
+            )
             if material
             else None,
         }
@@ -351,12 +378,14 @@ class FhirConnector(HttpConnector):
             mapped["storage_temperature"] = self._recode(
                 "storage_temperature", TEMPERATURES.get(temperature, temperature)
             )
-        mapped["diagnoses"] = [
-            str(coding["code"])
-            for ext in _extensions(resource, SAMPLE_DIAGNOSIS_EXTENSION)
+        terms = [
+            (f"extension[SampleDiagnosis][{n}]", str(coding["code"]), str(coding["code"]))
+            for n, ext in enumerate(_extensions(resource, SAMPLE_DIAGNOSIS_EXTENSION))
             for coding in (ext.get("valueCodeableConcept") or {}).get("coding") or ()
             if coding.get("system") in ICD10_SYSTEMS and coding.get("code")
         ]
+        dropped: list[dict[str, Any]] = []
+        mapped["diagnoses"] = self.mapper.diagnoses(terms, dropped)
         if status:
             mapped["availability"] = (
                 "unavailable"
@@ -366,7 +395,7 @@ class FhirConnector(HttpConnector):
         updated = (resource.get("meta") or {}).get("lastUpdated")
         if updated:
             mapped["last_updated"] = updated
-        return {k: v for k, v in mapped.items() if v is not None}
+        return with_dropped({k: v for k, v in mapped.items() if v is not None}, dropped)
 
 
 # --- reading bundles -----------------------------------------------------------------------

@@ -25,6 +25,7 @@ error naming the option, not a thousand quarantined records.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -172,6 +173,23 @@ class CodeMapper:
         return self.consents.get(text, text)
 
 
+def map_fields(mapper: CodeMapper, mapped: dict[str, Any]) -> dict[str, Any]:
+    """Apply the mapping options to canonical fields already named (tables, REST records)."""
+    dropped: list[dict[str, Any]] = []
+    codes = mapped.get("diagnoses")
+    if isinstance(codes, list):
+        items = [(f"diagnoses[{n}]", str(c), str(c)) for n, c in enumerate(codes)]
+        mapped["diagnoses"] = mapper.diagnoses(items, dropped)
+    if isinstance(mapped.get("material_type"), str):
+        mapped["material_type"] = mapper.material(mapped["material_type"])
+    if isinstance(mapped.get("sex"), str):
+        mapped["sex"] = mapper.sex(mapped["sex"])
+    for name in ("consent", "default_consent"):
+        if isinstance(mapped.get(name), str):
+            mapped[name] = mapper.consent(mapped[name])
+    return with_dropped(mapped, dropped)
+
+
 def with_dropped(mapped: dict[str, Any], dropped: list[dict[str, Any]]) -> dict[str, Any]:
     """A mapped record carrying the values its mapping left out (see model.salvage)."""
     if dropped:
@@ -184,6 +202,7 @@ def strip_prefix(code: str) -> str:
     return MIRIAM_PREFIX.sub("", ICD10_PREFIX.sub("", code.strip()))
 
 
+@functools.lru_cache(maxsize=65_536)
 def diagnosis_problem(code: str) -> str | None:
     """Why `code` is not a WHO ICD-10 diagnosis (a category or subcategory), or None."""
     try:

@@ -35,12 +35,14 @@ text; `values` recodes source values per canonical field, as the tabular connect
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from connectors.http import HttpConnector, HttpOptions, Page, dig, later
+from connectors.mapping import CodeMapper, CodeMappingOptions, map_fields
 from federation.sync.connector import (
     Checkpoint,
     PulledItem,
@@ -97,7 +99,7 @@ class StreamConfig(Schema):
             raise ValidationError("since_param needs a replication_key", "replication_key")
 
 
-class RestConfig(HttpOptions):
+class RestConfig(HttpOptions, CodeMappingOptions):
     paging = fields.Nested(PagingConfig, required=True)
     records = fields.String(
         load_default="", metadata={"description": "dotted path to the list in each response"}
@@ -271,7 +273,12 @@ class RestConnector(HttpConnector):
                     mapped[field_name] = table.get(text, text)
             else:
                 mapped[field_name] = table.get(str(value), value) if table else value
-        return mapped
+        return map_fields(self.mapper, mapped)
+
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
 
 
 def _true(value: Any) -> bool:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
+from connectors.mapping import CodeMapper, CodeMappingOptions, map_fields
 from federation.sync.connector import (
     Checkpoint,
     Connector,
@@ -24,7 +26,7 @@ LIST_FIELDS = frozenset({"types", "diagnoses", "orpha", "data_categories"})
 DEFAULT_FILES = {"collections": "collections", "donors": "donors", "samples": "samples"}
 
 
-class TabularConfig(Schema):
+class TabularConfig(CodeMappingOptions):
     path = fields.String(
         required=True, metadata={"description": "folder (or .xlsx file) holding the tables"}
     )
@@ -153,7 +155,12 @@ class TabularConnector(Connector):
                 mapped[field_name] = [recode.get(field_name, {}).get(i, i) for i in items]
             elif text:
                 mapped[field_name] = recode.get(field_name, {}).get(text, text)
-        return mapped
+        return map_fields(self.mapper, mapped)
+
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
 
 
 def _identity(payload: Mapping[str, Any]) -> dict[str, str]:

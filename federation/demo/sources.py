@@ -43,6 +43,7 @@ _FHIR_MATERIALS = {
     for code, miabis in fhir.MATERIALS.items()
     if code not in ("dried-whole-blood", "bone-marrow", "ascites", "csf-liquor", "swab")
     and code not in ("liquid-other", "tissue-other")
+    and code not in fhir.MATERIAL_PARENTS  # the demo writes the top-level codes
 }
 _FHIR_MATERIALS["OTHER"] = "derivative-other"
 _FHIR_MATERIALS["CELL_LINES"] = "derivative-other"  # BBMRI.de has no code for cell lines

@@ -72,6 +72,7 @@ class Donor:
     orpha: tuple[str, ...] = ()
     consent: duo.Consent | None = None
     consent_withdrawn: bool = False
+    birth_date: dt.date | None = None  # when the source has the full date: exact ages
 
 
 @dataclass(frozen=True)
@@ -236,6 +237,20 @@ class DonorSchema(_Canonical):
     )
     consent = ConsentField(load_default=None, allow_none=True)
     consent_withdrawn = fields.Boolean(load_default=False)
+    birth_date = fields.Date(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _birth_date_agrees(self, data: dict[str, Any], **_: Any) -> None:
+        born = data.get("birth_date")
+        if born is None:
+            return
+        if born > dt.date.today():
+            raise ValidationError(f"{born.isoformat()!r} is in the future", "birth_date")
+        year = data.get("birth_year")
+        if year is not None and year != born.year:
+            raise ValidationError(
+                f"{born.isoformat()!r} is not in the birth year {year}", "birth_date"
+            )
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Donor:
@@ -383,6 +398,8 @@ def quick_donor(data: Mapping[str, Any]) -> Donor | None:
     As `quick_sample`: None sends the row to the schema for the record or the rejection.
     """
     known = {k: v for k, v in data.items() if k in _DONOR_FIELDS}
+    if known.get("birth_date") is not None:
+        return None  # a full date: the schema checks it against the birth year
     for name in ("id", "biobank_id"):
         value = known.get(name)
         if type(value) is not str or not 1 <= len(value) <= 200:

@@ -573,6 +573,8 @@ def decode_donor(text: str) -> Donor:
     data["diagnoses"] = tuple(data["diagnoses"])
     data["orpha"] = tuple(data["orpha"])
     data["consent"] = _consent(data.get("consent"))
+    if data.get("birth_date"):
+        data["birth_date"] = dt.date.fromisoformat(data["birth_date"])
     return Donor(**data)
 
 

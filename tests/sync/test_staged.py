@@ -41,7 +41,7 @@ def test_a_first_sync_is_full_and_quarantines_dirty_resources(network: HttpNetwo
     assert rejected["bad-date"] == ("collection_date", "collection_date: Not a valid date.")
     assert rejected["no-donor"] == ("donor_id", "no such donor at the source")
     field, reason = rejected["p2"]
-    assert field == "diagnoses[1]"
+    assert field == "Condition/bad-icd.code"  # where the admin finds it at the source
     assert "'C50.99' is not a WHO ICD-10 code" in reason
     assert reason.endswith("(the record is kept without it)")
     (kept,) = [q for q in network.runtime.state.quarantine("bb-fhir") if q.kept]
