@@ -168,12 +168,11 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
 @click.pass_context
 def sync(
     ctx: click.Context,
+    /,
     all_biobanks: bool,
     biobank_ids: tuple[str, ...],
     progress: bool | None,
-    mode: str,
-    jobs: int,
-    allow_empty: bool,
+    **how: Any,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
@@ -182,9 +181,9 @@ def sync(
         _settings(ctx),
         None if all_biobanks else biobank_ids,
         progress,
-        mode,
-        jobs=jobs or os.cpu_count() or 1,
-        allow_empty=allow_empty,
+        how["mode"],
+        jobs=how["jobs"] or os.cpu_count() or 1,
+        allow_empty=how["allow_empty"],
     )
     if failures:
         sys.exit(1)
