@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import iso3166
 from marshmallow import (
     EXCLUDE,
     Schema,
@@ -177,6 +178,24 @@ def _identifier(**kwargs: Any) -> fields.String:
     )
 
 
+# Codes ISO 3166 reserves for other uses that people write for a country, and its code.
+RESERVED_COUNTRY_CODES = {"UK": ("GB", "the United Kingdom"), "EL": ("GR", "Greece")}
+
+
+def _iso_country(code: str) -> bool:
+    """An ISO 3166-1 alpha-2 country code, or a ValidationError saying which one was meant."""
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        return True  # not shaped like a code: the pattern says so
+    if code in RESERVED_COUNTRY_CODES:
+        meant, name = RESERVED_COUNTRY_CODES[code]
+        raise ValidationError(
+            f"{code!r} is not ISO 3166-1 alpha-2: ISO 3166 says {meant} for {name}"
+        )
+    if code not in iso3166.countries_by_alpha2:
+        raise ValidationError(f"{code!r} is not ISO 3166-1 alpha-2 (a country code such as DE, JP)")
+    return True
+
+
 # --- schemas ------------------------------------------------------------------------------
 
 
@@ -190,7 +209,14 @@ class BiobankSchema(_Canonical):
     name = fields.String(required=True, validate=validate.Length(min=1))
     name_ja = fields.String(load_default=None, allow_none=True)
     country = fields.String(
-        required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="{input!r} is not ISO 3166")
+        required=True,
+        validate=[
+            validate.Regexp(
+                r"^[A-Z]{2}$",
+                error="{input!r} is not ISO 3166-1 alpha-2 (a country code such as DE, JP)",
+            ),
+            lambda code: _iso_country(code),
+        ],
     )
     url = fields.Url(load_default=None, allow_none=True)
     contact_email = fields.Email(load_default=None, allow_none=True)

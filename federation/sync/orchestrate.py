@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Protocol
 
 from federation.search.backend import SearchBackend
-from federation.settings import Network, Settings
+from federation.settings import Network, Settings, load_network
 from federation.sync.locks import SyncAlreadyRunning
 from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
@@ -193,6 +194,18 @@ def _run_and_exit(
     print(line, file=sys.stderr if failed else sys.stdout, flush=True)
     if failed:
         sys.exit(1)
+
+
+def unknown_biobank(biobank_id: str, state: SyncState, network_path: Path | None) -> str | None:
+    """Why `biobank_id` is unknown (naming the known ids), or None: known ids are those of
+    the network file (valid or not) and those with a sync history."""
+    known = set(state.biobank_ids())
+    if network_path is not None and network_path.exists():
+        network = load_network(network_path, skip_invalid=True)
+        known |= {s.biobank.id for s in network.biobanks} | {e.label for e in network.invalid}
+    if biobank_id in known:
+        return None
+    return f"no biobank {biobank_id!r} (known: {', '.join(sorted(known)) or 'none'})"
 
 
 def _nothing() -> None:

@@ -290,6 +290,14 @@ class SyncState:
         fields = [k for k in rows[0].keys() if k != "record_key"] if rows else []  # noqa: SIM118
         return [QuarantinedRecord(**{k: r[k] for k in fields}) for r in rows]
 
+    def biobank_ids(self) -> list[str]:
+        """Biobanks with a sync history or quarantined records."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT biobank_id FROM sync_runs UNION SELECT biobank_id FROM quarantine"
+            ).fetchall()
+        return sorted(r[0] for r in rows)
+
     def quarantine_count(self, biobank_id: str) -> int:
         with self._connect() as db:
             row = db.execute(
