@@ -23,6 +23,7 @@ folder holding an EMX2 export):
 from __future__ import annotations
 
 import csv
+import difflib
 import io
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 from marshmallow import fields, validate
 
 from connectors.http import HttpConnector, HttpOptions
+from connectors.mapping import CodeMappingOptions
 from federation.model import duo
 from federation.sync.connector import (
     Checkpoint,
@@ -39,6 +41,7 @@ from federation.sync.connector import (
     SourceRecord,
     Stream,
     Tombstone,
+    check_total,
 )
 
 DEFAULT_PAGE_SIZE = 200
@@ -50,10 +53,13 @@ query Collections($limit: Int, $offset: Int) {
     type { name }
     data_use { name }
   }
+  Collections_agg { count }
 }"""
+# Columns a Collections table must have for this connector to find a biobank's collections.
+REQUIRED_COLUMNS = ("id", "name", "biobank")
 
 
-class DirectoryConfig(HttpOptions):
+class DirectoryConfig(HttpOptions, CodeMappingOptions):
     biobank = fields.String(
         required=True,
         metadata={"description": "the biobank's Directory id, e.g. bbmri-eric:ID:DE_12345"},
@@ -74,25 +80,43 @@ class DirectoryConnector(HttpConnector):
     def pull(self, stream: Stream, state: Mapping[str, Any] | None) -> Iterator[PulledItem]:
         """The biobank's collections; withdrawn ones as tombstones."""
         rows = self._csv_rows() if self.config["api"] == "csv" else self._graphql_rows(state)
+        wanted = self.config["biobank"]
+        matched = 0
+        others: set[str] = set()
         for position, row in rows:
             if isinstance(row, Checkpoint):
                 yield row
                 continue
-            if _ref(row.get("biobank")) != self.config["biobank"]:
+            biobank = _ref(row.get("biobank"))
+            if biobank != wanted:
+                others.add(biobank)
                 continue
+            matched += 1
             ident = str(row.get("id") or "") or None
             if ident and _true(row.get("withdrawn")):
                 yield Tombstone(stream.name, ident, position)
                 continue
             yield SourceRecord(stream.name, ident, row, position)
+        if not matched and others and not (state or {}).get("offset"):
+            raise SourceError(
+                f"biobank: the Directory has no collection of {wanted!r} among those of "
+                f"{len(others)} biobanks{_closest(wanted, others)}: check the biobank id",
+                retriable=False,
+            )
         yield Checkpoint(stream.name, {})
 
     def _csv_rows(self) -> Iterator[tuple[str, Any]]:
         target = "Collections.csv" if self.source.recorded else "api/csv/Collections"
         text = self.source.get(target, text=True).body
-        reader = csv.DictReader(io.StringIO(str(text)))
-        if not reader.fieldnames or "id" not in reader.fieldnames:
-            raise SourceError(f"{target}: not a Directory Collections table", retriable=True)
+        reader = csv.DictReader(io.StringIO(str(text)), strict=True)
+        headers = list(reader.fieldnames or ())
+        missing = [c for c in REQUIRED_COLUMNS if c not in headers]
+        if missing:
+            raise SourceError(
+                f"{target}: not a Directory Collections table this connector reads: no "
+                f"{', '.join(missing)} column (headers: {', '.join(headers[:12]) or 'none'})",
+                retriable=False,
+            )
         for row in reader:
             yield f"Collections.csv line {reader.line_num}", row
 
@@ -116,6 +140,12 @@ class DirectoryConnector(HttpConnector):
                 yield f"Collections offset {offset + n}", row
             offset += len(rows)
             if len(rows) < limit:
+                count = ((body.get("data") or {}).get("Collections_agg") or {}).get("count")
+                if not isinstance(count, int):
+                    self.note("the Directory did not answer Collections_agg.count: not checked")
+                check_total(
+                    f"{page.url} Collections", offset, count if isinstance(count, int) else None
+                )
                 return
             yield "", Checkpoint("collections", {"offset": offset})
 
@@ -152,6 +182,12 @@ def _consent(uses: list[str]) -> str:
             "data_use", ",".join(uses), f"does not make a consent: {err} (or set data_use: ignore)"
         ) from None
     return text
+
+
+def _closest(wanted: str, known: set[str]) -> str:
+    """`; did you mean X?` for the known id closest to a mistyped one, else nothing."""
+    close = difflib.get_close_matches(wanted, sorted(known), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _names(value: Any) -> list[str]:

@@ -6,12 +6,17 @@ Streams and what they map:
   description (OrganizationDescription extension), MIABIS collection types (CollectionType
   extensions) and the default consent (the DataUse extension below).
 - `donors`: `Patient` resources, read with `_revinclude=Condition:subject` so each page
-  carries the patients' conditions. Sex from `gender`, birth year from `birthDate`,
-  diagnoses from the conditions' ICD-10 codings (WHO or ICD-10-GM systems; conditions
-  coded only in other systems are not diagnoses this network indexes), ORPHA codes from
-  orpha.net codings, consent and withdrawal from the extensions below.
+  carries the patients' conditions. Sex from `gender`, birth year from `birthDate` (and
+  the full date when it has day precision, so ages at collection are exact),
+  diagnoses from the conditions' ICD-10 codings (WHO or ICD-10-GM systems; a code that is
+  not WHO ICD-10 is left out of the donor, with a quarantine row unless
+  `unmapped_diseases: ignore`; codings in other systems count only when mapped under
+  `mappings.diseases`, keyed `system|code` or `code`), ORPHA codes from orpha.net
+  codings, consent and withdrawal from the extensions below.
 - `samples`: `Specimen` resources. Material from the BBMRI.de SampleMaterialType coding
-  (`MATERIALS`), donor from `subject`, collection from the Custodian extension, date from
+  (`MATERIALS`: the IG's CodeSystem with its sub-types such as `plasma-edta`, `cf-dna`,
+  `tumor-tissue-frozen`, kept in `schema/vocab/bbmri_de_sample_material_types.csv`),
+  donor from `subject`, collection from the Custodian extension, date from
   `collection.collectedDateTime`, storage temperature and sample diagnosis from their
   extensions, availability from `status`, last update from `meta.lastUpdated`.
 
@@ -20,23 +25,29 @@ defines: `DATA_USE_EXTENSION` (valueString, DUO shorthand such as `DS(C50);NCU`)
 collection or a patient, and `CONSENT_WITHDRAWN_EXTENSION` (valueBoolean) on a patient.
 
 Paging follows the Bundle's `next` links; each page ends with a checkpoint holding the
-link, so a killed run resumes at the page it was reading. Incremental runs ask for
-`_lastUpdated=ge<bookmark>` sorted by `_lastUpdated`, re-read patients whose conditions
-changed, and take deletions from `<Type>/_history?_since=<bookmark>` (DELETE entries are
-tombstones). Records the source sends that cannot be used are rejected with the field:
+link, so a killed run resumes at the page it was reading. The matches read are checked
+against the first page's `Bundle.total` (carried through checkpoints): a read that
+disagrees fails the run; a server that reports no total is said in the run record.
+Incremental runs ask for `_lastUpdated=ge<bookmark>` sorted by `_lastUpdated`, re-read
+patients whose conditions changed, and take deletions from
+`<Type>/_history?_since=<bookmark>` (DELETE entries are tombstones). Records the source
+sends that cannot be used are rejected with the field:
 an unknown gender or material code, an ICD-10 code that is not WHO, a date that is not a
 date, a specimen `entered-in-error`.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from marshmallow import fields, validate
 
 from connectors.http import HttpConnector, HttpOptions, Page, later
+from connectors.mapping import CodeMapper, CodeMappingOptions, with_dropped
 from federation.model.fhir_vocab import (
     COLLECTION_PROFILE,
     COLLECTION_TYPE_EXTENSION,
@@ -59,6 +70,7 @@ from federation.sync.connector import (
     SourceRecord,
     Stream,
     Tombstone,
+    check_total,
 )
 
 log = logging.getLogger(__name__)
@@ -67,6 +79,8 @@ DEFAULT_PAGE_SIZE = 500
 # Patients fetched per request when re-reading those whose conditions changed.
 PATIENT_CHUNK = 50
 
+# A FHIR date with day precision (birthDate may also be a year or a year-month).
+_FULL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 # Gaseous nitrogen is the vapour phase of a liquid nitrogen tank; MIABIS has one code.
 TEMPERATURES = {"temperatureGN": "temperatureLN"}
 AVAILABILITY = {"available": "available", "unavailable": "unavailable"}
@@ -80,7 +94,7 @@ SEARCHES: dict[str, tuple[str, dict[str, str]]] = {
 }
 
 
-class FhirConfig(HttpOptions):
+class FhirConfig(HttpOptions, CodeMappingOptions):
     page_size = fields.Integer(load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(1, 10_000))
     sort = fields.Boolean(
         load_default=True, metadata={"description": "ask for _sort=_lastUpdated (oldest first)"}
@@ -132,14 +146,20 @@ class FhirConnector(HttpConnector):
         high: str | None = state.get("high", since)
         seen: set[str] = set()
         page = self._resume(state.get("next"))
+        # Matches read and the Bundle.total announced, carried through checkpoints so a
+        # resumed read is checked as a whole.
+        read, total = int(state.get("read", 0)), state.get("total")
+        resource_type = SEARCHES[stream.name][0]
         if page is None:
-            resource_type, params = search_request(stream.name, self.config)
+            _, params = search_request(stream.name, self.config)
             if since:
                 params["_lastUpdated"] = f"ge{since}"
             page = self.source.get(resource_type, params)
+            read, total = 0, _total(page.body)
         while True:
             matches, included = _entries(page, stream)
             conditions = _conditions_by_patient(included)
+            read += len(matches)
             for resource in matches:
                 high = later(high, _last_updated(resource))
                 ident = str(resource.get("id") or "")
@@ -153,8 +173,17 @@ class FhirConnector(HttpConnector):
             link = _next_link(page.body)
             if link is None:
                 break
-            yield Checkpoint(stream.name, {"since": since, "high": high, "next": link})
+            yield Checkpoint(
+                stream.name,
+                {"since": since, "high": high, "next": link, "read": read, "total": total},
+            )
             page = self.source.get(link)
+        if total is None:
+            self.note(
+                f"{resource_type}: the server does not report Bundle.total; completeness "
+                "rests on its next links alone"
+            )
+        check_total(f"{self.config['base_url'].rstrip('/')}/{resource_type}", read, total)
         if since:
             if stream.name == "donors":
                 yield from self._patients_with_changed_conditions(since, seen)
@@ -256,6 +285,11 @@ class FhirConnector(HttpConnector):
             return self._donor(resource)
         return self._sample(resource)
 
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
+
     def _recode(self, field: str, value: str) -> str:
         recoded: str = self.config["values"].get(field, {}).get(value, value)
         return recoded
@@ -283,31 +317,41 @@ class FhirConnector(HttpConnector):
         mapped: dict[str, Any] = {
             "biobank_id": self.biobank_id,
             "id": resource.get("id"),
-            "sex": self._recode("sex", GENDERS.get(str(gender), str(gender))),
+            "sex": self._recode("sex", self.mapper.sex(str(gender), GENDERS)),
         }
         birth = resource.get("birthDate")
         if birth:
             mapped["birth_year"] = str(birth)[:4]
-        diagnoses: list[str] = []
+            if _FULL_DATE.match(str(birth)):
+                mapped["birth_date"] = str(birth)
+        terms: list[tuple[str, str, str]] = []
         orpha: list[str] = []
         for condition in resource.get("_conditions") or ():
+            where = f"Condition/{condition.get('id')}.code"
             for coding in (condition.get("code") or {}).get("coding") or ():
                 system, code = coding.get("system"), coding.get("code")
                 if not code:
                     continue
+                mapped_key = f"{system}|{code}"
                 if system in ICD10_SYSTEMS:
-                    diagnoses.append(str(code))
+                    terms.append((where, str(code), str(code)))
                 elif system == ORPHA_SYSTEM:
                     orpha.append(f"ORPHA:{code}")
-        mapped["diagnoses"] = list(dict.fromkeys(diagnoses))
+                elif mapped_key in self.mapper.diseases or str(code) in self.mapper.diseases:
+                    source = mapped_key if mapped_key in self.mapper.diseases else str(code)
+                    terms.append((where, source, mapped_key))
+        dropped: list[dict[str, Any]] = []
+        mapped["diagnoses"] = list(dict.fromkeys(self.mapper.diagnoses(terms, dropped)))
         mapped["orpha"] = list(dict.fromkeys(orpha))
         consent = _extension_value(resource, DATA_USE_EXTENSION)
         if consent:
-            mapped["consent"] = consent
+            mapped["consent"] = (
+                self.mapper.consent(consent) if isinstance(consent, str) else consent
+            )
         withdrawn = _extension_value(resource, CONSENT_WITHDRAWN_EXTENSION)
         if withdrawn is not None:
             mapped["consent_withdrawn"] = withdrawn
-        return mapped
+        return with_dropped(mapped, dropped)
 
     def _sample(self, resource: Mapping[str, Any]) -> dict[str, Any]:
         status = resource.get("status")
@@ -320,7 +364,9 @@ class FhirConnector(HttpConnector):
             "donor_id": _reference_id(resource.get("subject")),
             "collection_id": _reference_id(_extension_value(resource, CUSTODIAN_EXTENSION))
             or self.config["default_collection"],
-            "material_type": self._recode("material_type", MATERIALS.get(material, material))
+            "material_type": self._recode(
+                "material_type", self.mapper.material(material, MATERIALS)
+            )
             if material
             else None,
         }
@@ -332,12 +378,14 @@ class FhirConnector(HttpConnector):
             mapped["storage_temperature"] = self._recode(
                 "storage_temperature", TEMPERATURES.get(temperature, temperature)
             )
-        mapped["diagnoses"] = [
-            str(coding["code"])
-            for ext in _extensions(resource, SAMPLE_DIAGNOSIS_EXTENSION)
+        terms = [
+            (f"extension[SampleDiagnosis][{n}]", str(coding["code"]), str(coding["code"]))
+            for n, ext in enumerate(_extensions(resource, SAMPLE_DIAGNOSIS_EXTENSION))
             for coding in (ext.get("valueCodeableConcept") or {}).get("coding") or ()
             if coding.get("system") in ICD10_SYSTEMS and coding.get("code")
         ]
+        dropped: list[dict[str, Any]] = []
+        mapped["diagnoses"] = self.mapper.diagnoses(terms, dropped)
         if status:
             mapped["availability"] = (
                 "unavailable"
@@ -347,7 +395,7 @@ class FhirConnector(HttpConnector):
         updated = (resource.get("meta") or {}).get("lastUpdated")
         if updated:
             mapped["last_updated"] = updated
-        return {k: v for k, v in mapped.items() if v is not None}
+        return with_dropped({k: v for k, v in mapped.items() if v is not None}, dropped)
 
 
 # --- reading bundles -----------------------------------------------------------------------
@@ -371,6 +419,12 @@ def _entries(page: Page, stream: Stream) -> tuple[list[Mapping[str, Any]], list[
         elif mode != "outcome":
             matches.append(resource)
     return matches, included
+
+
+def _total(bundle: Any) -> int | None:
+    """A searchset Bundle's `total` (the number of matches, includes not counted)."""
+    total = bundle.get("total") if isinstance(bundle, Mapping) else None
+    return total if isinstance(total, int) and not isinstance(total, bool) else None
 
 
 def _resources(bundle: Any) -> list[Mapping[str, Any]]:

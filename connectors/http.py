@@ -70,22 +70,51 @@ class HttpOptions(Schema):
         allow_none=True,
         metadata={"secret": True, "description": "API key sent in `api_key_header`"},
     )
-    api_key_header = fields.String(load_default="X-API-Key")
-    username = fields.String(load_default=None, allow_none=True)
+    api_key_header = fields.String(
+        load_default="X-API-Key", metadata={"description": "the header `api_key` is sent in"}
+    )
+    username = fields.String(
+        load_default=None, allow_none=True, metadata={"description": "basic auth user"}
+    )
     password = fields.String(
         load_default=None, allow_none=True, metadata={"secret": True, "description": "basic auth"}
     )
-    headers = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    headers = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        load_default=dict,
+        metadata={"description": "extra request headers"},
+    )
     connect_timeout = fields.Float(
-        load_default=DEFAULT_CONNECT_TIMEOUT, validate=validate.Range(min=0, min_inclusive=False)
+        load_default=DEFAULT_CONNECT_TIMEOUT,
+        validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "seconds to connect"},
     )
     read_timeout = fields.Float(
-        load_default=DEFAULT_READ_TIMEOUT, validate=validate.Range(min=0, min_inclusive=False)
+        load_default=DEFAULT_READ_TIMEOUT,
+        validate=validate.Range(min=0, min_inclusive=False),
+        metadata={"description": "seconds to wait for the next byte"},
     )
-    retries = fields.Integer(load_default=DEFAULT_RETRIES, validate=validate.Range(0, 20))
-    backoff = fields.Float(load_default=DEFAULT_BACKOFF, validate=validate.Range(min=0))
-    max_backoff = fields.Float(load_default=MAX_BACKOFF, validate=validate.Range(min=0))
-    max_retry_after = fields.Float(load_default=MAX_RETRY_AFTER, validate=validate.Range(min=0))
+    retries = fields.Integer(
+        load_default=DEFAULT_RETRIES,
+        validate=validate.Range(0, 20),
+        metadata={"description": "retries on 5xx, 429, timeouts and cut or malformed bodies"},
+    )
+    backoff = fields.Float(
+        load_default=DEFAULT_BACKOFF,
+        validate=validate.Range(min=0),
+        metadata={"description": "seconds before the first retry, doubling each time"},
+    )
+    max_backoff = fields.Float(
+        load_default=MAX_BACKOFF,
+        validate=validate.Range(min=0),
+        metadata={"description": "longest pause between retries"},
+    )
+    max_retry_after = fields.Float(
+        load_default=MAX_RETRY_AFTER,
+        validate=validate.Range(min=0),
+        metadata={"description": "a longer Retry-After fails the run instead of waiting"},
+    )
 
 
 @dataclass(frozen=True)

@@ -27,19 +27,22 @@ Paging styles: `page` (`page_param`, `size_param`, `first_page`), `offset` (`off
 `limit_param`), `cursor` (`cursor_param`; the next cursor at `cursor_field` in the body; none
 means the end) and `link` (the `Link: <...>; rel="next"` header). Page and offset paging
 end at a page shorter than `size`; when `total_field` names the announced total, a short
-page before it is an error (the page was cut). `fields` maps canonical field -> dotted
+page before it is an error (the page was cut), and so is a whole read (any style) whose
+record count differs from the total on its last page. `fields` maps canonical field -> dotted
 path (`a.b`, `a[0].b`, `list[].b`); list fields take JSON arrays or `list_separator`-joined
 text; `values` recodes source values per canonical field, as the tabular connector does.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from connectors.http import HttpConnector, HttpOptions, Page, dig, later
+from connectors.mapping import CodeMapper, CodeMappingOptions, map_fields
 from federation.sync.connector import (
     Checkpoint,
     PulledItem,
@@ -47,6 +50,7 @@ from federation.sync.connector import (
     SourceRecord,
     Stream,
     Tombstone,
+    check_total,
 )
 
 STREAM_NAMES = ("collections", "donors", "samples")
@@ -95,7 +99,7 @@ class StreamConfig(Schema):
             raise ValidationError("since_param needs a replication_key", "replication_key")
 
 
-class RestConfig(HttpOptions):
+class RestConfig(HttpOptions, CodeMappingOptions):
     paging = fields.Nested(PagingConfig, required=True)
     records = fields.String(
         load_default="", metadata={"description": "dotted path to the list in each response"}
@@ -161,6 +165,7 @@ class RestConnector(HttpConnector):
         position = dict(state or {})
         since = position.pop("since", None) if spec.get("since_param") else None
         high = position.pop("high", since)
+        read = int(position.pop("read", 0))  # records of this read so far, tombstones too
         id_path = spec["fields_"]["id"]
         while True:
             page = self._page(spec, paging, position, since)
@@ -170,6 +175,7 @@ class RestConnector(HttpConnector):
                     f"{page.url}: no list at {spec.get('records') or self.config['records']!r}",
                     retriable=True,
                 )
+            read += len(records)
             for n, record in enumerate(records):
                 ident = dig(record, id_path) if isinstance(record, Mapping) else None
                 source_id = str(ident) if ident not in (None, "") else None
@@ -192,7 +198,14 @@ class RestConnector(HttpConnector):
             if following is None:
                 break
             position = following
-            yield Checkpoint(stream.name, {**position, "since": since, "high": high})
+            yield Checkpoint(stream.name, {**position, "since": since, "high": high, "read": read})
+        if paging.get("total_field"):
+            total = dig(page.body, paging["total_field"])
+            check_total(
+                f"{self.config['base_url'].rstrip('/')}/{spec['path']}",
+                read,
+                total if isinstance(total, int) and not isinstance(total, bool) else None,
+            )
         yield Checkpoint(stream.name, {"since": high} if spec.get("since_param") else {})
 
     def _page(
@@ -260,7 +273,12 @@ class RestConnector(HttpConnector):
                     mapped[field_name] = table.get(text, text)
             else:
                 mapped[field_name] = table.get(str(value), value) if table else value
-        return mapped
+        return map_fields(self.mapper, mapped)
+
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
 
 
 def _true(value: Any) -> bool:

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import csv
+import functools
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from marshmallow import Schema, fields, validate
+from marshmallow import fields, validate
 
+from connectors.mapping import CodeMapper, CodeMappingOptions, map_fields
 from federation.sync.connector import (
     Checkpoint,
     Connector,
+    IncompleteRead,
     RecordRejected,
     SourceError,
     SourceRecord,
@@ -23,7 +26,7 @@ LIST_FIELDS = frozenset({"types", "diagnoses", "orpha", "data_categories"})
 DEFAULT_FILES = {"collections": "collections", "donors": "donors", "samples": "samples"}
 
 
-class TabularConfig(Schema):
+class TabularConfig(CodeMappingOptions):
     path = fields.String(
         required=True, metadata={"description": "folder (or .xlsx file) holding the tables"}
     )
@@ -89,7 +92,9 @@ class TabularConnector(Connector):
         delimiter = "\t" if self.config["format"] == "tsv" else ","
         try:
             with path.open(encoding=self.config["encoding"], newline="") as handle:
-                reader = csv.DictReader(handle, delimiter=delimiter)
+                # strict: a quote left open would otherwise swallow every row after it into
+                # one cell, and those rows would be lost without a word.
+                reader = csv.DictReader(handle, delimiter=delimiter, strict=True)
                 for row in reader:
                     # A short row leaves None values and a long one a None key: both are the
                     # source's problem, reported by the mapping rather than crashing here.
@@ -100,6 +105,11 @@ class TabularConnector(Connector):
         except UnicodeDecodeError as err:
             raise SourceError(
                 f"{path} is not {self.config['encoding']}: {err}", retriable=False
+            ) from None
+        except csv.Error as err:
+            raise IncompleteRead(
+                f"{path} line {reader.line_num}: {err} (a quote left open there would hide "
+                "the rows after it): fix the export"
             ) from None
 
     def _xlsx_rows(self, stream: Stream) -> Iterator[tuple[str, dict[str, str]]]:
@@ -145,7 +155,12 @@ class TabularConnector(Connector):
                 mapped[field_name] = [recode.get(field_name, {}).get(i, i) for i in items]
             elif text:
                 mapped[field_name] = recode.get(field_name, {}).get(text, text)
-        return mapped
+        return map_fields(self.mapper, mapped)
+
+    @functools.cached_property
+    def mapper(self) -> CodeMapper:
+        """The code mapping options every connector shares (connectors.mapping)."""
+        return CodeMapper(self.config)
 
 
 def _identity(payload: Mapping[str, Any]) -> dict[str, str]:

@@ -159,15 +159,20 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     show_default=True,
     help="Biobanks synced at once, each in its own process; 0: one per CPU.",
 )
+@click.option(
+    "--allow-empty",
+    is_flag=True,
+    help="Publish a full read of zero records even where the last successful run read some.",
+)
 @_backend_option()
 @click.pass_context
 def sync(
     ctx: click.Context,
+    /,
     all_biobanks: bool,
     biobank_ids: tuple[str, ...],
     progress: bool | None,
-    mode: str,
-    jobs: int,
+    **how: Any,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
@@ -176,8 +181,9 @@ def sync(
         _settings(ctx),
         None if all_biobanks else biobank_ids,
         progress,
-        mode,
-        jobs=jobs or os.cpu_count() or 1,
+        how["mode"],
+        jobs=how["jobs"] or os.cpu_count() or 1,
+        allow_empty=how["allow_empty"],
     )
     if failures:
         sys.exit(1)
@@ -188,9 +194,9 @@ def _sync(
     biobank_ids: tuple[str, ...] | None,
     progress: bool | None,
     mode: str = "auto",
-    triggered_by: str = "cli",
     *,
     jobs: int = 1,
+    allow_empty: bool = False,
 ) -> int:
     from federation.runtime import Runtime
     from federation.sync.orchestrate import SyncOrder, sync_all
@@ -201,7 +207,10 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
-    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, triggered_by, jobs)
+    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, "cli", jobs, allow_empty)
+    invalid = network.invalid if biobank_ids is None else ()
+    for entry in invalid:  # reported, and counted as failures; the valid ones sync on
+        click.echo(f"{entry.label}: INVALID: {entry.error}", err=True)
     show = sys.stderr.isatty() if progress is None else progress
 
     def progress_for(biobank_id: str) -> tuple[Callable[[str, int], None], Callable[[], None]]:
@@ -211,7 +220,8 @@ def _sync(
     def report(line: str, failed: bool) -> None:
         click.echo(line, err=failed)
 
-    return sync_all(runtime, order, report, progress_for, open_environment=Runtime)
+    failures = sync_all(runtime, order, report, progress_for, open_environment=Runtime)
+    return failures + len(invalid)
 
 
 class _Bar:
@@ -347,13 +357,18 @@ def runs(ctx: click.Context, biobank: str | None, limit: int) -> None:
     """Sync history: runs with counts, duration, outcome and error."""
     from federation.sync.state import SyncState
 
-    state = SyncState(_settings(ctx).state_path)
+    settings = _settings(ctx)
+    state = SyncState(settings.state_path)
+    if biobank is not None:
+        _known_biobank(settings, state, biobank)
     for run in state.runs(biobank, limit):
         click.echo(
             f"#{run.id} {run.biobank_id} {run.kind} {run.outcome} {run.started_at} "
-            f"read={run.read} indexed={run.indexed} rejected={run.rejected} "
+            f"read={run.read} accepted={run.accepted} partial={run.partial} "
+            f"rejected={run.rejected} indexed={run.indexed} "
             f"deleted={run.deleted} withdrawn={run.withdrawn} {run.duration_s or 0:.1f}s"
             + (f" error: {run.error}" if run.error else "")
+            + (f" notes: {run.notes}" if run.notes else "")
         )
 
 
@@ -368,15 +383,31 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
 
     from federation.sync.state import SyncState
 
-    state = SyncState(_settings(ctx).state_path)
+    settings = _settings(ctx)
+    state = SyncState(settings.state_path)
+    _known_biobank(settings, state, biobank)
     records = state.quarantine(biobank, limit=limit)
     for item in records:
         if as_json:
             click.echo(json.dumps(asdict(item), ensure_ascii=False))
         else:
-            click.echo(f"{item.stream} {item.source_id or '-'} ({item.position}): {item.reason}")
+            kept = " (record kept without it)" if item.kept else ""
+            click.echo(
+                f"{item.stream} {item.source_id or '-'} ({item.position}): {item.reason}"
+                f" | field {item.field or '-'}, value {item.value!r}{kept}"
+            )
     if not as_json:
-        click.echo(f"{state.quarantine_count(biobank)} record(s) in quarantine", err=True)
+        total = state.quarantine_count(biobank)
+        click.echo(f"showing {len(records)} of {total} quarantined record(s)", err=True)
+
+
+def _known_biobank(settings: Settings, state: Any, biobank_id: str) -> None:
+    """A usage error (exit 2) naming the known ids when `biobank_id` is not one of them."""
+    from federation.sync.orchestrate import unknown_biobank
+
+    problem = unknown_biobank(biobank_id, state, settings.network)
+    if problem:
+        raise click.UsageError(problem)
 
 
 @main.command()
@@ -550,6 +581,19 @@ def connectors_list() -> None:
 
     for name, cls in sorted(installed().items()):
         click.echo(f"{name}\t{cls.__module__}:{cls.__qualname__}\t{cls.description}")
+
+
+@connectors_group.command("options")
+@click.option("--write", is_flag=True, help="Put the reference into docs/connectors.md.")
+def connectors_options(write: bool) -> None:
+    """The option reference of every installed connector, from their config schemas."""
+    from federation.sync.option_reference import option_reference, write_into
+    from federation.sync.registry import installed
+
+    reference, path = option_reference(installed()), PROJECT_ROOT / "docs" / "connectors.md"
+    if write:
+        reference = f"{'wrote' if write_into(path, reference) else 'unchanged'}: {path}\n"
+    click.echo(reference, nl=False)
 
 
 if __name__ == "__main__":

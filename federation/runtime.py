@@ -87,7 +87,8 @@ class Runtime:
         if path is None:
             raise SettingsError("no network file configured (setting `network`)")
         if self._network is None or self._network_stamp != _stamp(path):
-            self._network = load_network(path)
+            # One broken entry must not stop the other biobanks from syncing or serving.
+            self._network = load_network(path, skip_invalid=True)
             self._network_stamp = _stamp(path)
         return self._network
 

@@ -323,6 +323,16 @@ class BiobankSource:
     options: dict[str, Any]
     base_dir: Path
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    # A full read of zero records after a successful one of some is taken as the truth.
+    allow_empty: bool = False
+
+
+@dataclass(frozen=True)
+class InvalidEntry:
+    """A biobank entry of the network file that cannot be used, and why."""
+
+    label: str  # its id when it has one, else its place (`biobanks[3]`)
+    error: str
 
 
 @dataclass(frozen=True)
@@ -330,6 +340,7 @@ class Network:
     biobanks: tuple[BiobankSource, ...]
     path: Path
     default_policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    invalid: tuple[InvalidEntry, ...] = ()  # entries left out (load_network skip_invalid)
 
     def policy(self, biobank_id: str) -> DisclosurePolicy:
         """The biobank's policy; the network default for a biobank not (or no longer) listed."""
@@ -342,12 +353,26 @@ class Network:
         for source in self.biobanks:
             if source.biobank.id == biobank_id:
                 return source
+        for entry in self.invalid:
+            if entry.label == biobank_id:
+                raise SettingsError(f"biobank {biobank_id!r} is invalid: {entry.error}")
         known = ", ".join(s.biobank.id for s in self.biobanks)
         raise SettingsError(f"no biobank {biobank_id!r} in {self.path} (known: {known})")
 
 
-def load_network(path: Path) -> Network:
-    """Read a network file: its biobanks, each with a connector type and options."""
+def _allow_empty(where: str, value: Any) -> bool:
+    """A biobank entry's `allow_empty`: true or false, nothing else."""
+    if not isinstance(value, bool):
+        raise SettingsError(f"{where}.allow_empty: {value!r} is not true or false")
+    return value
+
+
+def load_network(path: Path, *, skip_invalid: bool = False) -> Network:
+    """Read a network file: its biobanks, each with a connector type and options.
+
+    An invalid biobank entry raises SettingsError naming it; with `skip_invalid` it is left
+    out and listed in `Network.invalid` instead, so the valid biobanks still sync and serve.
+    """
     if not path.exists():
         raise SettingsError(f"network file {path} does not exist (run `biofed demo-data`?)")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -360,36 +385,52 @@ def load_network(path: Path) -> Network:
         )
     except PolicyError as err:
         raise SettingsError(str(err)) from None
-    sources = []
+    sources: list[BiobankSource] = []
+    invalid: list[InvalidEntry] = []
     seen: set[str] = set()
     for n, entry in enumerate(entries):
-        where = f"{path}: biobanks[{n}]"
-        if not isinstance(entry, dict):
-            raise SettingsError(f"{where} must be a mapping")
         try:
-            biobank = BiobankSchema().load(entry)
-        except ValidationError as err:
-            raise SettingsError(f"{where}: {'; '.join(describe_errors(err.messages))}") from None
-        if biobank.id in seen:
-            raise SettingsError(f"{where}: biobank id {biobank.id!r} appears twice")
-        seen.add(biobank.id)
-        connector = entry.get("connector") or {}
-        if not connector.get("type"):
-            raise SettingsError(f"{where}.connector.type is missing")
-        try:
-            policy = DisclosurePolicy.parse(
-                entry.get("disclosure"), default_policy, where=f"{where}.disclosure"
-            )
-        except PolicyError as err:
-            raise SettingsError(str(err)) from None
-        sources.append(
-            BiobankSource(
-                biobank,
-                str(entry.get("kind", "")),
-                str(connector["type"]),
-                dict(connector.get("options") or {}),
-                path.parent,
-                policy,
-            )
+            source = _source(entry, f"{path}: biobanks[{n}]", path.parent, default_policy)
+            if source.biobank.id in seen:
+                raise SettingsError(
+                    f"{path}: biobanks[{n}]: biobank id {source.biobank.id!r} appears twice"
+                )
+        except SettingsError as err:
+            if not skip_invalid:
+                raise
+            label = entry.get("id") if isinstance(entry, dict) else None
+            invalid.append(InvalidEntry(str(label or f"biobanks[{n}]"), str(err)))
+            continue
+        seen.add(source.biobank.id)
+        sources.append(source)
+    return Network(tuple(sources), path, default_policy, tuple(invalid))
+
+
+def _source(
+    entry: Any, where: str, base_dir: Path, default_policy: DisclosurePolicy
+) -> BiobankSource:
+    """One biobank entry of the network file, or SettingsError naming what is wrong."""
+    if not isinstance(entry, dict):
+        raise SettingsError(f"{where} must be a mapping")
+    try:
+        biobank = BiobankSchema().load(entry)
+    except ValidationError as err:
+        raise SettingsError(f"{where}: {'; '.join(describe_errors(err.messages))}") from None
+    connector = entry.get("connector") or {}
+    if not connector.get("type"):
+        raise SettingsError(f"{where}.connector.type is missing")
+    try:
+        policy = DisclosurePolicy.parse(
+            entry.get("disclosure"), default_policy, where=f"{where}.disclosure"
         )
-    return Network(tuple(sources), path, default_policy)
+    except PolicyError as err:
+        raise SettingsError(str(err)) from None
+    return BiobankSource(
+        biobank,
+        str(entry.get("kind", "")),
+        str(connector["type"]),
+        dict(connector.get("options") or {}),
+        base_dir,
+        policy,
+        _allow_empty(where, entry.get("allow_empty", False)),
+    )

@@ -19,6 +19,9 @@ UNKNOWN_SEX = "unknown_sex"
 DONOR_REJECTED = "donor_rejected"
 
 SAMPLE_KINDS = (INVALID_DIAGNOSIS, MISSING_REQUIRED, UNKNOWN_MATERIAL, INVALID_DATE, UNKNOWN_DONOR)
+# Rows whose spoiled value a correct sync drops, keeping the row without it (with a
+# quarantine row naming the value): a sample with one non-WHO code is still a sample.
+PARTIAL_KINDS = (INVALID_DIAGNOSIS,)
 DONOR_KINDS = (UNKNOWN_SEX,)
 DIRTY_KINDS = (*SAMPLE_KINDS, *DONOR_KINDS)
 

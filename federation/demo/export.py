@@ -79,6 +79,7 @@ class BiobankSummary:
     dirty: dict[str, int] = field(default_factory=dict)  # rows written invalid, by kind
     rejected_donors: int = 0
     rejected_samples: int = 0  # dirty sample rows plus every sample of a rejected donor
+    partial_samples: int = 0  # dirty rows a correct sync keeps without the spoiled value
     withdrawn_donors: int = 0
     withdrawn_samples: int = 0
 
@@ -290,8 +291,13 @@ class BiobankExport:
             samples=sum(counts),
             dirty=per_kind,
             rejected_donors=len(bad_sex),
-            rejected_samples=sum(len(p) for p in dirty_at.values())
+            rejected_samples=sum(
+                kind not in dirty.PARTIAL_KINDS for p in dirty_at.values() for kind in p.values()
+            )
             + sum(counts[i] for i in bad_sex),
+            partial_samples=sum(
+                kind in dirty.PARTIAL_KINDS for p in dirty_at.values() for kind in p.values()
+            ),
             withdrawn_donors=len(withdrawn),
             withdrawn_samples=sum(counts[i] for i in withdrawn),
         )

@@ -11,8 +11,8 @@ What N counts
     N is the number of sample rows written over all biobanks, exactly: dirty sample rows and
     the samples of withdrawn or rejected donors included. Each biobank gets at least
     `MIN_SAMPLES_PER_BIOBANK` rows, so N must be at least that times B. The summary says per
-    biobank how many of its rows a correct sync rejects and how many are withdrawn, hence
-    how many are searchable.
+    biobank how many of its rows a correct sync rejects, keeps in part and how many are
+    withdrawn, hence how many are searchable.
 
 Realism
     Biobank kinds (population cohort, hospital, disease-specific) differ in ages, diagnoses,
@@ -26,7 +26,8 @@ Dirty rows (`federation/demo/dirty.py`)
     Every biobank has between 0.2% and 0.5% of its sample rows dirty, and at least one row
     of each of these six kinds:
 
-    1. invalid_diagnosis  a sample diagnosis that is not WHO ICD-10 (C50.99, F3181, X99.99);
+    1. invalid_diagnosis  a sample diagnosis that is not WHO ICD-10 (C50.99, F3181, X99.99):
+                          a correct sync drops that value and keeps the sample (partial);
     2. missing_required   a sample with an empty material type or an empty donor id;
     3. unknown_material   a sample material outside the vocabulary (BLOOD_SPOT, Serum?);
     4. invalid_date       a sample collection date not ISO or impossible (2019-13-45);

@@ -43,6 +43,7 @@ _FHIR_MATERIALS = {
     for code, miabis in fhir.MATERIALS.items()
     if code not in ("dried-whole-blood", "bone-marrow", "ascites", "csf-liquor", "swab")
     and code not in ("liquid-other", "tissue-other")
+    and code not in fhir.MATERIAL_PARENTS  # the demo writes the top-level codes
 }
 _FHIR_MATERIALS["OTHER"] = "derivative-other"
 _FHIR_MATERIALS["CELL_LINES"] = "derivative-other"  # BBMRI.de has no code for cell lines
@@ -309,10 +310,10 @@ class BeaconExport(RecordedExport):
 
         def write(number: int, records: list[Any], last: bool) -> None:
             counted.append(len(records))
-            skip = number * self.page_size
-            self._page(stream, skip, records)
+            # Beacon v2 counts skip in pages: page `number` is asked for as skip=number.
+            self._page(stream, number, records)
             if last and len(records) == self.page_size:
-                self._page(stream, skip + len(records), [])  # the empty page that ends it
+                self._page(stream, number + 1, [])  # the empty page that ends it
 
         return write
 

@@ -8,6 +8,8 @@ vocabulary in `schema/vocab/`.
 
 from __future__ import annotations
 
+from federation.model import vocab
+
 PROFILE_BASE = "https://fhir.bbmri.de/StructureDefinition/"
 COLLECTION_PROFILE = PROFILE_BASE + "Collection"
 DESCRIPTION_EXTENSION = PROFILE_BASE + "OrganizationDescription"
@@ -27,27 +29,10 @@ MATERIAL_SYSTEM = "https://fhir.bbmri.de/CodeSystem/SampleMaterialType"
 COLLECTION_TYPE_SYSTEM = "https://fhir.bbmri.de/CodeSystem/CollectionType"
 STORAGE_TEMPERATURE_SYSTEM = "https://fhir.bbmri.de/CodeSystem/StorageTemperature"
 
-# BBMRI.de SampleMaterialType -> MIABIS material type (schema/vocab/material_types.csv).
-MATERIALS = {
-    "whole-blood": "WHOLE_BLOOD",
-    "dried-whole-blood": "WHOLE_BLOOD",
-    "bone-marrow": "OTHER",
-    "buffy-coat": "BUFFY_COAT",
-    "peripheral-blood-cells-vital": "PERIPHERAL_BLOOD_CELLS",
-    "blood-plasma": "PLASMA",
-    "blood-serum": "SERUM",
-    "ascites": "OTHER",
-    "csf-liquor": "OTHER",
-    "saliva": "SALIVA",
-    "stool-faeces": "FECES",
-    "urine": "URINE",
-    "swab": "OTHER",
-    "liquid-other": "OTHER",
-    "tissue-ffpe": "TISSUE_PARAFFIN_EMBEDDED",
-    "tissue-frozen": "TISSUE_FROZEN",
-    "tissue-other": "OTHER",
-    "dna": "DNA",
-    "rna": "RNA",
-    "derivative-other": "OTHER",
-}
+# BBMRI.de SampleMaterialType -> MIABIS material type: the IG's CodeSystem, sub-types
+# included (plasma-edta, cf-dna, tumor-tissue-frozen, ...), kept as a table in schema/vocab
+# with its source; a sub-type is read as its parent is.
+MATERIALS = vocab.crosswalk("bbmri_de_sample_material_types", "material_type")
+# A sub-type's parent code (plasma-edta -> blood-plasma); top-level codes have none.
+MATERIAL_PARENTS = vocab.crosswalk("bbmri_de_sample_material_types", "parent")
 GENDERS = {"female": "FEMALE", "male": "MALE", "other": "UNDIFFERENTIAL", "unknown": "UNKNOWN"}

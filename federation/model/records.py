@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import iso3166
 from marshmallow import (
     EXCLUDE,
     Schema,
@@ -72,6 +73,7 @@ class Donor:
     orpha: tuple[str, ...] = ()
     consent: duo.Consent | None = None
     consent_withdrawn: bool = False
+    birth_date: dt.date | None = None  # when the source has the full date: exact ages
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,24 @@ def _identifier(**kwargs: Any) -> fields.String:
     )
 
 
+# Codes ISO 3166 reserves for other uses that people write for a country, and its code.
+RESERVED_COUNTRY_CODES = {"UK": ("GB", "the United Kingdom"), "EL": ("GR", "Greece")}
+
+
+def _iso_country(code: str) -> bool:
+    """An ISO 3166-1 alpha-2 country code, or a ValidationError saying which one was meant."""
+    if not re.fullmatch(r"[A-Z]{2}", code):
+        return True  # not shaped like a code: the pattern says so
+    if code in RESERVED_COUNTRY_CODES:
+        meant, name = RESERVED_COUNTRY_CODES[code]
+        raise ValidationError(
+            f"{code!r} is not ISO 3166-1 alpha-2: ISO 3166 says {meant} for {name}"
+        )
+    if code not in iso3166.countries_by_alpha2:
+        raise ValidationError(f"{code!r} is not ISO 3166-1 alpha-2 (a country code such as DE, JP)")
+    return True
+
+
 # --- schemas ------------------------------------------------------------------------------
 
 
@@ -189,7 +209,14 @@ class BiobankSchema(_Canonical):
     name = fields.String(required=True, validate=validate.Length(min=1))
     name_ja = fields.String(load_default=None, allow_none=True)
     country = fields.String(
-        required=True, validate=validate.Regexp(r"^[A-Z]{2}$", error="{input!r} is not ISO 3166")
+        required=True,
+        validate=[
+            validate.Regexp(
+                r"^[A-Z]{2}$",
+                error="{input!r} is not ISO 3166-1 alpha-2 (a country code such as DE, JP)",
+            ),
+            lambda code: _iso_country(code),
+        ],
     )
     url = fields.Url(load_default=None, allow_none=True)
     contact_email = fields.Email(load_default=None, allow_none=True)
@@ -236,6 +263,20 @@ class DonorSchema(_Canonical):
     )
     consent = ConsentField(load_default=None, allow_none=True)
     consent_withdrawn = fields.Boolean(load_default=False)
+    birth_date = fields.Date(load_default=None, allow_none=True)
+
+    @validates_schema
+    def _birth_date_agrees(self, data: dict[str, Any], **_: Any) -> None:
+        born = data.get("birth_date")
+        if born is None:
+            return
+        if born > dt.date.today():
+            raise ValidationError(f"{born.isoformat()!r} is in the future", "birth_date")
+        year = data.get("birth_year")
+        if year is not None and year != born.year:
+            raise ValidationError(
+                f"{born.isoformat()!r} is not in the birth year {year}", "birth_date"
+            )
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Donor:
@@ -383,6 +424,8 @@ def quick_donor(data: Mapping[str, Any]) -> Donor | None:
     As `quick_sample`: None sends the row to the schema for the record or the rejection.
     """
     known = {k: v for k, v in data.items() if k in _DONOR_FIELDS}
+    if known.get("birth_date") is not None:
+        return None  # a full date: the schema checks it against the birth year
     for name in ("id", "biobank_id"):
         value = known.get(name)
         if type(value) is not str or not 1 <= len(value) <= 200:

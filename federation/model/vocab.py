@@ -49,6 +49,13 @@ class Vocabulary:
 
 
 @cache
+def crosswalk(name: str, column: str) -> dict[str, str]:
+    """`schema/vocab/<name>.csv` read as a mapping table: source `code` -> `column`."""
+    with (VOCAB_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as handle:
+        return {row["code"]: row[column] for row in csv.DictReader(handle) if row[column]}
+
+
+@cache
 def vocabulary(name: str) -> Vocabulary:
     """Load `schema/vocab/<name>.csv`."""
     with (VOCAB_DIR / f"{name}.csv").open(encoding="utf-8", newline="") as handle:

@@ -103,11 +103,22 @@ def effective_consent(donor: Donor, collection: Collection) -> Consent | None:
 
 
 def age_at_collection(sample: Sample, donor: Donor) -> int | None:
-    """The sample's stated age, else derived from birth year and collection date."""
+    """The sample's stated age, else derived from the donor's birth and the collection date.
+
+    With a full birth date the age is exact (born 1989-11-18, sampled 2005-06-17: 15);
+    with a birth year only it is the difference of the years, as close as that allows.
+    """
     if sample.age_at_collection is not None:
         return sample.age_at_collection
-    if donor.birth_year is not None and sample.collection_date is not None:
-        return sample.collection_date.year - donor.birth_year
+    collected = sample.collection_date
+    if collected is None:
+        return None
+    born = donor.birth_date
+    if born is not None:
+        before_birthday = (collected.month, collected.day) < (born.month, born.day)
+        return collected.year - born.year - before_birthday
+    if donor.birth_year is not None:
+        return collected.year - donor.birth_year
     return None
 
 

@@ -84,6 +84,31 @@ class SourceError(FederationError, Exception):
         self.status = status  # the HTTP status, when the source answered with one
 
 
+class IncompleteRead(SourceError):
+    """What a connector read disagrees with what the source says it holds.
+
+    Not retriable by default: a source that announces a total it does not serve, or pages
+    differently from what the connector asks, answers the same way on the next try.
+    """
+
+    code = "SOURCE_INCOMPLETE"
+
+    def __init__(self, message: str, *, retriable: bool = False) -> None:
+        super().__init__(message, retriable=retriable)
+
+
+def check_total(where: str, read: int, announced: int | None, hint: str = "") -> None:
+    """Raise IncompleteRead when a stream's read count differs from the source's total."""
+    if announced is None or read == announced:
+        return
+    if read < announced:
+        lost = announced - read
+        problem = f"read {read} records where the source announces {announced} ({lost} lost)"
+    else:
+        problem = f"read {read} records where the source announces only {announced}"
+    raise IncompleteRead(f"{where}: {problem}{'; ' + hint if hint else ''}")
+
+
 class ConfigError(FederationError, ValueError):
     """A connector's configuration is invalid; the message names the option."""
 
@@ -115,6 +140,9 @@ class Connector(abc.ABC):
     def __init__(self, biobank_id: str, config: Mapping[str, Any], *, base_dir: str = ".") -> None:
         self.biobank_id = biobank_id
         self.base_dir = base_dir
+        # What the run record should say about how the source was read (a detected paging
+        # style, a total the source does not announce); the sync engine records them.
+        self.notes: list[str] = []
         raw = dict(config)
         for option in self.secret_options():
             raw[option] = _from_environment(self.name, biobank_id, option, raw.get(option))
@@ -143,6 +171,11 @@ class Connector(abc.ABC):
             for k in self.secret_options()
             if self.config.get(k) not in (None, "")
         )
+
+    def note(self, text: str) -> None:
+        """Say something about this read in the run record (once per distinct text)."""
+        if text not in self.notes:
+            self.notes.append(text)
 
     def incremental(self) -> bool:
         """True when this source can be pulled from a bookmark (not just read whole)."""

@@ -35,6 +35,7 @@ class FullSync(BiobankSync):
     def execute(self) -> str | None:
         self.start(FULL)
         self.rejections: list[Rejection] = []
+        self.partial: list[Rejection] = []  # records kept without some values
         self.references = _References()
         self.kept: set[str] = set()
         previous = self.backend.sample_ids(self.biobank_id)
@@ -44,13 +45,14 @@ class FullSync(BiobankSync):
             writer.metadata = {"collections": [collection_json(c) for c in collections]}
             for batch in self._sample_batches():
                 writer.add(batch)
+            self.check_not_empty(self.counts.read)
             info = writer.publish()
         self.counts.rejected = len(self.rejections)
+        self.counts.partial = len(self.partial)
         self.counts.indexed = info.documents
         self.counts.deleted = len(previous - self.kept)
-        self.state.replace_quarantine(
-            self.biobank_id, self.run_id, [r.as_row() for r in self.rejections]
-        )
+        rows = [r.as_row() for r in (*self.rejections, *self.partial)]
+        self.state.replace_quarantine(self.biobank_id, self.run_id, rows)
         # A biobank that moved from a network source to file exports: its staged
         # records describe a source it no longer has.
         Staging(self.state).forget(self.biobank_id)
@@ -68,7 +70,9 @@ class FullSync(BiobankSync):
                 continue  # a file read whole has no checkpoints to keep or tombstones to send
             self.count_read()
             record, rejection = self.validate(schema, item)
-            if rejection is not None:
+            if record is not None and rejection is not None:
+                self.partial.append(rejection)  # kept; the row names the dropped values
+            elif rejection is not None:
                 self.rejections.append(rejection)
                 if kind == "donor" and item.source_id:
                     self.references.rejected_donors[item.source_id] = rejection.reason

@@ -14,10 +14,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Protocol
 
 from federation.search.backend import SearchBackend
-from federation.settings import Network, Settings
+from federation.settings import Network, Settings, load_network
 from federation.sync.locks import SyncAlreadyRunning
 from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
@@ -55,15 +56,20 @@ class SyncOrder:
     mode: str = "auto"
     triggered_by: str = "cli"
     jobs: int = 1
+    allow_empty: bool = False  # publish a full read of zero records (biofed sync --allow-empty)
+
+    def request(self, progress: Progress | None = None) -> RunRequest:
+        """The run request this order makes for each of its biobanks."""
+        return RunRequest(self.mode, self.triggered_by, progress, self.allow_empty)
 
 
 def summary(run: SyncRun) -> str:
     """One line on a finished run: outcome, kind, duration and counts."""
     return (
         f"{run.biobank_id}: {run.outcome} ({run.kind}) in {run.duration_s:.1f}s; "
-        f"read {run.read}, "
-        f"indexed {run.indexed}, rejected {run.rejected}, deleted {run.deleted}, "
-        f"withdrawn {run.withdrawn}"
+        f"read {run.read} (accepted {run.accepted}, partly accepted {run.partial}, "
+        f"rejected {run.rejected}), indexed {run.indexed}, deleted {run.deleted}, "
+        f"withdrawn {run.withdrawn}" + (f"; {run.notes}" if run.notes else "")
     )
 
 
@@ -87,7 +93,7 @@ def sync_all(
                 runtime.backend,
                 runtime.state,
                 locks_dir=runtime.settings.locks_dir,
-                request=RunRequest(order.mode, order.triggered_by, progress),
+                request=order.request(progress),
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             done()
@@ -119,7 +125,7 @@ def sync_in_parallel(
                 open_environment,
                 runtime.settings,
                 biobank_id,
-                RunRequest(order.mode, order.triggered_by),
+                order.request(),
             ): biobank_id
             for biobank_id in ordered
         }
@@ -188,6 +194,18 @@ def _run_and_exit(
     print(line, file=sys.stderr if failed else sys.stdout, flush=True)
     if failed:
         sys.exit(1)
+
+
+def unknown_biobank(biobank_id: str, state: SyncState, network_path: Path | None) -> str | None:
+    """Why `biobank_id` is unknown (naming the known ids), or None: known ids are those of
+    the network file (valid or not) and those with a sync history."""
+    known = set(state.biobank_ids())
+    if network_path is not None and network_path.exists():
+        network = load_network(network_path, skip_invalid=True)
+        known |= {s.biobank.id for s in network.biobanks} | {e.label for e in network.invalid}
+    if biobank_id in known:
+        return None
+    return f"no biobank {biobank_id!r} (known: {', '.join(sorted(known)) or 'none'})"
 
 
 def _nothing() -> None:

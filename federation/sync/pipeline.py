@@ -19,7 +19,13 @@ from marshmallow import Schema, ValidationError
 
 from federation.errors import FederationError
 from federation.model.records import QUICK_LOADERS, Collection, consent_to_json, describe_errors
+from federation.model.salvage import (
+    dropped_by_connector,
+    load_keeping_good_values,
+    quarantine_text,
+)
 from federation.search.backend import SearchBackend
+from federation.sync.completeness import check_not_empty
 from federation.sync.connector import Connector, RecordRejected, SourceRecord, Stream
 from federation.sync.state import FAILED, SUCCEEDED, SyncRun, SyncState
 
@@ -42,6 +48,8 @@ class RunCounts:
     rejected: int = 0
     deleted: int = 0
     withdrawn: int = 0
+    partial: int = 0  # records kept without some values (each with a quarantine row)
+    tombstones: int = 0  # deletions the source reported (so a read of them is not silence)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -54,6 +62,8 @@ class RunRequest:
     mode: str = "auto"
     triggered_by: str = "cli"
     progress: Progress | None = None
+    # Publish a full read of zero records where the last successful run read some.
+    allow_empty: bool = False
 
 
 @dataclass
@@ -67,9 +77,11 @@ class Rejection:
     value: Any
     reason: str
     payload: Any
+    kept: bool = False  # the record is indexed; only the values named here were dropped
 
     def as_row(self) -> dict[str, Any]:
         return {
+            "kept": int(self.kept),
             "stream": self.stream,
             "record_key": self.source_id or self.position,
             "source_id": self.source_id,
@@ -120,6 +132,7 @@ class BiobankSync(abc.ABC):
         """Do the sync and record it; raise SyncFailed (after recording) on a failure."""
         try:
             generation = self.execute()
+            self.annotate()
             self.state.finish_run(
                 self.run_id,
                 SUCCEEDED,
@@ -144,6 +157,7 @@ class BiobankSync(abc.ABC):
         """Record the run as failed with the counts so far and raise SyncFailed."""
         if not self.run_id:
             self.start("full")
+        self.annotate()
         log.warning("sync of %s failed: %s", self.biobank_id, err)
         self.state.finish_run(
             self.run_id,
@@ -153,6 +167,14 @@ class BiobankSync(abc.ABC):
             error=str(err),
         )
         raise SyncFailed(self.recorded()) from err
+
+    def annotate(self) -> None:
+        """Record how the source was read (the connector's notes) and the partly accepted."""
+        self.state.annotate_run(self.run_id, self.connector.notes, self.counts.partial)
+
+    def check_not_empty(self, read: int) -> None:
+        """Fail a full read of zero records after a successful one of some (unless allowed)."""
+        check_not_empty(self.state, self.biobank_id, read, allow_empty=self.request.allow_empty)
 
     def recorded(self) -> SyncRun:
         run = self.state.run(self.run_id)
@@ -202,17 +224,30 @@ def batched(rows: Iterable[dict[str, Any]], size: int = WRITE_BATCH) -> Iterable
 def validate(
     connector: Connector, schema: Schema, item: SourceRecord
 ) -> tuple[Any, Rejection | None]:
-    """Map and validate one record: the canonical record, or why it cannot be used."""
+    """Map and validate one record: the canonical record, or why it cannot be used.
+
+    A record kept without some of its values comes with a Rejection (`kept`) naming them.
+    """
     mapped: Any = None
     try:
         mapped = connector.map(item)
+        dropped = dropped_by_connector(mapped)
         # Most rows are plain valid text: built without marshmallow; the rest (and every
         # rejection) go through the schema.
         quick = QUICK_LOADERS.get(type(schema))
         record = quick(mapped) if quick is not None else None
-        if record is not None:
+        if record is None:
+            try:
+                record = schema.load(mapped)
+            except ValidationError as err:
+                record, invalid = load_keeping_good_values(schema, mapped, err)
+                dropped += invalid
+        if not dropped:
             return record, None
-        return schema.load(mapped), None
+        fields_, values, reason = quarantine_text(dropped)
+        return record, Rejection(
+            item.stream, item.source_id, item.position, fields_, values, reason, item.payload, True
+        )
     except RecordRejected as err:
         return None, Rejection(
             item.stream,

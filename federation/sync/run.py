@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
@@ -61,6 +62,8 @@ def sync_biobank(
     if request.mode not in (AUTO, FULL, INCREMENTAL):
         raise ValueError(f"mode: {request.mode!r} is not auto, full or incremental")
     biobank_id = source.biobank.id
+    if source.allow_empty and not request.allow_empty:
+        request = replace(request, allow_empty=True)  # the network file confirms it
     with biobank_lock(Path(locks_dir), biobank_id), _engine_lock(backend, biobank_id):
         try:
             connector = _connector(source)

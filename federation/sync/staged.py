@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from federation.model.records import SCHEMAS, Collection
 from federation.search.backend import BackendUnavailable
 from federation.search.documents import Orphan, join_sample
+from federation.sync.completeness import EmptyRead
 from federation.sync.connector import (
     RECORD_KINDS,
     Checkpoint,
@@ -82,8 +83,19 @@ class StagedSync(BiobankSync):
             bookmark = self._stage_stream(stream, start, sync_pass.number)
             self.staging.complete_stream(self.biobank_id, stream.name, sync_pass.number, bookmark)
         if sync_pass.mode == FULL:
+            self._check_not_empty(sync_pass)
             self.staging.delete_unseen(self.biobank_id, sync_pass.number, sync_pass.started_at)
         return self._publish(sync_pass.mode)
+
+    def _check_not_empty(self, sync_pass: Pass) -> None:
+        """A full pass that read nothing after a successful one that read some fails; the
+        next run then reads the source again rather than resuming the empty pass."""
+        read = self.staging.read_in_pass(self.biobank_id, sync_pass.number, sync_pass.started_at)
+        try:
+            self.check_not_empty(read + self.counts.tombstones)
+        except EmptyRead:
+            self.staging.begin_pass(self.biobank_id, FULL)
+            raise
 
     def _choose_pass(self) -> Pass:
         """Resume an unfinished pass, else begin one: incremental when it can be, else full."""
@@ -124,18 +136,22 @@ class StagedSync(BiobankSync):
                 continue
             if isinstance(item, Tombstone):
                 batch.append(StagedChange(stream.record, item.stream, item.source_id))
+                self.counts.tombstones += 1  # the source said so: not silence
                 continue
             self.count_read()
             record, rejection = self.validate(schema, item)
+            kept = record is not None and rejection is not None
+            self.counts.partial += kept
             batch.append(
                 StagedChange(
                     stream.record,
                     item.stream,
                     item.source_id,
                     record,
-                    rejection.as_row() if rejection else None,
+                    rejection.as_row() if rejection and not kept else None,
                     item.payload,
                     item.position,
+                    dropped=rejection.as_row() if rejection and kept else None,
                 )
             )
             if len(batch) >= STAGE_BATCH:

@@ -85,6 +85,7 @@ class StagedChange:
     rejection: dict[str, Any] | None = None  # a quarantine row for an unusable record
     payload: Any = None  # the record as the source sent it
     position: str = ""
+    dropped: dict[str, Any] | None = None  # a quarantine row for values the record lost
 
 
 @dataclass
@@ -265,6 +266,8 @@ class Staging:
                     ),
                 )
                 _unquarantine(db, biobank_id, change.stream, change.source_id)
+                if change.dropped is not None:
+                    _quarantine(db, biobank_id, run_id, change.dropped, stamp)
                 if isinstance(record, Sample):
                     _check_references(db, biobank_id, run_id, change, record, stamp)
             if checkpoint is not None:
@@ -294,6 +297,20 @@ class Staging:
                 )
             db.execute("COMMIT")
         return duplicates
+
+    def read_in_pass(self, biobank_id: str, number: int, started_at: str) -> int:
+        """Records a pass has read so far, over all its runs: staged or quarantined."""
+        with self.state.connect() as db:
+            staged = db.execute(
+                "SELECT count(*) FROM staged WHERE biobank_id = ? AND pass = ? "
+                "AND data IS NOT NULL",
+                (biobank_id, number),
+            ).fetchone()[0]
+            rejected = db.execute(
+                "SELECT count(*) FROM quarantine WHERE biobank_id = ? AND last_seen >= ?",
+                (biobank_id, started_at),
+            ).fetchone()[0]
+        return int(staged) + int(rejected)
 
     def delete_unseen(self, biobank_id: str, number: int, started_at: str) -> int:
         """End of a full pass: records it did not see are gone from the source."""
@@ -374,7 +391,8 @@ class Staging:
         """Donor source id -> why it is in the quarantine (its samples cannot be joined)."""
         with self.state.connect() as db:
             rows = db.execute(
-                "SELECT record_key, reason FROM quarantine WHERE biobank_id = ? AND stream = ?",
+                "SELECT record_key, reason FROM quarantine WHERE biobank_id = ? AND stream = ? "
+                "AND kept = 0",
                 (biobank_id, stream),
             ).fetchall()
         return {r["record_key"]: r["reason"] for r in rows}
@@ -477,13 +495,13 @@ def _quarantine(
     payload = cap_payload(row["payload"])
     db.execute(
         "INSERT INTO quarantine (biobank_id, stream, record_key, source_id, position, field, "
-        "value, reason, payload, run_id, first_seen, last_seen) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "value, reason, payload, run_id, first_seen, last_seen, kept) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
         "ON CONFLICT (biobank_id, stream, record_key) DO UPDATE SET source_id = "
         "excluded.source_id, position = excluded.position, field = excluded.field, "
         "value = excluded.value, reason = excluded.reason, payload = "
         + ("quarantine.payload" if keep_payload else "excluded.payload")
-        + ", run_id = excluded.run_id, last_seen = excluded.last_seen",
+        + ", run_id = excluded.run_id, last_seen = excluded.last_seen, kept = excluded.kept",
         (
             biobank_id,
             row["stream"],
@@ -497,6 +515,7 @@ def _quarantine(
             run_id,
             stamp,
             stamp,
+            int(row.get("kept", 0)),
         ),
     )
 
@@ -554,6 +573,8 @@ def decode_donor(text: str) -> Donor:
     data["diagnoses"] = tuple(data["diagnoses"])
     data["orpha"] = tuple(data["orpha"])
     data["consent"] = _consent(data.get("consent"))
+    if data.get("birth_date"):
+        data["birth_date"] = dt.date.fromisoformat(data["birth_date"])
     return Donor(**data)
 
 

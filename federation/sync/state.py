@@ -62,6 +62,13 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 );
 """
 
+# Columns added after the first release: (table, column, declaration), added to older files.
+_ADDED_COLUMNS = (
+    ("sync_runs", "partial", "INTEGER NOT NULL DEFAULT 0"),
+    ("sync_runs", "notes", "TEXT"),
+    ("quarantine", "kept", "INTEGER NOT NULL DEFAULT 0"),
+)
+
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
 
 
@@ -84,6 +91,13 @@ class SyncRun:
     duration_s: float | None
     generation: str | None
     error: str | None
+    partial: int = 0  # records kept with some values dropped (each has a quarantine row)
+    notes: str | None = None  # how the source was read (a detected paging style, ...)
+
+    @property
+    def accepted(self) -> int:
+        """Records taken whole: read minus those rejected and those partly accepted."""
+        return max(self.read - self.rejected - self.partial, 0)
 
 
 @dataclass(frozen=True)
@@ -101,6 +115,7 @@ class QuarantinedRecord:
     run_id: int
     first_seen: str
     last_seen: str
+    kept: int = 0  # 1: the record is indexed without the value named here
 
 
 def now() -> str:
@@ -115,6 +130,10 @@ class SyncState:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            for table, column, declaration in _ADDED_COLUMNS:
+                present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
+                if column not in present:
+                    db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -180,6 +199,24 @@ class SyncState:
                 ),
             )
 
+    def annotate_run(self, run_id: int, notes: list[str], partial: int = 0) -> None:
+        """Say how the source was read, and how many records were kept in part."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE sync_runs SET notes = ?, partial = ? WHERE id = ?",
+                ("; ".join(notes) or None, partial, run_id),
+            )
+
+    def last_success(self, biobank_id: str, kind: str) -> SyncRun | None:
+        """The biobank's most recent succeeded run of this kind (full or incremental)."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT * FROM sync_runs WHERE biobank_id = ? AND kind = ? AND outcome = ? "
+                "ORDER BY id DESC LIMIT 1",
+                (biobank_id, kind, SUCCEEDED),
+            ).fetchone()
+        return SyncRun(**dict(row)) if row else None
+
     def runs(self, biobank_id: str | None = None, limit: int = 50) -> list[SyncRun]:
         with self._connect() as db:
             if biobank_id is None:
@@ -215,8 +252,8 @@ class SyncState:
             db.execute("DELETE FROM quarantine WHERE biobank_id = ?", (biobank_id,))
             db.executemany(
                 "INSERT OR REPLACE INTO quarantine (biobank_id, stream, record_key, source_id, "
-                "position, field, value, reason, payload, run_id, first_seen, last_seen) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "position, field, value, reason, payload, run_id, first_seen, last_seen, kept) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         biobank_id,
@@ -231,6 +268,7 @@ class SyncState:
                         run_id,
                         first_seen.get(f"{r['stream']}\0{r['record_key']}", stamp),
                         stamp,
+                        int(r.get("kept", 0)),
                     )
                     for r in records
                 ],
@@ -251,6 +289,14 @@ class SyncState:
         # sqlite3.Row iterates its values, not its keys: keys() is needed here.
         fields = [k for k in rows[0].keys() if k != "record_key"] if rows else []  # noqa: SIM118
         return [QuarantinedRecord(**{k: r[k] for k in fields}) for r in rows]
+
+    def biobank_ids(self) -> list[str]:
+        """Biobanks with a sync history or quarantined records."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT biobank_id FROM sync_runs UNION SELECT biobank_id FROM quarantine"
+            ).fetchall()
+        return sorted(r[0] for r in rows)
 
     def quarantine_count(self, biobank_id: str) -> int:
         with self._connect() as db:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from connectors.rest import RestConnector
-from federation.sync.connector import Checkpoint, ConfigError, SourceRecord, Tombstone
+from federation.sync.connector import (
+    Checkpoint,
+    ConfigError,
+    IncompleteRead,
+    SourceRecord,
+    Tombstone,
+)
 from tests.connectors.sources import fill_rest, rest_options
 from tests.support.http_network import FAST_RETRIES, HttpNetwork, entry
-from tests.support.loopback import RestApp, serving
+from tests.support.loopback import Reply, Request, RestApp, serving
 
 
 @pytest.mark.parametrize("style", ["page", "offset", "cursor", "link"])
@@ -70,3 +77,27 @@ def test_soft_deletes_are_tombstones_in_incremental_runs(tmp_path: Path) -> None
         items = list(connector.pull(connector.streams[2], {"since": "2026-02-01T00:00:00Z"}))
         assert any(isinstance(i, Tombstone) and i.source_id == "S1-0" for i in items)
         network.close()
+
+
+@pytest.mark.parametrize("style", ["cursor", "link"])
+def test_a_read_short_of_the_announced_total_fails_in_every_style(style: str) -> None:
+    app = RestApp(style)
+    fill_rest(app, donors=4, samples_per_donor=2)
+    with serving(app) as server:
+        real = server.app
+
+        def last_page_dropped(request: Request) -> Reply:
+            # The second page says it is the last (no cursor, no Link): the third is lost.
+            reply = real(request)
+            if request.query.get("cursor") == "3" or request.query.get("after") == "3":
+                body = json.loads(reply.body)
+                body["meta"]["next"] = None
+                return Reply.json(body)
+            return reply
+
+        server.app = last_page_dropped
+        connector = RestConnector(
+            "bb", rest_options(server.url, style, **FAST_RETRIES), base_dir="."
+        )
+        with pytest.raises(IncompleteRead, match=r"read 6 records where the source announces 8"):
+            list(connector.pull(connector.streams[2], None))

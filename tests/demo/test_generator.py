@@ -125,7 +125,7 @@ def test_the_smallest_network_still_has_every_dirty_kind(tmp_path: Path) -> None
     truth = SourceTruth(tmp_path)
     counts = truth.counts()
     for biobank in summary.biobanks:
-        kinds = set(truth.rejected(biobank.id).values())
+        kinds = {*truth.rejected(biobank.id).values(), *truth.partial(biobank.id).values()}
         assert set(dirty.DIRTY_KINDS) <= kinds, biobank.id
         assert counts[biobank.id] == (biobank.searchable_donors, biobank.searchable_samples)
 
@@ -137,12 +137,16 @@ def test_every_dirty_kind_is_present_in_every_biobank(
     network: tuple[NetworkSummary, Path], truth: SourceTruth
 ) -> None:
     for biobank in network[0].biobanks:
-        found = collections.Counter(truth.rejected(biobank.id).values())
+        rejected = collections.Counter(truth.rejected(biobank.id).values())
+        partial = collections.Counter(truth.partial(biobank.id).values())
+        found = rejected + partial
         assert {k: found[k] for k in dirty.DIRTY_KINDS} == biobank.dirty, biobank.id
         assert all(found[k] >= 1 for k in dirty.DIRTY_KINDS), biobank.id
-        # Nothing is rejected for a reason the generator did not mean.
-        assert set(found) <= {*dirty.DIRTY_KINDS, dirty.DONOR_REJECTED}, biobank.id
-        assert sum(found.values()) - found[dirty.UNKNOWN_SEX] == biobank.rejected_samples
+        # Nothing is rejected or kept in part for a reason the generator did not mean.
+        assert set(rejected) <= {*dirty.DIRTY_KINDS, dirty.DONOR_REJECTED}, biobank.id
+        assert set(partial) == set(dirty.PARTIAL_KINDS), biobank.id
+        assert sum(rejected.values()) - rejected[dirty.UNKNOWN_SEX] == biobank.rejected_samples
+        assert sum(partial.values()) == biobank.partial_samples
 
 
 def test_dirty_rows_are_a_small_share(network: tuple[NetworkSummary, Path]) -> None:

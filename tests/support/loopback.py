@@ -267,7 +267,12 @@ def _parse(text: str) -> dt.datetime:
 
 
 class BeaconApp:
-    """Beacon v2 `/datasets`, `/individuals`, `/biosamples` at record level, skip/limit."""
+    """Beacon v2 `/datasets`, `/individuals`, `/biosamples` at record level, skip/limit.
+
+    `skip` counts pages as the Beacon v2 framework says (`skip * limit` records skipped,
+    as the reference implementation does), or records (`skip_counts="records"`, as some
+    servers in the wild do); `announce_total=False` leaves `numTotalResults` out.
+    """
 
     def __init__(
         self,
@@ -275,17 +280,25 @@ class BeaconApp:
         individuals: list[dict[str, Any]],
         biosamples: list[dict[str, Any]],
         prefix: str = "/api",
+        *,
+        skip_counts: str = "pages",
+        announce_total: bool = True,
     ) -> None:
         self.data = {"datasets": datasets, "individuals": individuals, "biosamples": biosamples}
         self.prefix = prefix
+        self.skip_counts = skip_counts
+        self.announce_total = announce_total
 
     def __call__(self, request: Request) -> Reply:
         endpoint = request.path.removeprefix(self.prefix).strip("/")
         records = self.data[endpoint]
         skip, limit = int(request.query.get("skip", 0)), int(request.query.get("limit", 10))
-        page = records[skip : skip + limit]
+        first = skip * limit if self.skip_counts == "pages" else skip
+        page = records[first : first + limit]
         meta = {"beaconId": "test.beacon", "apiVersion": "v2.0", "returnedGranularity": "record"}
-        summary = {"exists": bool(records), "numTotalResults": len(records)}
+        summary: dict[str, Any] = {"exists": bool(records)}
+        if self.announce_total:
+            summary["numTotalResults"] = len(records)
         if endpoint == "datasets":
             return Reply.json(
                 {"meta": meta, "responseSummary": summary, "response": {"collections": page}}
@@ -387,5 +400,7 @@ class DirectoryApp:
                 }
                 for r in self.rows[offset : offset + limit]
             ]
-            return Reply.json({"data": {"Collections": page}})
+            return Reply.json(
+                {"data": {"Collections": page, "Collections_agg": {"count": len(self.rows)}}}
+            )
         return Reply.json({"error": "not found"}, 404)

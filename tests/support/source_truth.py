@@ -8,12 +8,15 @@ rules, mirroring the demo generator's dirty kinds. JSON sources are first read b
 the same canonical-field rows as tables (`read_recorded`), with the format's own codes
 translated by the oracle's own tables:
 
-- a sample counts iff its own fields are valid (required fields non-empty; material type,
-  storage temperature and data categories in `schema/vocab/*.csv`; collection date ISO
-  `YYYY-MM-DD`, real and not in the future; diagnoses WHO ICD-10 categories or
-  subcategories; availability available|limited|unavailable; its collection exists)
-  AND its donor exists, is valid (sex in `schema/vocab/sex.csv` after the `values`
-  recoding; diagnoses valid) AND has not withdrawn consent;
+- a sample counts iff its own fields are valid (required fields non-empty; material type
+  in `schema/vocab/material_types.csv`; collection date ISO `YYYY-MM-DD`, real and not in
+  the future; availability available|limited|unavailable; its collection exists) AND its
+  donor exists, is valid (sex in `schema/vocab/sex.csv` after the `values` recoding) AND
+  has not withdrawn consent;
+- values a record can do without are dropped, not the record ("reject values, not
+  donors"): diagnoses that are not WHO ICD-10 categories or subcategories, ORPHA codes not
+  `ORPHA:<n>`, an unreadable consent, a storage temperature or data category outside the
+  vocabulary. Such a record counts, without those values, and is listed by `partial()`;
 - a sample matches a disease filter if one of its own or its donor's diagnoses is the
   filter code or lies beneath it in ICD-10 (chapters and blocks are fine as filters);
 - donors are counted as the distinct donors of the matching samples.
@@ -188,6 +191,7 @@ class SourceTruth:
         network = yaml.safe_load((self.root / "network.yaml").read_text(encoding="utf-8"))
         self._samples: dict[str, list[TruthSample]] = {}
         self._rejected: dict[str, dict[str, str]] = {}
+        self._partial: dict[str, dict[str, str]] = {}
         self._withdrawn: dict[str, set[str]] = {}
         for entry in network["biobanks"]:
             self._load(entry)
@@ -237,6 +241,10 @@ class SourceTruth:
         """Source id -> why the oracle rejects that donor or sample row."""
         return dict(self._rejected[biobank_id])
 
+    def partial(self, biobank_id: str) -> dict[str, str]:
+        """Source id -> which values the oracle drops from a donor or sample row it keeps."""
+        return dict(self._partial[biobank_id])
+
     def withdrawn(self, biobank_id: str) -> set[str]:
         """Ids of valid donors who withdrew consent (never counted)."""
         return set(self._withdrawn[biobank_id])
@@ -254,6 +262,7 @@ class SourceTruth:
             else read_recorded(self.root / options["base_url"], kind)
         )
         rejected: dict[str, str] = {}
+        partial: dict[str, str] = {}
         collections = {record["id"] for _, record in tables["collections"] if record.get("id")}
         donors: dict[str, tuple[str, frozenset[str]]] = {}  # id -> (sex, diseases)
         withdrawn: set[str] = set()
@@ -268,6 +277,8 @@ class SourceTruth:
                 if reason != "duplicate_id":
                     bad_donors.add(donor_id)
                 continue
+            if dropped := self._donor_values_dropped(record, separator):
+                partial[donor_id] = dropped
             codes = [diagnosis(d) for d in _split(record.get("diagnoses", ""), separator)]
             diseases = frozenset().union(*(_with_ancestors(c) for c in codes if c))
             donors[donor_id] = (record["sex"].upper(), diseases)
@@ -289,6 +300,8 @@ class SourceTruth:
             if reason:
                 rejected[sample_id or position] = reason
                 continue
+            if dropped := self._sample_values_dropped(record, separator):
+                partial[sample_id] = dropped
             seen.add(sample_id)
             donor_id = record["donor_id"]
             if donor_id in withdrawn:
@@ -308,6 +321,7 @@ class SourceTruth:
             )
         self._samples[biobank_id] = samples
         self._rejected[biobank_id] = rejected
+        self._partial[biobank_id] = partial
         self._withdrawn[biobank_id] = withdrawn
 
     # --- rules -------------------------------------------------------------------------
@@ -321,15 +335,35 @@ class SourceTruth:
         birth_year = record.get("birth_year", "")
         if birth_year and not _int(birth_year, EARLIEST_BIRTH_YEAR, dt.date.today().year):
             return "invalid_birth_year"
-        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
-            return "invalid_diagnosis"
-        if any(not _ORPHA.match(o) for o in _split(record.get("orpha", ""), separator)):
-            return "invalid_orpha"
-        if not _consent_ok(record.get("consent", "")):
-            return "invalid_consent"
         if record.get("consent_withdrawn", "").lower() not in TRUE_WORDS | FALSE_WORDS:
             return "invalid_withdrawn_flag"
         return ""
+
+    @staticmethod
+    def _donor_values_dropped(record: dict[str, str], separator: str) -> str:
+        """Kinds of values a kept donor row loses, comma-separated ("" when none)."""
+        kinds = []
+        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
+            kinds.append("invalid_diagnosis")
+        if any(not _ORPHA.match(o) for o in _split(record.get("orpha", ""), separator)):
+            kinds.append("invalid_orpha")
+        if not _consent_ok(record.get("consent", "")):
+            kinds.append("invalid_consent")
+        return ",".join(kinds)
+
+    @staticmethod
+    def _sample_values_dropped(record: dict[str, str], separator: str) -> str:
+        """Kinds of values a kept sample row loses, comma-separated ("" when none)."""
+        kinds = []
+        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
+            kinds.append("invalid_diagnosis")
+        temperature = record.get("storage_temperature", "")
+        if temperature and temperature.upper() not in vocabulary("storage_temperatures"):
+            kinds.append("unknown_storage_temperature")
+        categories = _split(record.get("data_categories", ""), separator)
+        if any(c.upper() not in vocabulary("data_categories") for c in categories):
+            kinds.append("unknown_data_category")
+        return ",".join(kinds)
 
     @staticmethod
     def _sample_problem(record: dict[str, str], separator: str, collections: set[str]) -> str:
@@ -340,19 +374,11 @@ class SourceTruth:
         date = record.get("collection_date", "")
         if date and _iso_date(date) is None:
             return "invalid_date"
-        if any(diagnosis(d) is None for d in _split(record.get("diagnoses", ""), separator)):
-            return "invalid_diagnosis"
         age = record.get("age_at_collection", "")
         if age and not _int(age, 0, MAX_AGE_YEARS):
             return "invalid_age"
-        temperature = record.get("storage_temperature", "")
-        if temperature and temperature.upper() not in vocabulary("storage_temperatures"):
-            return "unknown_storage_temperature"
         if record.get("availability") and record["availability"] not in AVAILABILITY:
             return "invalid_availability"
-        categories = _split(record.get("data_categories", ""), separator)
-        if any(c.upper() not in vocabulary("data_categories") for c in categories):
-            return "unknown_data_category"
         updated = record.get("last_updated", "")
         if updated and not _timestamp_ok(updated):
             return "invalid_timestamp"

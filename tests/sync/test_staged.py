@@ -31,16 +31,24 @@ def network(tmp_path: Path, fhir: tuple[FhirStore, LoopbackServer]) -> Iterator[
 def test_a_first_sync_is_full_and_quarantines_dirty_resources(network: HttpNetwork) -> None:
     run = network.sync("bb-fhir")
     assert (run.kind, run.outcome) == ("full", "succeeded")
-    # 6 patients (p2 rejected: C50.99) + the example Patient/0; their specimens, less p2's.
-    assert network.counts() == {"bb-fhir": (6, 11)}
+    # 7 patients with their specimens: p2 keeps I10 and loses its non-WHO C50.99 only.
+    assert network.counts() == {"bb-fhir": (7, 13)}
+    assert network.counts(diseases=["I10"]) == {"bb-fhir": (3, 6)}  # p0, p2, p4
+    assert network.counts(diseases=["C50.9"]) == {"bb-fhir": (3, 6)}  # p1, p3, p5; not p2
     rejected = network.quarantine("bb-fhir")
     assert rejected["bad-sex"] == ("sex", "sex: 'X' is not in the sex vocabulary")
     assert rejected["bad-material"][0] == "material_type"
     assert rejected["bad-date"] == ("collection_date", "collection_date: Not a valid date.")
     assert rejected["no-donor"] == ("donor_id", "no such donor at the source")
-    assert rejected["p2"][0] == "diagnoses[1]"
-    assert rejected["s2a"][1].startswith("donor was rejected: diagnoses[1]")
-    assert run.rejected == len(rejected) == 7
+    field, reason = rejected["p2"]
+    assert field == "Condition/bad-icd.code"  # where the admin finds it at the source
+    assert "'C50.99' is not a WHO ICD-10 code" in reason
+    assert reason.endswith("(the record is kept without it)")
+    (kept,) = [q for q in network.runtime.state.quarantine("bb-fhir") if q.kept]
+    assert (kept.source_id, kept.value) == ("p2", "C50.99")
+    assert "s2a" not in rejected and "s2b" not in rejected
+    assert (run.rejected, run.partial, len(rejected)) == (4, 1, 5)
+    assert run.accepted == run.read - 5
     payload = next(
         q for q in network.runtime.state.quarantine("bb-fhir") if q.source_id == "no-donor"
     )
@@ -90,7 +98,7 @@ def test_a_full_run_finds_deletions_by_comparing_ids(
     del store.resources["Patient"]["p5"]
     run = network.sync("bb-fhir", mode="full")
     # s3a is deleted; p5's two specimens lost their donor: rejected, and out of the index.
-    assert (run.deleted, run.indexed) == (1, 8)
+    assert (run.deleted, run.indexed) == (1, 13 - 3)
     assert not {"s3a", "s5a", "s5b"} & set(network.sample_ids())
     assert network.quarantine("bb-fhir")["s5a"] == ("donor_id", "no such donor at the source")
 
