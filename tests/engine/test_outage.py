@@ -113,7 +113,10 @@ def _loading(url: str, prefix: str, live: set[str]) -> str | None:
     """The name of an index being bulk loaded (not live, already holding documents)."""
     for name in set(indices(url, f"{prefix}-samples")) - live:
         stats = engine_request(url, "GET", f"/{name}/_stats/indexing")
-        if stats and stats["_all"]["primaries"]["indexing"]["index_total"] > 0:
+        # Elasticsearch answers `"primaries": {}` until the new index's primary has started:
+        # it holds nothing yet.
+        primaries = stats["_all"]["primaries"] if stats else {}
+        if primaries.get("indexing", {}).get("index_total", 0) > 0:
             return name
     return None
 
