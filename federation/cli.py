@@ -11,7 +11,6 @@ from typing import Any
 
 import click
 
-from federation import PROJECT_ROOT
 from federation.settings import Settings, SettingsError, load_settings
 
 # gunicorn's settings, as a module so that an installed wheel has them too.
@@ -72,8 +71,8 @@ BACKENDS = ("embedded", "elasticsearch", "opensearch")
 def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
     """`--backend` for a command: overrides the `backend` setting (BIOFED_BACKEND) for it.
 
-    With `local_node` (the demo), an opensearch backend with no engine_urls configured
-    runs on the local node that `scripts/search-node start` starts (docs/search-node.md).
+    With `local_node` (the demo), an engine backend with no engine_urls configured runs on
+    the local node of scripts/search-node or scripts/es-node (docs/search-node.md).
     """
 
     def apply(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -83,8 +82,8 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
         if value is not None:
             settings = dataclasses.replace(settings, backend=value)
         default_urls = Settings().engine.urls
-        if local_node and settings.backend == "opensearch" and settings.engine.urls == default_urls:
-            url = _start_local_node()
+        if local_node and settings.backend != "embedded" and settings.engine.urls == default_urls:
+            url = _start_local_node(settings.backend)
             engine = dataclasses.replace(settings.engine, urls=(url,))
             settings = dataclasses.replace(settings, engine=engine)
             os.environ["BIOFED_ENGINE_URLS"] = url  # for the gunicorn workers
@@ -101,22 +100,17 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
     )
 
 
-def _start_local_node() -> str:
-    import subprocess
+def _start_local_node(backend: str) -> str:
+    from federation.demo.local_node import LOCAL_NODES, LocalNodeFailed, start_local_node
 
-    script = PROJECT_ROOT / "scripts" / "search-node"
-    if not script.exists():
-        raise click.ClickException(
-            f"no {script}: the local OpenSearch node is started by scripts/search-node, which "
-            "only a source checkout has; with an installed package, run a node yourself and "
-            "set engine_urls (BIOFED_ENGINE_URLS)"
-        )
-    click.echo("starting the local OpenSearch node (scripts/search-node start) ...", err=True)
-    done = subprocess.run([str(script), "start"], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise click.ClickException(f"the local OpenSearch node did not start:\n{done.stderr}")
-    click.echo(f"OpenSearch at {done.stdout.strip()} (stop it: scripts/search-node stop)", err=True)
-    return done.stdout.strip()
+    node = LOCAL_NODES[backend]
+    click.echo(f"starting the local {node.product} node ({node.command} start) ...", err=True)
+    try:
+        url = start_local_node(backend)
+    except LocalNodeFailed as err:
+        raise click.ClickException(str(err)) from None
+    click.echo(f"{node.product} at {url} (stop it: {node.command} stop)", err=True)
+    return url
 
 
 @main.command("demo-data")

@@ -1,16 +1,18 @@
-"""A real search engine node for tests: the session's shared node, or a private one to kill.
+"""Real search engine nodes for tests: OpenSearch and Elasticsearch, shared or private.
 
-`engine_url` (session scope) is the node every engine test may share: the URL in
-`BIOFED_TEST_ENGINE_URL` when set (`.ci/run` starts one), else a node this session starts
-with `scripts/search-node start` and stops at the end (only if it started it). Tests that
-stop or kill a node use `PrivateNode` on a port of their own, so they never take down the
-node other tests (or other developers' sessions) are using.
+Two engines, each with its own script and variables (`Engine`): OpenSearch from
+`scripts/search-node` (port `BIOFED_NODE_PORT`, URL of a running node in
+`BIOFED_TEST_ENGINE_URL`) and Elasticsearch 8 from `scripts/es-node` (`BIOFED_ES_NODE_PORT`,
+`BIOFED_TEST_ELASTICSEARCH_URL`). The session's shared node of an engine is the URL in its
+variable when set (`.ci/run` starts both), else one this session starts and stops at the end
+(only if it started it). Tests that stop or kill a node use `PrivateNode` on a port of their
+own, so they never take down the node other tests (or other developers' sessions) are using.
 
-With CI=true a node that cannot start fails the tests; elsewhere a machine without a JDK
-or Maven skips them with the reason printed.
+With CI=true a node that cannot start fails the tests; elsewhere a machine without a JDK,
+Maven or curl skips them with the reason printed.
 
-The fixture lives in `tests/engine/fixtures.py`, loaded as a plugin by the engine test
-modules (`pytest_plugins`), so it is defined once for the whole session.
+The fixtures live in `tests/engine/fixtures.py`, loaded as a plugin by the engine test
+modules (`pytest_plugins`), so they are defined once for the whole session.
 """
 
 from __future__ import annotations
@@ -31,10 +33,54 @@ from federation import PROJECT_ROOT
 from federation.settings import Settings, load_settings
 from tests.support.server import free_port
 
-SCRIPT = PROJECT_ROOT / "scripts" / "search-node"
-URL_VARIABLE = "BIOFED_TEST_ENGINE_URL"
-# Messages of scripts/search-node that mean "this machine cannot run a node at all".
-MISSING_TOOLS = ("no JDK", "mvn (Maven) is needed", "curl is needed")
+# Messages of the node scripts that mean "this machine cannot run a node at all".
+MISSING_TOOLS = ("no JDK", "mvn (Maven) is needed", "curl is needed", "useradd is missing")
+
+
+@dataclasses.dataclass(frozen=True)
+class Engine:
+    """One search engine the backend supports, and how tests get a node of it."""
+
+    backend: str  # the `backend` setting that talks to it
+    script: Path
+    port_variable: str
+    state_variable: str
+    url_variable: str  # the URL of an already running node, if any
+    default_port: int
+
+    def __str__(self) -> str:
+        return self.backend
+
+
+OPENSEARCH = Engine(
+    "opensearch",
+    PROJECT_ROOT / "scripts" / "search-node",
+    "BIOFED_NODE_PORT",
+    "BIOFED_NODE_STATE",
+    "BIOFED_TEST_ENGINE_URL",
+    9250,
+)
+ELASTICSEARCH = Engine(
+    "elasticsearch",
+    PROJECT_ROOT / "scripts" / "es-node",
+    "BIOFED_ES_NODE_PORT",
+    "BIOFED_ES_NODE_STATE",
+    "BIOFED_TEST_ELASTICSEARCH_URL",
+    9260,
+)
+ENGINES = (OPENSEARCH, ELASTICSEARCH)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningNode:
+    """A node tests may use: its engine and URL."""
+
+    engine: Engine
+    url: str
+
+    @property
+    def backend(self) -> str:
+        return self.engine.backend
 
 
 def in_ci() -> bool:
@@ -50,26 +96,34 @@ class NodeUnavailable(RuntimeError):
 
 
 class PrivateNode:
-    """A node on its own port and state folder, driven through scripts/search-node."""
+    """A node on its own port and state folder, driven through its engine's script."""
 
-    def __init__(self, port: int | None = None, state_dir: Path | None = None) -> None:
+    def __init__(
+        self, engine: Engine, port: int | None = None, state_dir: Path | None = None
+    ) -> None:
+        self.engine = engine
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         # The script's pid file and log; a test's own folder keeps /tmp tidy.
         self.state_dir = state_dir
 
-    def _run(self, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "BIOFED_NODE_PORT": str(self.port)}
+    def _run(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, self.engine.port_variable: str(self.port)}
         if self.state_dir is not None:
-            env["BIOFED_NODE_STATE"] = str(self.state_dir)
+            env[self.engine.state_variable] = str(self.state_dir)
         return subprocess.run(
-            [str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
+            [str(self.engine.script), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def start(self, *, keep_data: bool = False) -> str:
         done = self._run("start", *(["--keep-data"] if keep_data else []))
         if done.returncode != 0:
-            message = done.stderr.strip() or f"scripts/search-node exited {done.returncode}"
+            script = self.engine.script.name
+            message = done.stderr.strip() or f"scripts/{script} exited {done.returncode}"
             raise NodeUnavailable(message, any(m in message for m in MISSING_TOOLS))
         return done.stdout.strip()
 
@@ -86,7 +140,7 @@ class PrivateNode:
 def unavailable(request: pytest.FixtureRequest, err: NodeUnavailable) -> None:
     """Fail in CI or when the node is broken; skip (saying why) when tools are missing."""
     if in_ci() or not err.missing_tools:
-        pytest.fail(f"the search engine node could not start: {err}", pytrace=False)
+        pytest.fail(f"a search engine node could not start: {err}", pytrace=False)
     reason = f"engine tests skipped: {err}"
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
     if reporter is not None:
@@ -94,12 +148,46 @@ def unavailable(request: pytest.FixtureRequest, err: NodeUnavailable) -> None:
     pytest.skip(reason)
 
 
-def engine_settings(base: Settings, url: str, prefix: str, **values: Any) -> Settings:
-    """`base` switched to the OpenSearch node at `url`, with indices under `prefix`."""
+class SessionNodes:
+    """Each engine's shared node, started on first use and stopped at the end if we started it."""
+
+    def __init__(self) -> None:
+        self._running: dict[Engine, RunningNode] = {}
+        self._started: list[PrivateNode] = []
+
+    def get(self, request: pytest.FixtureRequest, engine: Engine) -> RunningNode:
+        """The engine's shared node; fails (CI) or skips (no tools) when it cannot start."""
+        if engine in self._running:
+            return self._running[engine]
+        given = os.environ.get(engine.url_variable)
+        if given:
+            node = RunningNode(engine, given.rstrip("/"))
+        else:
+            port = int(os.environ.get(engine.port_variable, str(engine.default_port)))
+            private = PrivateNode(engine, port)
+            already = private.running()
+            try:
+                url = private.start()
+            except NodeUnavailable as err:
+                unavailable(request, err)
+                raise
+            if not already:
+                self._started.append(private)
+            node = RunningNode(engine, url)
+        self._running[engine] = node
+        return node
+
+    def stop_started(self) -> None:
+        for private in self._started:
+            private.stop()
+
+
+def engine_settings(base: Settings, node: RunningNode, prefix: str, **values: Any) -> Settings:
+    """`base` switched to `node` (its engine's backend and URL), with indices under `prefix`."""
     current = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}
     current.update(
-        backend="opensearch",
-        engine_urls=url,
+        backend=node.backend,
+        engine_urls=node.url,
         engine_index_prefix=prefix,
         # Tests see outages quickly: few retries, short backoff (see also engine_lock_ttl).
         engine_search_timeout=5,

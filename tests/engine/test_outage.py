@@ -1,7 +1,8 @@
 """Engine outages on a private node: a crash in the middle of a full sync, and a crash while
 the gateway serves under gunicorn. Both recover without restarting anything but the node.
 
-The node here is this module's own (its own port and data), because these tests kill it.
+The node here is this module's own (its own port and data), because these tests kill it;
+the module runs once per engine (OpenSearch, Elasticsearch).
 """
 
 from __future__ import annotations
@@ -28,8 +29,11 @@ from federation.sync.run import SyncFailed, sync_biobank
 from federation.sync.state import FAILED, SUCCEEDED
 from tests.conftest import make_settings
 from tests.engine.node import (
+    ENGINES,
+    Engine,
     NodeUnavailable,
     PrivateNode,
+    RunningNode,
     engine_get,
     engine_request,
     engine_settings,
@@ -46,11 +50,12 @@ pytestmark = [pytest.mark.engine, pytest.mark.slow]
 LOCK_TTL_S = 10.0
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=ENGINES, ids=str)
 def node(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[PrivateNode]:
-    own = PrivateNode(state_dir=tmp_path_factory.mktemp("node-state"))
+    engine: Engine = request.param
+    own = PrivateNode(engine, state_dir=tmp_path_factory.mktemp(f"{engine}-node-state"))
     try:
         own.start()
     except NodeUnavailable as err:
@@ -89,7 +94,7 @@ def deployment(node: PrivateNode, tmp_path_factory: pytest.TempPathFactory) -> D
     summary = generate_network(root / "demo", biobanks=2, samples=16_000, seed=11)
     settings = engine_settings(
         make_settings(root, root / "demo" / "network.yaml"),
-        node.url,
+        RunningNode(node.engine, node.url),
         unique_prefix(),
         engine_lock_ttl=LOCK_TTL_S,
         engine_search_timeout=2,
@@ -108,7 +113,10 @@ def _loading(url: str, prefix: str, live: set[str]) -> str | None:
     """The name of an index being bulk loaded (not live, already holding documents)."""
     for name in set(indices(url, f"{prefix}-samples")) - live:
         stats = engine_request(url, "GET", f"/{name}/_stats/indexing")
-        if stats and stats["_all"]["primaries"]["indexing"]["index_total"] > 0:
+        # Elasticsearch answers `"primaries": {}` until the new index's primary has started:
+        # it holds nothing yet.
+        primaries = stats["_all"]["primaries"] if stats else {}
+        if primaries.get("indexing", {}).get("index_total", 0) > 0:
             return name
     return None
 
@@ -216,7 +224,7 @@ def test_gateway_reports_the_outage_and_recovers_without_restart(
         "BIOFED_HOST": "127.0.0.1",
         "BIOFED_PORT": str(port),
         "BIOFED_WORKERS": "2",
-        "BIOFED_BACKEND": "opensearch",
+        "BIOFED_BACKEND": node.engine.backend,
         "BIOFED_ENGINE_URLS": node.url,
         "BIOFED_ENGINE_INDEX_PREFIX": deployment.prefix,
         "BIOFED_ENGINE_SEARCH_TIMEOUT": "2",

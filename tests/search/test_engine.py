@@ -1,9 +1,10 @@
-"""The engine backend on a real OpenSearch node: the conformance suite, identical answers to
-the embedded backend on a generated network, generations and aliases, incremental changes,
-the cross-host sync lock, and settings.
+"""The engine backend on real OpenSearch and Elasticsearch nodes: the conformance suite,
+identical answers to the embedded backend on a generated network, generations and aliases,
+incremental changes, the cross-host sync lock, and settings.
 
-The node comes from `tests/engine/node.py` (BIOFED_TEST_ENGINE_URL, or one this session
-starts); every test works under its own index prefix, so sessions can share a node.
+Every test taking `engine_node` runs once per engine; the nodes come from
+`tests/engine/node.py` (BIOFED_TEST_ENGINE_URL / BIOFED_TEST_ELASTICSEARCH_URL, or ones this
+session starts). Every test works under its own index prefix, so sessions can share a node.
 """
 
 from __future__ import annotations
@@ -42,8 +43,13 @@ from federation.search.query import (
 from federation.settings import SettingsError, load_settings
 from federation.sync.run import sync_biobank
 from tests.conftest import Federation, make_settings
-from tests.engine.es_facade import elasticsearch_facade
 from tests.engine.node import (
+    ELASTICSEARCH,
+    ENGINES,
+    OPENSEARCH,
+    Engine,
+    RunningNode,
+    SessionNodes,
     drop_prefix,
     engine_request,
     engine_settings,
@@ -57,9 +63,9 @@ pytest_plugins = ["tests.engine.fixtures"]
 pytestmark = pytest.mark.engine
 
 
-def engine_federation(root: Path, url: str, **values: Any) -> Federation:
+def engine_federation(root: Path, node: RunningNode, **values: Any) -> Federation:
     fed = Federation(root)
-    fed.settings = engine_settings(fed.settings, url, unique_prefix(), **values)
+    fed.settings = engine_settings(fed.settings, node, unique_prefix(), **values)
     fed.runtime = Runtime(fed.settings)
     return fed
 
@@ -71,11 +77,11 @@ def engine_of(fed: Federation) -> EngineBackend:
 
 
 @pytest.fixture
-def federation(tmp_path: Path, engine_url: str) -> Iterator[Federation]:
-    fed = engine_federation(tmp_path, engine_url)
+def federation(tmp_path: Path, engine_node: RunningNode) -> Iterator[Federation]:
+    fed = engine_federation(tmp_path, engine_node)
     yield fed
     fed.runtime.backend.close()
-    drop_prefix(engine_url, fed.settings.engine.index_prefix)
+    drop_prefix(engine_node.url, fed.settings.engine.index_prefix)
 
 
 @pytest.fixture
@@ -99,7 +105,7 @@ class Twins:
 
 
 @pytest.fixture(scope="module")
-def twins(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterator[Twins]:
+def twins(tmp_path_factory: pytest.TempPathFactory, engine_node: RunningNode) -> Iterator[Twins]:
     """One generated network synced into both backends."""
     from federation.demo.generator import generate_network
 
@@ -108,7 +114,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterator
     network = root / "demo" / "network.yaml"
     embedded = Runtime(make_settings(root / "embedded", network))
     engine = Runtime(
-        engine_settings(make_settings(root / "engine", network), engine_url, unique_prefix())
+        engine_settings(make_settings(root / "engine", network), engine_node, unique_prefix())
     )
     biobanks = [s.biobank.id for s in embedded.network().biobanks]
     for runtime in (embedded, engine):
@@ -119,7 +125,7 @@ def twins(tmp_path_factory: pytest.TempPathFactory, engine_url: str) -> Iterator
     yield Twins(embedded.backend, engine.backend, biobanks)
     embedded.backend.close()
     engine.backend.close()
-    drop_prefix(engine_url, engine.settings.engine.index_prefix)
+    drop_prefix(engine_node.url, engine.settings.engine.index_prefix)
 
 
 # Segments and page filters in the shapes consent filters take: negations, nulls, ranges.
@@ -210,8 +216,9 @@ def test_published_generations_and_sample_ids_match(twins: Twins) -> None:
 
 
 def test_each_biobank_serves_one_index_behind_both_aliases(
-    network: Federation, engine_url: str
+    network: Federation, engine_node: RunningNode
 ) -> None:
+    engine_url = engine_node.url
     prefix = network.settings.engine.index_prefix
     before = indices(engine_url, f"{prefix}-samples")
     network.sync("beta")  # a second generation of beta replaces the first
@@ -230,7 +237,8 @@ def test_each_biobank_serves_one_index_behind_both_aliases(
     assert index_settings["translog"]["durability"] == "request"
 
 
-def test_writer_failures_leave_no_trace(network: Federation, engine_url: str) -> None:
+def test_writer_failures_leave_no_trace(network: Federation, engine_node: RunningNode) -> None:
+    engine_url = engine_node.url
     backend = engine_of(network)
     prefix = network.settings.engine.index_prefix
     before = indices(engine_url, prefix)
@@ -271,7 +279,8 @@ def _rows(backend: EngineBackend, biobank_id: str) -> list[dict[str, Any]]:
     return rows
 
 
-def test_remove_biobank_deletes_its_indices(network: Federation, engine_url: str) -> None:
+def test_remove_biobank_deletes_its_indices(network: Federation, engine_node: RunningNode) -> None:
+    engine_url = engine_node.url
     prefix = network.settings.engine.index_prefix
     network.runtime.backend.remove_biobank("beta")
     assert all("-beta-" not in name for name in indices(engine_url, prefix))
@@ -325,7 +334,7 @@ def test_incremental_changes_upsert_delete_and_count_conflicts(network: Federati
 # --- the sync lock across hosts ----------------------------------------------------------------
 
 
-def test_one_sync_per_biobank_across_hosts(network: Federation, engine_url: str) -> None:
+def test_one_sync_per_biobank_across_hosts(network: Federation) -> None:
     here = engine_of(network)
     # Another host: its own backend instance (own clients and lock owner) on the same engine.
     there = EngineBackend.from_settings(network.settings)
@@ -343,7 +352,8 @@ def test_one_sync_per_biobank_across_hosts(network: Federation, engine_url: str)
         there.close()
 
 
-def test_a_stale_lock_is_taken_over(network: Federation, engine_url: str) -> None:
+def test_a_stale_lock_is_taken_over(network: Federation, engine_node: RunningNode) -> None:
+    engine_url = engine_node.url
     backend = engine_of(network)
     prefix = network.settings.engine.index_prefix
     # What a sync killed mid-run leaves: its lock document, past its expiry.
@@ -357,7 +367,7 @@ def test_a_stale_lock_is_taken_over(network: Federation, engine_url: str) -> Non
         backend.generation_writer("beta")
 
 
-def test_a_held_lock_is_renewed(federation: Federation, engine_url: str) -> None:
+def test_a_held_lock_is_renewed(federation: Federation) -> None:
     engine = dataclasses.replace(federation.settings.engine, lock_ttl=0.6)
     settings = dataclasses.replace(federation.settings, engine=engine)
     backend = EngineBackend.from_settings(settings)
@@ -374,9 +384,10 @@ def test_a_held_lock_is_renewed(federation: Federation, engine_url: str) -> None
 # --- outage without a node, settings, schema ---------------------------------------------------
 
 
-def test_searches_fail_fast_when_the_engine_is_unreachable(tmp_path: Path) -> None:
-    url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    settings = engine_settings(make_settings(tmp_path), url, "down", engine_search_retries=1)
+@pytest.mark.parametrize("engine", ENGINES, ids=str)
+def test_searches_fail_fast_when_the_engine_is_unreachable(tmp_path: Path, engine: Engine) -> None:
+    nowhere = RunningNode(engine, f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    settings = engine_settings(make_settings(tmp_path), nowhere, "down", engine_search_retries=1)
     backend = EngineBackend.from_settings(settings)
     started = time.monotonic()
     with pytest.raises(BackendUnavailable):
@@ -550,42 +561,54 @@ def test_biobank_keys_are_index_safe_and_distinct() -> None:
         assert all(c.isascii() for c in key)
 
 
-# --- the Elasticsearch adapter ------------------------------------------------------------------
+# --- each engine is what it says it is -----------------------------------------------------------
 
 
-def test_the_elasticsearch_adapter_on_a_real_engine(tmp_path: Path, engine_url: str) -> None:
-    """The same backend through the `elasticsearch` client (see tests/engine/es_facade.py)."""
-    with elasticsearch_facade(engine_url) as url:
-        fed = engine_federation(tmp_path, url, backend="elasticsearch")
-        try:
-            build_network(fed)
-            backend = engine_of(fed)
-            assert type(backend.reader).__name__ == "ElasticsearchClient"
-            result = fed.runtime.search.search(SampleQuery.parse({"materials": ["PLASMA"]}))
-            assert per_biobank(result) == {"alpha": (3, 3), "beta": (2, 2)}
-            page = backend.answer(Criteria(), page=PageRequest(4)).page
-            assert page is not None and [r["sample_id"] for r in page.records] == [
-                "a1",
-                "a2",
-                "a3",
-                "a4",
-            ]
-            assert backend.published()["beta"].documents == 3
-            row = {**_rows(backend, "beta")[0], "sample_id": "b9"}
-            outcome = backend.apply_changes("beta", [row], ["b3"], version=5)
-            assert (outcome.upserted, outcome.deleted, outcome.conflicts) == (1, 1, 0)
-            assert backend.sample_ids("beta") == {"b1", "b2", "b9"}
-            other = EngineBackend.from_settings(fed.settings)
-            try:
-                with backend.lock("alpha"), pytest.raises(BiobankLockHeld):
-                    other.generation_writer("alpha")
-            finally:
-                other.close()
-            backend.remove_biobank("beta")
-            assert set(backend.published()) == {"alpha"}
-        finally:
-            fed.runtime.backend.close()
-            drop_prefix(engine_url, fed.settings.engine.index_prefix)
+def test_the_elasticsearch_node_is_elasticsearch_8_to_the_official_client(
+    request: pytest.FixtureRequest, engine_nodes: SessionNodes, tmp_path: Path
+) -> None:
+    """No proxy between the `elasticsearch` client and the node: it checks the product itself."""
+    from elasticsearch import Elasticsearch
+
+    node = engine_nodes.get(request, ELASTICSEARCH)
+    client = Elasticsearch(node.url, request_timeout=10)
+    try:
+        info = client.info()
+        # The client raises UnsupportedProductError unless the answer carries the header
+        # Elasticsearch's REST layer adds to every response.
+        assert info.meta.headers["X-Elastic-Product"] == "Elasticsearch"
+        version = info["version"]
+        assert version["number"].startswith("8."), info
+        assert "distribution" not in version  # OpenSearch names itself here
+        # The server's own node info (not the root endpoint) reports the same build.
+        nodes = client.nodes.info(node_id="_local")["nodes"]
+        ((_, local),) = nodes.items()
+        assert local["version"] == version["number"]
+        assert local["build_hash"] == version["build_hash"]
+        assert client.ping()
+    finally:
+        client.close()
+    backend = EngineBackend.from_settings(engine_settings(make_settings(tmp_path), node, "probe"))
+    try:
+        assert type(backend.reader).__name__ == "ElasticsearchClient"
+        assert backend.reader.info()["version"]["number"] == version["number"]
+    finally:
+        backend.close()
+
+
+def test_the_elasticsearch_client_refuses_the_opensearch_node(
+    request: pytest.FixtureRequest, engine_nodes: SessionNodes, tmp_path: Path
+) -> None:
+    opensearch = engine_nodes.get(request, OPENSEARCH)
+    as_elasticsearch = RunningNode(ELASTICSEARCH, opensearch.url)
+    backend = EngineBackend.from_settings(
+        engine_settings(make_settings(tmp_path), as_elasticsearch, "probe")
+    )
+    try:
+        with pytest.raises(EngineError, match="set backend: opensearch"):
+            backend.reader.info()
+    finally:
+        backend.close()
 
 
 def test_spool_rows_become_the_same_json_the_python_encoder_writes(tmp_path: Path) -> None:

@@ -215,13 +215,31 @@ class EngineClient(abc.ABC):
         self._client.close()
 
 
+# Engines quote the offending value in a rejection's reason (Elasticsearch quotes a preview
+# of a whole field); past this length the quote is cut, saying how much was cut.
+_REASON_CHARS = 500
+
+
+def _reason(error: Mapping[str, Any]) -> str:
+    """`type: reason`, then the cause's: Elasticsearch puts the root cause (e.g. an immense
+    term) only in `caused_by`, under a generic "failed to parse field"."""
+    reason = str(error.get("reason"))
+    if len(reason) > _REASON_CHARS:
+        reason = f"{reason[:_REASON_CHARS]}... ({len(reason) - _REASON_CHARS} characters cut)"
+    text = f"{error.get('type')}: {reason}"
+    cause = error.get("caused_by")
+    if isinstance(cause, Mapping):
+        text += f" (caused by {_reason(cause)})"
+    return text
+
+
 def _written(items: Sequence[Mapping[str, Any]]) -> list[Written]:
     out = []
     for item in items:
         ((_, result),) = item.items()
         error = result.get("error")
         if isinstance(error, Mapping):
-            error = f"{error.get('type')}: {error.get('reason')}"
+            error = _reason(error)
         out.append(Written(str(result.get("_id")), int(result.get("status", 0)), error))
     return out
 
