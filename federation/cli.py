@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from federation import PROJECT_ROOT
 from federation.settings import Settings, SettingsError, load_settings
 
 # gunicorn's settings, as a module so that an installed wheel has them too.
