@@ -45,6 +45,7 @@ _LATER_ITEM_PENALTY = 0.5
 # A Latin query this short only matches at a word start ("mi" is not in "vomiting").
 _SHORT_LATIN = 3
 _CODE_EXACT, _CODE_PREFIX = 300.0, 200.0
+_LIFT = 0.1
 
 # Free text resolves to the items within this many points of the best one, at most this many.
 RESOLVE_BAND = 10.0
@@ -156,6 +157,7 @@ class DiseaseMatcher:
             return []
         scores: dict[str, float] = {}
         shown: dict[str, tuple[tuple[float, int], str, str]] = {}  # (how well, name, language)
+        tiers: dict[str, float] = {}  # how each item's best name matched
         if is_code_like(text):
             upper = text.strip().upper()
             for code in icd10.all_codes():
@@ -181,11 +183,13 @@ class DiseaseMatcher:
                 if kind == SYNONYM:
                     score -= _LATER_ITEM_PENALTY * self.names.synonym_order(code, folded)
                 scores[code] = max(score, scores.get(code, score))
+                tiers[code] = max(tier, tiers.get(code, tier))
                 how_well = (tier - penalty, _SHOW_PREFERENCE[kind])
                 if code not in shown or how_well > shown[code][0]:
                     # An alias derived from a subcategory's title is shown as the title.
                     display = self.names.title(code, language) if kind == ALIAS else name
                     shown[code] = (how_well, display, language)
+        _lift_categories(scores, tiers)
         order = sorted(scores, key=lambda c: (-scores[c], self.names.position(c)))
         return [NameMatch(c, shown[c][1], shown[c][2], scores[c]) for c in order[:limit]]
 
@@ -203,6 +207,17 @@ class DiseaseMatcher:
             return ()
         floor = ranked[0].score - RESOLVE_BAND
         return _outermost([m.code for m in ranked if m.score >= floor])[:RESOLVE_MAX]
+
+
+def _lift_categories(scores: dict[str, float], tiers: dict[str, float]) -> None:
+    """Rank a category just above its best subcategory when its own name starts with the
+    query: 帯状疱疹 names B02.9 exactly and B02 by its start, and B02 is what is meant."""
+    for code, score in list(scores.items()):
+        if icd10.kind(code) != "subcategory":
+            continue
+        parent = icd10.ancestors(code)[0]
+        if tiers.get(parent, 0.0) >= _PREFIX and scores[parent] <= score:
+            scores[parent] = score + _LIFT
 
 
 def _outermost(codes: Sequence[str]) -> tuple[str, ...]:
