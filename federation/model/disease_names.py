@@ -78,8 +78,10 @@ class DiseaseNames:
         with self._lock:
             for code, values in names.items():
                 if code in self._names:
+                    titled = bool(self.names(code, language))  # once per code, not per name
                     for value in values:
-                        kind = TITLE if not self.names(code, language) else NAME
+                        kind = NAME if titled else TITLE
+                        titled = True
                         self._names[code].append((language, value, fold(value), kind))
             self._changed()
 
