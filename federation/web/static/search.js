@@ -210,10 +210,10 @@ function renderAll() {
   renderRecords();
 }
 
-function chip(label, onRemove, title) {
+function chip(label, onRemove, title, kind = '') {
   return h(
     'li',
-    { class: 'chip', title },
+    { class: kind ? `chip ${kind}` : 'chip', title },
     h('span', { text: label }),
     h('button', {
       type: 'button',
@@ -246,10 +246,23 @@ function renderFilters() {
     chips.push(
       chip(
         `${t('filters.text')}: ${t('filters.quoted', { text: state.text })}${answer ? ` (${t('filters.text.matched', { n: formatNumber(matched.length) })})` : ''}`,
-        () => setState({ text: '' }),
+        () => setState({ text: '', textExclude: [] }),
         matched.map((d) => `${d.code} ${d.name}`).join('\n') || undefined,
       ),
     );
+    // What the words became, one removable chip per ICD-10 item: the reader sees what was
+    // searched and drops what they did not mean.
+    for (const item of matched) {
+      const known = disease(item.code);
+      chips.push(
+        chip(
+          `${t('filters.text.became')}: ${diseaseLabel(item.code, item.name)}`,
+          () => setState({ textExclude: [...state.textExclude, item.code] }),
+          known ? hierarchy(known) : undefined,
+          'text-disease',
+        ),
+      );
+    }
   }
   for (const [facet, field] of Object.entries(FACET_FIELDS)) {
     for (const key of state[field]) {
@@ -707,20 +720,20 @@ function wire() {
     onSelect: (code) => {
       if (!state.diseases.includes(code)) setState({ diseases: [...state.diseases, code] });
     },
-    onText: (text) => setState({ text }),
+    onText: (text) => setState({ text, textExclude: [] }),
   });
   byId('search-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const text = byId('disease-input').value.trim();
     byId('disease-input').value = '';
-    setState({ text });
+    setState({ text, textExclude: [] });
   });
   for (const id of ['age-min', 'age-max']) {
     byId(id).addEventListener('change', () => setState({ ageMin: ageValue(byId('age-min')), ageMax: ageValue(byId('age-max')) }));
   }
   byId('clear-all').addEventListener('click', () => {
     setState({
-      diseases: [], text: '', materials: [], sexes: [], biobanks: [], collectionTypes: [], dataCategories: [], ageMin: null, ageMax: null,
+      diseases: [], text: '', textExclude: [], materials: [], sexes: [], biobanks: [], collectionTypes: [], dataCategories: [], ageMin: null, ageMax: null,
     });
     byId('disease-input').focus();
   });
@@ -763,13 +776,8 @@ function wire() {
     state = readState();
     runSearch();
   });
-  onLanguageChange(async () => {
-    document.body.dataset.state = 'loading';
-    await ensureNames(displayedCodes(), { withAncestors: true });
-    renderAll();
-    showError(lastError);
-    markRendered();
-  });
+  // The server writes reasons, explanations and notes in the request's language: ask again.
+  onLanguageChange(() => runSearch());
 }
 
 initTooltips();
