@@ -168,3 +168,33 @@ def test_bad_ages_are_explained_at_the_field_and_words_plus_disease_say_and(
     page.keyboard.press("Enter")
     settle(page, since=mark)
     assert page.locator("#filters-and").inner_text() == EN["filters.and"]
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_keyboard_toggle_a_facet_then_reach_records_and_export_in_five_tabs(
+    web_network: WebNetwork, tabs: Tabs, width: int
+) -> None:
+    page = tabs("en-US", width=width, height=900).page
+    page.goto(web_network.url + "/?disease=C50")
+    settle(page)
+    if width < 1100:  # the facets fold behind a button on narrow screens
+        page.locator("#facets-toggle").click()
+    page.locator('button[data-facet="material_type"][data-key="PLASMA"]').focus()
+    mark = rendered(page)
+    page.keyboard.press("Enter")
+    settle(page, since=mark)
+    tabs_pressed = 0
+    reached_records = False
+    while tabs_pressed < 5:
+        page.keyboard.press("Tab")
+        tabs_pressed += 1
+        active = page.evaluate("document.activeElement.id || document.activeElement.className")
+        if active == "skip-to":
+            page.keyboard.press("Enter")  # follows the link to the records heading
+            reached_records = page.evaluate("document.activeElement.id") == "records-heading"
+        if active == "export-records":
+            break
+    assert reached_records
+    assert page.evaluate("document.activeElement.id") == "export-records", tabs_pressed
+    assert tabs_pressed <= 5
+    assert "#" not in page.url  # the skip link moved focus, not the URL

@@ -242,6 +242,30 @@ const RETRYABLE = ['NETWORK', 'HTTP_ERROR', 'BACKEND_UNAVAILABLE', 'ENGINE_UNAVA
 
 // --- rendering ------------------------------------------------------------------------
 
+// The facet list is one stop in the Tab order (roving tabindex): arrows move between its
+// buttons, so the keyboard reaches the results in a few Tabs instead of fifty.
+function rovingFacets() {
+  const buttons = [...byId('facet-list').querySelectorAll('button')];
+  const current = buttons.find((el) => el === document.activeElement)
+    || buttons.find((el) => el.getAttribute('aria-pressed') === 'true')
+    || buttons[0];
+  for (const el of buttons) el.tabIndex = el === current ? 0 : -1;
+}
+
+function facetKeys(event) {
+  const moves = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 };
+  const buttons = [...byId('facet-list').querySelectorAll('button')].filter((el) => el.offsetParent !== null);
+  const at = buttons.indexOf(document.activeElement);
+  if (at < 0) return;
+  let next = null;
+  if (event.key in moves) next = buttons[Math.min(buttons.length - 1, Math.max(0, at + moves[event.key]))];
+  else if (event.key === 'Home') next = buttons[0];
+  else if (event.key === 'End') next = buttons[buttons.length - 1];
+  if (!next) return;
+  event.preventDefault();
+  next.focus();
+}
+
 function renderAll() {
   renderFilters();
   renderSummary();
@@ -250,6 +274,7 @@ function renderAll() {
   renderPurpose();
   renderRecords();
   markScrollable();
+  rovingFacets();
 }
 
 // Tables wider than their panel say so (a line of text; see .scroll-hint in app.css).
@@ -464,6 +489,7 @@ function renderFacets() {
             if (expanded) expandedFacets.delete(facet.name);
             else expandedFacets.add(facet.name);
             renderFacets();
+            rovingFacets();
           },
           text: expanded ? t('facets.less') : t('facets.more', { n: formatNumber(facet.buckets.length) }),
         })
@@ -840,6 +866,14 @@ function wire() {
   });
   byId('records-prev').addEventListener('click', () => {
     if (paging.index > 0) loadPage(paging.index - 1);
+  });
+  byId('facet-list').addEventListener('keydown', facetKeys);
+  document.querySelector('.skip-to').addEventListener('click', (event) => {
+    event.preventDefault(); // no #fragment in the URL: the URL is the search
+    byId('records-heading').focus();
+  });
+  byId('facet-list').addEventListener('focusin', (event) => {
+    for (const el of byId('facet-list').querySelectorAll('button')) el.tabIndex = el === event.target ? 0 : -1;
   });
   byId('facets-toggle').addEventListener('click', () => {
     const open = byId('facets').dataset.collapsed === 'true';
