@@ -198,3 +198,23 @@ def test_keyboard_toggle_a_facet_then_reach_records_and_export_in_five_tabs(
     assert page.evaluate("document.activeElement.id") == "export-records", tabs_pressed
     assert tabs_pressed <= 5
     assert "#" not in page.url  # the skip link moved focus, not the URL
+
+
+def test_consent_outcome_and_conditions_are_in_view_at_1280(
+    web_network: WebNetwork, tabs: Tabs
+) -> None:
+    page = tabs("en-US", width=1280, height=900).page
+    page.goto(web_network.url + "/?disease=C50&purpose=DISEASE&ethics=1&country=JP")
+    settle(page)
+    headers = page.locator("#records thead th").all_inner_texts()
+    assert headers[:4] == [
+        EN["records.biobank"],
+        EN["records.sample"],
+        EN["records.outcome"],
+        EN["records.obligations"],
+    ]
+    for name in ("records.outcome", "records.obligations"):
+        cell = page.locator("#records thead th", has_text=EN[name])
+        edge = box(cell)
+        assert edge["x"] + edge["width"] <= 1280, (name, edge)
+    screenshot(page, "search-en-records-1280", full_page=False)

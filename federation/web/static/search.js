@@ -656,8 +656,11 @@ function obligationText(o) {
   return o.until ? `${o.code}: ${text} (${t('obligation.until', { date: o.until })})` : `${o.code}: ${text}`;
 }
 
+// With a purpose, what the consent says comes right after the sample: the reason a
+// researcher reads the records at all, in view without scrolling sideways.
 function recordColumns() {
-  return state.purpose && answer && answer.consent ? [...RECORD_COLUMNS, ...PURPOSE_COLUMNS] : RECORD_COLUMNS;
+  if (!(state.purpose && answer && answer.consent)) return RECORD_COLUMNS;
+  return [...RECORD_COLUMNS.slice(0, 2), ...PURPOSE_COLUMNS, ...RECORD_COLUMNS.slice(2)];
 }
 
 function renderRecords() {
