@@ -183,12 +183,17 @@ class DiseaseNames:
         hits: set[int] = set()
         for query in queries:
             word = max(words(query), key=len)
-            if haystack.text.count(word) > _SCAN_ALL_ABOVE:
+            text = haystack.text
+            if len(word) == 1:
+                # One character is in most names: offer the names it starts (乳 -> 乳がん).
+                # In NUL + text, NUL + word found at i means the word starts the name at i.
+                text, word = "\0" + text, "\0" + word
+            elif text.count(word) > _SCAN_ALL_ABOVE:
                 return haystack.entries
-            at = haystack.text.find(word)
+            at = text.find(word)
             while at != -1:
                 hits.add(bisect_right(haystack.starts, at) - 1)
-                at = haystack.text.find(word, at + 1)
+                at = text.find(word, at + 1)
         return [haystack.entries[i] for i in sorted(hits)]
 
 
