@@ -17,14 +17,16 @@ PACKAGES = ("federation", "connectors")
 
 # Rooms from low to high. A module may import its own room and any room of a lower layer;
 # rooms in one layer do not import each other. `federation` is the package root (paths and
-# version); `settings` reads the network file, so it sits above the disclosure policies it
-# parses and below search, which builds its backend from it; `runtime` wires settings to
-# the backend, the sync state and the search service for the entry points above it;
-# `beacon` speaks the Beacon v2 protocol over the search service, and the gateway serves it.
+# version); `i18n` holds the catalogues of server-written texts that disclosure, search
+# and the gateway name by key; `settings` reads the network file, so it sits above the
+# disclosure policies it parses and below search, which builds its backend from it;
+# `runtime` wires settings to the backend, the sync state and the search service for the
+# entry points above it; `beacon` speaks the Beacon v2 protocol over the search service,
+# and the gateway serves it.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("federation", "errors"),
     ("package_data",),
-    ("model",),
+    ("model", "i18n"),
     ("consent", "disclosure"),
     ("settings",),
     ("search",),

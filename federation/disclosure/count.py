@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from federation.i18n import Message, render_all
 
 
 class Precision(enum.Enum):
@@ -24,8 +26,25 @@ class Count:
 
     value: int | None
     precision: Precision = Precision.EXACT
-    reason: str | None = None
+    reason: str | None = None  # in English: the stable text clients have relied on
     exists: bool | None = None  # set when only presence may be told (boolean granularity)
+    # The reason as catalogue messages, rendered in the asker's language at the gateway.
+    messages: tuple[Message, ...] = field(default=(), compare=False)
+
+    @classmethod
+    def explained(
+        cls,
+        value: int | None,
+        precision: Precision,
+        messages: tuple[Message, ...],
+        exists: bool | None = None,
+    ) -> Count:
+        """A count whose reason is `messages` (and, in English, `reason`)."""
+        return cls(value, precision, render_all(messages), exists, messages)
+
+    def reason_in(self, language: str) -> str | None:
+        """The reason in a language (the English `reason` when it has no messages)."""
+        return render_all(self.messages, language) if self.messages else self.reason
 
     @classmethod
     def exact(cls, value: int) -> Count:

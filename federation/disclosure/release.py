@@ -17,6 +17,7 @@ from typing import Any
 
 from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import Granularity, RoleRule
+from federation.i18n import Message
 
 # The order in which imprecision dominates when released cells are summed: a total that
 # leaves withheld answers out can be far below the truth, which matters more than noise.
@@ -40,37 +41,32 @@ def laplace(key: bytes, scale: float) -> int:
 def release(true: int, rule: RoleRule, key: bytes) -> Count:
     """One count as the rule lets it be seen."""
     if rule.granularity is Granularity.NONE:
-        return Count(None, Precision.HIDDEN, "this biobank does not answer your role")
+        return Count.explained(None, Precision.HIDDEN, (Message.of("count.hidden"),))
     if rule.granularity is Granularity.BOOLEAN:
-        return Count(
-            None,
-            Precision.BOOLEAN,
-            "this biobank tells your role only whether there are matches",
-            exists=true > 0,
+        return Count.explained(
+            None, Precision.BOOLEAN, (Message.of("count.boolean"),), exists=true > 0
         )
     if true == 0:
         return Count(0, Precision.EXACT)
     if true < rule.min_count:
-        return Count(
-            None,
-            Precision.BELOW_THRESHOLD,
-            f"between 1 and {rule.min_count - 1}: below this biobank's minimum "
-            f"count of {rule.min_count}",
+        below = Message.of(
+            "count.below_threshold", largest_withheld=rule.min_count - 1, min_count=rule.min_count
         )
+        return Count.explained(None, Precision.BELOW_THRESHOLD, (below,))
     value, precision, reasons = true, Precision.EXACT, []
     if rule.noise > 0:
         # Never below the threshold: a noised small number must not look suppressible.
         value = max(rule.min_count, value + laplace(key, rule.noise))
         precision = Precision.NOISED
-        reasons.append(f"fixed random noise (scale {rule.noise:g}) added")
+        reasons.append(Message.of("count.noised", scale=rule.noise))
     if rule.rounding > 1:
         step = rule.rounding
         # Rounding must not carry a count into the withheld range 1..k-1 either: the
         # smallest multiple of the step that is at least k is the floor.
         value = max(step * round(value / step), step * math.ceil(rule.min_count / step))
         precision = Precision.NOISED if precision is Precision.NOISED else Precision.ROUNDED
-        reasons.append(f"rounded to the nearest {rule.rounding}")
-    return Count(value, precision, "; ".join(reasons) or None)
+        reasons.append(Message.of("count.rounded", step=rule.rounding))
+    return Count.explained(value, precision, tuple(reasons))
 
 
 def release_pair(
@@ -80,8 +76,8 @@ def release_pair(
     since many samples of one donor would otherwise reveal that donor."""
     released_donors = release(donors, rule, keys[0])
     if released_donors.precision is Precision.BELOW_THRESHOLD:
-        return released_donors, Count(
-            None, Precision.BELOW_THRESHOLD, "withheld with the donor count it belongs to"
+        return released_donors, Count.explained(
+            None, Precision.BELOW_THRESHOLD, (Message.of("count.withheld_with_donors"),)
         )
     return released_donors, release(samples, rule, keys[1])
 
@@ -100,21 +96,20 @@ def total(cells: Iterable[Count]) -> Count:
             withheld += 1
             exists = exists or bool(cell.exists) or cell.precision is Precision.BELOW_THRESHOLD
     if not numeric and withheld:
-        return Count(
+        return Count.explained(
             None,
             Precision.BOOLEAN if exists else Precision.HIDDEN,
-            f"every one of {withheld} biobank answer(s) is withheld",
+            (Message.of("total.all_withheld", withheld=withheld),),
             exists=exists,
         )
     reasons = []
     if withheld:
         kinds.add(Precision.LOWER_BOUND)
-        reasons.append(f"leaves out {withheld} withheld biobank answer(s)")
+        reasons.append(Message.of("total.leaves_out", withheld=withheld))
     if Precision.NOISED in kinds:
-        reasons.append("includes noised counts")
+        reasons.append(Message.of("total.includes_noised"))
     if Precision.ROUNDED in kinds:
-        reasons.append("includes rounded counts")
+        reasons.append(Message.of("total.includes_rounded"))
     precision = next((p for p in _DOMINANCE if p in kinds), Precision.EXACT)
-    return Count(
-        value, precision, "sum of released figures; " + "; ".join(reasons) if reasons else None
-    )
+    summed = (Message.of("total.sum"), *reasons) if reasons else ()
+    return Count.explained(value, precision, summed)

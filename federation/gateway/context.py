@@ -30,6 +30,9 @@ class GatewayContext:
     client_ip: str | None = None
     # The app's audit log; a search is not answered when it cannot be recorded here.
     audit: AuditLog | None = None
+    # The language of server-written texts (reasons, explanations, notes, errors): from
+    # Accept-Language, or a `language` argument (federation/i18n).
+    language: str = "en"
     _network: Network | None = field(default=None, init=False)
     _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
     _search: SearchService | None = field(default=None, init=False)

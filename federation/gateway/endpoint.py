@@ -45,9 +45,11 @@ from federation.gateway.errors import (
     error_body,
     execution_error,
 )
+from federation.gateway.language import localise_errors
 from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout
 from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
+from federation.i18n import language_of
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog
 
@@ -130,6 +132,7 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
         identity=identity,
         client_ip=client_ip,
         audit=_extension(AUDIT_EXTENSION, AuditLog),
+        language=language_of(None, request.accept_languages),
     )
     try:
         body = run(
@@ -140,8 +143,9 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
             limits=limits,
         )
     except BadRequest as err:
-        return jsonify({"errors": [error_body(str(err), err.code)]}), err.status
-    return jsonify(body)
+        failed = {"errors": [error_body(str(err), err.code)]}
+        return jsonify(localise_errors(failed, context.language)), err.status
+    return jsonify(localise_errors(body, context.language))
 
 
 # RFC 6750 allows only these characters in an error_description.

@@ -32,6 +32,8 @@ class SampleQuery:
     # `includeDescendantTerms: false`); `diseases` takes in the whole subtree.
     exact_diseases: tuple[str, ...] = ()
     text: str | None = None
+    # Codes the researcher removed from what `text` resolved to (one chip each in the UI).
+    text_exclude: tuple[str, ...] = ()
     materials: tuple[str, ...] = ()
     sexes: tuple[str, ...] = ()
     age_min: int | None = None
@@ -49,6 +51,12 @@ class SampleQuery:
             raise BadQuery(unknown[0], raw[unknown[0]], "unknown filter")
         diseases = _diseases(raw, "diseases")
         text = (raw.get("text") or "").strip() or None
+        text_exclude = []
+        for value in raw.get("text_exclude") or ():
+            try:
+                text_exclude.append(icd10.normalise(value))
+            except icd10.UnknownCode as err:
+                raise BadQuery("text_exclude", value, str(err)) from None
         if text is not None and len(text) > 200:
             raise BadQuery("text", text[:40] + "...", "longer than 200 characters")
         age_min, age_max = raw.get("age_min"), raw.get("age_max")
@@ -61,6 +69,7 @@ class SampleQuery:
             diseases=diseases,
             exact_diseases=_diseases(raw, "exact_diseases"),
             text=text,
+            text_exclude=tuple(dict.fromkeys(text_exclude)),
             materials=_codes(raw, "materials", vocab.material_types()),
             sexes=_codes(raw, "sexes", vocab.sexes()),
             age_min=age_min,

@@ -8,6 +8,7 @@ from typing import Any
 # Released counts are the disclosure layer's; re-exported for the gateway's types.
 from federation.disclosure.count import Count as Count
 from federation.disclosure.count import Precision as Precision
+from federation.i18n import Message, render_all
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,11 @@ class Access:
     role: str
     granularity: str
     explanation: str
+    messages: tuple[Message, ...] = field(default=(), compare=False)
+
+    def explanation_in(self, language: str) -> str:
+        """The explanation in a language (the English one when it has no messages)."""
+        return render_all(self.messages, language) or self.explanation
 
 
 @dataclass(frozen=True)
@@ -69,4 +75,11 @@ class SearchResult:
     # Codes a free-text disease query resolved to, so a researcher sees what was searched.
     text_diseases: tuple[str, ...] = field(default=())
     consent: tuple[OutcomeCounts, ...] | None = None  # network totals per consent outcome
-    records_note: str | None = None  # why records are absent or limited
+    records_note: str | None = None  # why records are absent or limited (English)
+    records_note_messages: tuple[Message, ...] = field(default=(), compare=False)
+
+    def records_note_in(self, language: str) -> str | None:
+        """The records note in a language."""
+        if self.records_note_messages:
+            return render_all(self.records_note_messages, language)
+        return self.records_note

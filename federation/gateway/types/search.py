@@ -29,6 +29,7 @@ from federation.gateway.types.purpose import (
     OutcomeCounts,
     ResearchPurposeInput,
 )
+from federation.i18n import language_of
 from federation.search.query import (
     DEFAULT_PAGE_SIZE,
     FACETS,
@@ -37,6 +38,7 @@ from federation.search.query import (
     PageRequest,
     SampleQuery,
 )
+from federation.search.result import Access as AccessResult
 from federation.search.result import BiobankResult as BiobankResultData
 from federation.search.result import Count as CountResult
 from federation.search.result import Facet as FacetResult
@@ -74,6 +76,11 @@ class SampleQueryInput(graphene.InputObjectType):
     text = graphene.String(
         description="Disease words in English or Japanese (for example `breast cancer`), "
         "matched against ICD-10 names; `textDiseases` shows the codes they found."
+    )
+    text_exclude = graphene.List(
+        graphene.NonNull(graphene.String),
+        description="ICD-10 codes to leave out of what `text` resolved to (as listed in "
+        "`textDiseases`), so a researcher can drop a code the text found.",
     )
     materials = graphene.List(
         graphene.NonNull(graphene.String),
@@ -137,6 +144,10 @@ class Access(graphene.ObjectType):
     explanation = graphene.String(
         required=True, description="The minimum count, rounding and noise that apply, in words."
     )
+
+    @staticmethod
+    def resolve_explanation(parent: AccessResult, info: GraphQLResolveInfo) -> str:
+        return parent.explanation_in(context(info).language)
 
 
 class FacetBucket(graphene.ObjectType):
@@ -277,7 +288,7 @@ class SearchResult(graphene.ObjectType):
 
     @staticmethod
     def resolve_records_note(parent: SearchAnswer, info: GraphQLResolveInfo) -> Any:
-        return parent.result.records_note
+        return parent.result.records_note_in(context(info).language)
 
     @staticmethod
     def resolve_donors(parent: SearchAnswer, info: GraphQLResolveInfo) -> CountResult:
@@ -323,8 +334,12 @@ class SearchResult(graphene.ObjectType):
 
     @staticmethod
     def resolve_text_diseases(parent: SearchAnswer, info: GraphQLResolveInfo) -> list[DiseaseNode]:
-        names = context(info).search.names
-        return [DiseaseNode(c, names.name(c), "en") for c in parent.result.text_diseases]
+        request = context(info)
+        names = request.search.names
+        return [
+            DiseaseNode(c, *names.localised(c, request.language))
+            for c in parent.result.text_diseases
+        ]
 
 
 def _selections(info: GraphQLResolveInfo, field_name: str) -> list[dict[str, Any]]:
@@ -377,6 +392,10 @@ class SearchQuery(graphene.ObjectType):
             ResearchPurposeInput,
             description="What the samples are for; consent is matched against it.",
         ),
+        language=graphene.String(
+            description="`en` or `ja`: the language of the reasons, explanations and notes "
+            "this request returns (default: the request's Accept-Language, else English)."
+        ),
         description="Count matching donors and samples in every biobank, with facets and "
         "records. One search answers one research question. Every count is released under "
         "each biobank's disclosure policy for your role: small counts may be withheld, "
@@ -389,7 +408,10 @@ class SearchQuery(graphene.ObjectType):
         info: GraphQLResolveInfo,
         query: Mapping[str, Any],
         purpose: Mapping[str, Any] | None = None,
+        language: str | None = None,
     ) -> SearchAnswer:
+        if language is not None:  # an unknown one is BAD_USER_INPUT naming `language`
+            context(info).language = language_of(language, ())
         raw = {name: value for name, value in dict(query).items() if value is not None}
         try:
             sample_query = SampleQuery.parse(raw)

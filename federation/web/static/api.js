@@ -1,6 +1,8 @@
 // The public GraphQL API, as any client uses it: POST /graphql, with the signed-in
 // credential (an API key or a token, kept for this tab only) as a Bearer header.
 
+import { currentLanguage } from './i18n.js';
+
 const CREDENTIAL_KEY = 'biofed.credential';
 
 export class ApiError extends Error {
@@ -22,7 +24,8 @@ export function setCredential(value) {
 
 /** Run a request; resolves to {data, errors, status} (GraphQL errors are not thrown). */
 export async function request(query, variables = {}, { credentialOverride } = {}) {
-  const headers = { 'Content-Type': 'application/json', Accept: 'application/json' };
+  // Server-written texts (count reasons, access rules, notes, errors) in the page's language.
+  const headers = { 'Content-Type': 'application/json', Accept: 'application/json', 'Accept-Language': currentLanguage() };
   const secret = credentialOverride ?? credential();
   if (secret) headers.Authorization = `Bearer ${secret}`;
   let response;

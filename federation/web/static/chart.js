@@ -5,8 +5,12 @@ import { countText, isExact } from './counts.js';
 import { h } from './dom.js';
 import { t } from './i18n.js';
 
-const WIDTH = 640;
-const LABEL_WIDTH = 210;
+// Drawn at the container's own width (one SVG unit per CSS pixel), so the 12 px text stays
+// 12 px on a phone instead of being scaled down with the picture.
+const MAX_WIDTH = 640;
+const MIN_WIDTH = 280;
+const MAX_LABEL_WIDTH = 210;
+const LABEL_SHARE = 0.34; // of a narrow chart's width
 const VALUE_WIDTH = 80;
 const BAR = 12;
 const GAP = 3;
@@ -30,17 +34,19 @@ function fit(label, room) {
 }
 
 /** Draw rows [{label, donors: Count, samples: Count}] into `container`. */
-export function renderChart(container, rows, captionId) {
+export function renderChart(container, rows, captionId, { empty = true } = {}) {
   if (!rows.length) {
-    container.replaceChildren(h('p', { class: 'hint', text: t('chart.empty') }));
+    container.replaceChildren(empty ? h('p', { class: 'hint', text: t('chart.empty') }) : '');
     return;
   }
+  const WIDTH = Math.round(Math.min(MAX_WIDTH, Math.max(MIN_WIDTH, container.clientWidth || MAX_WIDTH)));
+  const LABEL_WIDTH = Math.round(Math.min(MAX_LABEL_WIDTH, WIDTH * LABEL_SHARE));
   const max = Math.max(1, ...rows.flatMap((r) => SERIES.map((s) => r[s.key].value || 0)));
   const plot = WIDTH - LABEL_WIDTH - VALUE_WIDTH;
   const height = TOP + rows.length * ROW + 4;
   const svg = h('svg:svg', {
     viewBox: `0 0 ${WIDTH} ${height}`,
-    width: '100%',
+    width: WIDTH,
     role: 'img',
     'aria-labelledby': captionId,
     class: 'bar-chart',
@@ -61,7 +67,7 @@ export function renderChart(container, rows, captionId) {
       y: y + BAR + 2,
       'text-anchor': 'end',
       class: 'bar-label',
-      text: fit(row.label, 30),
+      text: fit(row.label, LABEL_WIDTH / 7),
     });
     label.append(h('svg:title', { text: row.label }));
     svg.append(label);

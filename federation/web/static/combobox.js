@@ -11,7 +11,7 @@ const SUGGEST = `query Suggest($text: String!) {
   diseases(text: $text, first: 8) { code name language kind ancestors }
 }`;
 
-export function diseaseCombobox({ input, listbox, status, onSelect, onText }) {
+export function diseaseCombobox({ input, listbox, status, problem, onSelect, onText }) {
   let options = [];
   let active = -1;
   let asked = 0;
@@ -69,7 +69,27 @@ export function diseaseCombobox({ input, listbox, status, onSelect, onText }) {
     status.textContent = options.length
       ? t('search.disease.count', { n: formatNumber(options.length) })
       : t('search.disease.nomatch');
+    say(options.length ? null : 'nomatch');
     open();
+  };
+
+  // Visible beside the box: no item matches (type on, or search the words), or the server
+  // did not answer (retry) — two different things to do.
+  const say = (what) => {
+    problem.hidden = !what;
+    problem.dataset.problem = what || '';
+    if (!what) {
+      fill(problem);
+      return;
+    }
+    const text = what === 'failed'
+      ? t('search.disease.failed')
+      : t('search.disease.nomatch.visible', { text: input.value.trim() });
+    const retry = what === 'failed'
+      ? h('button', { type: 'button', class: 'link', onclick: () => { input.focus(); suggest(); }, text: t('search.retry') })
+      : null;
+    fill(problem, h('span', { text }), retry ? ' ' : '', retry);
+    problem.classList.toggle('invalid', what === 'failed');
   };
 
   const suggest = debounce(async () => {
@@ -77,12 +97,21 @@ export function diseaseCombobox({ input, listbox, status, onSelect, onText }) {
     const ticket = ++asked;
     if (!text) {
       options = [];
+      say(null);
       close();
       return;
     }
     const { data } = await request(SUGGEST, { text }).catch(() => ({ data: null }));
     if (ticket !== asked) return; // a newer keystroke is on its way
-    const found = (data && data.diseases) || [];
+    if (!data || !data.diseases) {
+      options = [];
+      close();
+      listbox.dataset.query = text;
+      status.textContent = t('search.disease.failed');
+      say('failed');
+      return;
+    }
+    const found = data.diseases;
     await ensureNames(found.flatMap((d) => [d.code, ...d.ancestors]));
     if (ticket !== asked) return;
     options = found;

@@ -7,7 +7,7 @@ import { renderChart } from './chart.js';
 import { diseaseCombobox, hierarchy } from './combobox.js';
 import { countNode, countPhrase, initTooltips } from './counts.js';
 import { datedName, download } from './csv.js';
-import { byId, fill, h } from './dom.js';
+import { byId, debounce, fill, h } from './dom.js';
 import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
 import { initShell } from './shell.js';
@@ -71,6 +71,7 @@ function variables(after = null) {
 }
 
 async function runSearch({ push = false } = {}) {
+  const focus = focusedControl(); // before anything is re-rendered
   const url = `${window.location.pathname}${writeState(state)}`;
   if (url !== `${window.location.pathname}${window.location.search}`) {
     window.history[push ? 'pushState' : 'replaceState'](null, '', url);
@@ -92,13 +93,19 @@ async function runSearch({ push = false } = {}) {
   const { data, errors } = response;
   for (const bb of (data && data.biobanks) || []) biobanks.set(bb.id, bb);
   if (!data || !data.search) {
-    answer = null;
+    // The last answer stays on screen, marked as not answering the filters now shown:
+    // an outage must not look like "no matches", and the reader keeps what they had.
     showError(errors[0]);
-    renderAll();
+    renderFilters();
+    byId('summary').textContent = t(answer ? 'summary.stale' : 'summary.failed');
+    document.body.classList.toggle('stale', Boolean(answer));
+    if (!answer) renderAll();
+    restoreFocus(focus);
     document.body.dataset.state = 'failed';
     return;
   }
   showError(null);
+  document.body.classList.remove('stale');
   answer = data.search;
   paging.cursors = [null];
   paging.index = 0;
@@ -106,7 +113,34 @@ async function runSearch({ push = false } = {}) {
   await ensureNames(displayedCodes(), { withAncestors: true });
   if (mine !== ticket) return;
   renderAll();
+  restoreFocus(focus);
   markRendered();
+}
+
+// Re-rendering replaces the facet buttons and chips: put focus back on the control the
+// reader used (the same facet bucket), or where the removed chip was.
+function focusedControl() {
+  const el = document.activeElement;
+  if (!el || el === document.body) return null;
+  if (el.dataset.facet) return { facet: el.dataset.facet, key: el.dataset.key };
+  if (el.classList.contains('chip-remove')) {
+    return { chip: [...document.querySelectorAll('#filter-list .chip-remove')].indexOf(el) };
+  }
+  return null;
+}
+
+function restoreFocus(focus) {
+  if (!focus || (document.activeElement && document.activeElement !== document.body)) return;
+  let target = null;
+  if (focus.facet) {
+    target = [...document.querySelectorAll('#facet-list [data-facet]')].find(
+      (el) => el.dataset.facet === focus.facet && el.dataset.key === focus.key,
+    ) || byId('facet-list').querySelector('[data-facet]');
+  } else if (focus.chip !== undefined) {
+    const chips = document.querySelectorAll('#filter-list .chip-remove');
+    target = chips[Math.min(focus.chip, chips.length - 1)] || byId('disease-input');
+  }
+  if (target) target.focus();
 }
 
 // For tests and scripts that drive the page: `data-state` is `ready` once the latest
@@ -134,6 +168,7 @@ async function loadPage(index) {
   answer = { ...answer, records: data.search.records, recordsNote: data.search.recordsNote };
   await ensureNames(recordCodes());
   renderRecords();
+  markScrollable();
   markRendered();
   byId('records-heading').scrollIntoView({ block: 'start' });
 }
@@ -191,15 +226,45 @@ function showError(error) {
   const box = byId('search-error');
   if (!error) {
     box.hidden = true;
-    box.textContent = '';
+    fill(box);
     return;
   }
   const known = has(`error.${error.code}`) ? t(`error.${error.code}`) : t('error.default');
-  box.textContent = error.message ? `${known} (${error.message})` : known;
+  const retry = RETRYABLE.includes(error.code)
+    ? h('button', { type: 'button', id: 'search-retry', onclick: () => runSearch(), text: t('search.retry') })
+    : null;
+  fill(box, h('span', { text: error.message ? `${known} (${error.message})` : known }), retry ? ' ' : '', retry);
   box.hidden = false;
 }
 
+// Failures a second try may cure (the server or the network), as opposed to bad input.
+const RETRYABLE = ['NETWORK', 'HTTP_ERROR', 'BACKEND_UNAVAILABLE', 'ENGINE_UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED', 'INTERNAL_SERVER_ERROR'];
+
 // --- rendering ------------------------------------------------------------------------
+
+// The facet list is one stop in the Tab order (roving tabindex): arrows move between its
+// buttons, so the keyboard reaches the results in a few Tabs instead of fifty.
+function rovingFacets() {
+  const buttons = [...byId('facet-list').querySelectorAll('button')];
+  const current = buttons.find((el) => el === document.activeElement)
+    || buttons.find((el) => el.getAttribute('aria-pressed') === 'true')
+    || buttons[0];
+  for (const el of buttons) el.tabIndex = el === current ? 0 : -1;
+}
+
+function facetKeys(event) {
+  const moves = { ArrowDown: 1, ArrowRight: 1, ArrowUp: -1, ArrowLeft: -1 };
+  const buttons = [...byId('facet-list').querySelectorAll('button')].filter((el) => el.offsetParent !== null);
+  const at = buttons.indexOf(document.activeElement);
+  if (at < 0) return;
+  let next = null;
+  if (event.key in moves) next = buttons[Math.min(buttons.length - 1, Math.max(0, at + moves[event.key]))];
+  else if (event.key === 'Home') next = buttons[0];
+  else if (event.key === 'End') next = buttons[buttons.length - 1];
+  if (!next) return;
+  event.preventDefault();
+  next.focus();
+}
 
 function renderAll() {
   renderFilters();
@@ -208,12 +273,21 @@ function renderAll() {
   renderBiobanks();
   renderPurpose();
   renderRecords();
+  markScrollable();
+  rovingFacets();
 }
 
-function chip(label, onRemove, title) {
+// Tables wider than their panel say so (a line of text; see .scroll-hint in app.css).
+function markScrollable() {
+  for (const wrap of document.querySelectorAll('.table-wrap')) {
+    wrap.dataset.scrollable = String(wrap.scrollWidth > wrap.clientWidth + 1);
+  }
+}
+
+function chip(label, onRemove, title, kind = '') {
   return h(
     'li',
-    { class: 'chip', title },
+    { class: kind ? `chip ${kind}` : 'chip', title },
     h('span', { text: label }),
     h('button', {
       type: 'button',
@@ -246,10 +320,23 @@ function renderFilters() {
     chips.push(
       chip(
         `${t('filters.text')}: ${t('filters.quoted', { text: state.text })}${answer ? ` (${t('filters.text.matched', { n: formatNumber(matched.length) })})` : ''}`,
-        () => setState({ text: '' }),
+        () => setState({ text: '', textExclude: [] }),
         matched.map((d) => `${d.code} ${d.name}`).join('\n') || undefined,
       ),
     );
+    // What the words became, one removable chip per ICD-10 item: the reader sees what was
+    // searched and drops what they did not mean.
+    for (const item of matched) {
+      const known = disease(item.code);
+      chips.push(
+        chip(
+          `${t('filters.text.became')}: ${diseaseLabel(item.code, item.name)}`,
+          () => setState({ textExclude: [...state.textExclude, item.code] }),
+          known ? hierarchy(known) : undefined,
+          'text-disease',
+        ),
+      );
+    }
   }
   for (const [facet, field] of Object.entries(FACET_FIELDS)) {
     for (const key of state[field]) {
@@ -266,6 +353,8 @@ function renderFilters() {
     );
   }
   fill(byId('filter-list'), chips);
+  // A picked disease and the words are both required (AND), unlike two picked diseases.
+  byId('filters-and').hidden = !(state.text && state.diseases.length);
   byId('clear-all').hidden = chips.length === 0;
   byId('age-min').value = state.ageMin ?? '';
   byId('age-max').value = state.ageMax ?? '';
@@ -400,6 +489,7 @@ function renderFacets() {
             if (expanded) expandedFacets.delete(facet.name);
             else expandedFacets.add(facet.name);
             renderFacets();
+            rovingFacets();
           },
           text: expanded ? t('facets.less') : t('facets.more', { n: formatNumber(facet.buckets.length) }),
         })
@@ -447,7 +537,8 @@ function renderBiobanks() {
   exportButton.disabled = !rows.length;
   if (!answer || !rows.length) {
     fill(container, answer ? h('p', { class: 'hint', text: t('biobanks.empty') }) : '');
-    renderChart(byId('chart'), [], 'chart-caption');
+    // Without an answer there is nothing to chart, which is not "no matches".
+    renderChart(byId('chart'), [], 'chart-caption', { empty: Boolean(answer) });
     return;
   }
   const withConsent = Boolean(answer.consent);
@@ -565,8 +656,11 @@ function obligationText(o) {
   return o.until ? `${o.code}: ${text} (${t('obligation.until', { date: o.until })})` : `${o.code}: ${text}`;
 }
 
+// With a purpose, what the consent says comes right after the sample: the reason a
+// researcher reads the records at all, in view without scrolling sideways.
 function recordColumns() {
-  return state.purpose && answer && answer.consent ? [...RECORD_COLUMNS, ...PURPOSE_COLUMNS] : RECORD_COLUMNS;
+  if (!(state.purpose && answer && answer.consent)) return RECORD_COLUMNS;
+  return [...RECORD_COLUMNS.slice(0, 2), ...PURPOSE_COLUMNS, ...RECORD_COLUMNS.slice(2)];
 }
 
 function renderRecords() {
@@ -694,9 +788,25 @@ function readPurposeForm() {
 }
 
 function ageValue(input) {
-  if (input.value === '') return null;
+  if (input.value === '' && input.validity.valid) return null;
   const n = Number(input.value);
-  return Number.isInteger(n) && n >= 0 && n <= 150 ? n : null;
+  return Number.isInteger(n) && n >= 0 && n <= 150 && input.value !== '' ? n : undefined;
+}
+
+/** Mark an unusable age at its field and say why; true when there is a problem. */
+function ageProblem(ageMin, ageMax) {
+  const message = byId('age-problem');
+  let key = null;
+  let field = null;
+  if (ageMin === undefined) [key, field] = ['search.age.invalid', 'age-min'];
+  else if (ageMax === undefined) [key, field] = ['search.age.invalid', 'age-max'];
+  else if (ageMin !== null && ageMax !== null && ageMin > ageMax) [key, field] = ['search.age.order', 'age-min'];
+  for (const id of ['age-min', 'age-max']) byId(id).setAttribute('aria-invalid', String(id === field));
+  message.hidden = !key;
+  message.textContent = key ? t(key) : '';
+  if (key) message.dataset.i18n = key;
+  else delete message.dataset.i18n;
+  return Boolean(key);
 }
 
 function wire() {
@@ -704,23 +814,29 @@ function wire() {
     input: byId('disease-input'),
     listbox: byId('disease-options'),
     status: byId('disease-status'),
+    problem: byId('disease-problem'),
     onSelect: (code) => {
       if (!state.diseases.includes(code)) setState({ diseases: [...state.diseases, code] });
     },
-    onText: (text) => setState({ text }),
+    onText: (text) => setState({ text, textExclude: [] }),
   });
   byId('search-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const text = byId('disease-input').value.trim();
     byId('disease-input').value = '';
-    setState({ text });
+    setState({ text, textExclude: [] });
   });
   for (const id of ['age-min', 'age-max']) {
-    byId(id).addEventListener('change', () => setState({ ageMin: ageValue(byId('age-min')), ageMax: ageValue(byId('age-max')) }));
+    byId(id).addEventListener('change', () => {
+      const ageMin = ageValue(byId('age-min'));
+      const ageMax = ageValue(byId('age-max'));
+      if (ageProblem(ageMin, ageMax)) return;
+      setState({ ageMin, ageMax });
+    });
   }
   byId('clear-all').addEventListener('click', () => {
     setState({
-      diseases: [], text: '', materials: [], sexes: [], biobanks: [], collectionTypes: [], dataCategories: [], ageMin: null, ageMax: null,
+      diseases: [], text: '', textExclude: [], materials: [], sexes: [], biobanks: [], collectionTypes: [], dataCategories: [], ageMin: null, ageMax: null,
     });
     byId('disease-input').focus();
   });
@@ -754,22 +870,30 @@ function wire() {
   byId('records-prev').addEventListener('click', () => {
     if (paging.index > 0) loadPage(paging.index - 1);
   });
+  byId('facet-list').addEventListener('keydown', facetKeys);
+  document.querySelector('.skip-to').addEventListener('click', (event) => {
+    event.preventDefault(); // no #fragment in the URL: the URL is the search
+    byId('records-heading').focus();
+  });
+  byId('facet-list').addEventListener('focusin', (event) => {
+    for (const el of byId('facet-list').querySelectorAll('button')) el.tabIndex = el === event.target ? 0 : -1;
+  });
   byId('facets-toggle').addEventListener('click', () => {
     const open = byId('facets').dataset.collapsed === 'true';
     byId('facets').dataset.collapsed = String(!open);
     byId('facets-toggle').setAttribute('aria-expanded', String(open));
   });
+  // A turned phone or a resized window: the chart is drawn for its width, tables re-measured.
+  window.addEventListener('resize', debounce(() => {
+    if (answer) renderBiobanks();
+    markScrollable();
+  }, 200));
   window.addEventListener('popstate', () => {
     state = readState();
     runSearch();
   });
-  onLanguageChange(async () => {
-    document.body.dataset.state = 'loading';
-    await ensureNames(displayedCodes(), { withAncestors: true });
-    renderAll();
-    showError(lastError);
-    markRendered();
-  });
+  // The server writes reasons, explanations and notes in the request's language: ask again.
+  onLanguageChange(() => runSearch());
 }
 
 initTooltips();

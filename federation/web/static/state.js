@@ -8,6 +8,8 @@ const LISTS = {
   biobanks: 'biobank',
   collectionTypes: 'collection_type',
   dataCategories: 'data_category',
+  // Codes the reader removed from what the free text resolved to.
+  textExclude: 'text_exclude',
 };
 const FLAGS = {
   commercial: 'commercial',
@@ -21,6 +23,7 @@ export function emptyState() {
   return {
     diseases: [],
     text: '',
+    textExclude: [],
     materials: [],
     sexes: [],
     biobanks: [],
@@ -81,6 +84,7 @@ export function writeState(state) {
 export function sampleQuery(state) {
   const query = {};
   for (const field of Object.keys(LISTS)) if (state[field].length) query[field] = state[field];
+  if (!state.text) delete query.textExclude; // nothing to leave out without a text
   if (state.text) query.text = state.text;
   if (state.ageMin !== null) query.ageMin = state.ageMin;
   if (state.ageMax !== null) query.ageMax = state.ageMax;
