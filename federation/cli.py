@@ -569,6 +569,11 @@ def connectors_group() -> None:
     """Connector plugins."""
 
 
+from federation.state.commands import migrate  # noqa: E402 (registered with the group)
+
+main.add_command(migrate)
+
+
 @connectors_group.command("list")
 def connectors_list() -> None:
     """Connectors installed through the `federation.connectors` entry points."""

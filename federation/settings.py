@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from marshmallow import RAISE, Schema, ValidationError, post_load
@@ -168,6 +169,10 @@ class Settings:
     port: int = 8000
     workers: int = 2
     secret_key: str = field(default="", repr=False)
+    # --- the state store; see docs/state.md ------------------------------------------------
+    # Empty: state.db in the data folder. postgresql://user@host:port/db when several hosts
+    # serve (password from BIOFED_STATE_PASSWORD or PGPASSWORD, never in the URL).
+    state_url: str = ""
     # --- the embedded backend; see docs/embedded-backend.md ---------------------------------
     # Answers each server process keeps until the next publish; 0 turns the cache off. The
     # largest, a landing page, is ~630 facet cells and ~270 kB at 1M rows in 20 biobanks.
@@ -290,6 +295,11 @@ def _coerce(name: str, value: Any) -> Any:
         if name.startswith("embedded_") and number < 0:
             raise SettingsError(f"{name}: {value!r} must not be negative")
         return number
+    if name == "state_url" and value and urlsplit(str(value)).password is not None:
+        raise SettingsError(
+            "state_url: the URL carries a password; take it out and set "
+            "BIOFED_STATE_PASSWORD in the environment instead"
+        )
     if name == "backend" and value not in ("embedded", "elasticsearch", "opensearch"):
         raise SettingsError(f"backend: {value!r} is not embedded, elasticsearch or opensearch")
     return value
