@@ -9,6 +9,7 @@ buckets keep epoch seconds because the limiter does arithmetic on them. The migr
 from __future__ import annotations
 
 from sqlalchemy import (
+    BigInteger,
     Column,
     Float,
     Index,
@@ -142,7 +143,8 @@ sync_passes = Table(
     Column("mode", Text, nullable=False),
     Column("started_at", Text, nullable=False),
     Column("finished", Integer, nullable=False),
-    Column("version", Integer, nullable=False, server_default=text("1")),
+    # Milliseconds since the epoch: past 32 bits.
+    Column("version", BigInteger, nullable=False, server_default=text("1")),
 )
 
 # --- the gateway ---------------------------------------------------------------------------

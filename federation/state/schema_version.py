@@ -8,6 +8,7 @@ upgrades it); the embedded SQLite file belongs to one host and is upgraded in pl
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
 from alembic import command
@@ -37,6 +38,7 @@ def _config(connection: Connection | None = None) -> Config:
     return config
 
 
+@functools.cache
 def head() -> str:
     """The newest revision this version of biofed knows."""
     revision = ScriptDirectory.from_config(_config()).get_current_head()

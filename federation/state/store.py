@@ -58,7 +58,8 @@ class StateStore:
         if migrate is None:
             migrate = engine.dialect.name == SQLITE
         try:
-            if migrate:
+            # Checking first keeps a start from taking the write lock when nothing is due.
+            if migrate and schema_version.current(engine) != schema_version.head():
                 before, after = schema_version.upgrade(engine)
                 if before != after:
                     log.info("state store %s migrated from %s to %s", shown(url), before, after)

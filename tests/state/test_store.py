@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -388,3 +389,41 @@ def test_a_world_readable_store_from_before_is_tightened(tmp_path: Path) -> None
     path.chmod(0o644)
     create_state_engine(state_url(f"sqlite:///{path}", tmp_path)).dispose()
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+# The sync tables as versions before the store wrote them into state.db (hand-written DDL).
+PRE_STORE_STATE_DB = """
+CREATE TABLE sync_runs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT, biobank_id TEXT NOT NULL, kind TEXT NOT NULL,
+  triggered_by TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
+  outcome TEXT NOT NULL, read INTEGER NOT NULL DEFAULT 0, indexed INTEGER NOT NULL DEFAULT 0,
+  rejected INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
+  withdrawn INTEGER NOT NULL DEFAULT 0, duration_s REAL, generation TEXT, error TEXT);
+CREATE INDEX sync_runs_biobank ON sync_runs (biobank_id, id);
+CREATE TABLE quarantine (
+  biobank_id TEXT NOT NULL, stream TEXT NOT NULL, record_key TEXT NOT NULL, source_id TEXT,
+  position TEXT, field TEXT, value TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL,
+  run_id INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
+  PRIMARY KEY (biobank_id, stream, record_key));
+CREATE TABLE checkpoints (
+  biobank_id TEXT NOT NULL, stream TEXT NOT NULL, state TEXT NOT NULL,
+  updated_at TEXT NOT NULL, PRIMARY KEY (biobank_id, stream));
+INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome, read)
+  VALUES ('bb-1', 'full', 'cli', '2026-11-30T10:00:00.000+00:00', 'succeeded', 42);
+INSERT INTO checkpoints VALUES ('bb-1', 'samples', '{"pass": 3}', '2026-11-30T10:00:00');
+"""
+
+
+def test_a_state_db_from_before_the_store_is_adopted(tmp_path: Path) -> None:
+    raw = sqlite3.connect(tmp_path / "state.db")
+    raw.executescript(PRE_STORE_STATE_DB)
+    raw.close()
+    store = open_state_store(None, tmp_path)
+    (run,) = store.runs.history()
+    assert (run.biobank_id, run.read, run.outcome) == ("bb-1", 42, SUCCEEDED)
+    assert store.checkpoints.get("bb-1", "samples") == {"pass": 3}
+    assert store.runs.start("bb-1", "full", "cli") == run.id + 1
+    store.audit.append(audited("a@example.org"))  # the tables added by the migration
+    assert store.ledger.spent(BudgetKey("a", "b", "c")) == 0.0
+    schema_version.check(store.engine)
+    store.close()

@@ -132,7 +132,7 @@ def upgrade() -> None:
         sa.Column("mode", sa.Text, nullable=False),
         sa.Column("started_at", sa.Text, nullable=False),
         sa.Column("finished", sa.Integer, nullable=False),
-        sa.Column("version", sa.Integer, nullable=False, server_default=sa.text("1")),
+        sa.Column("version", sa.BigInteger, nullable=False, server_default=sa.text("1")),
     )
     op.create_table(
         "audit_searches",
