@@ -29,6 +29,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("model", "i18n"),
     ("consent", "disclosure"),
     ("settings",),
+    ("state",),
     ("search",),
     ("beacon", "sync"),
     ("connectors",),
