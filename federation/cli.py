@@ -7,12 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from federation import PROJECT_ROOT
 from federation.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from federation.sync.orchestrate import SyncOrder
 
 # gunicorn's settings, as a module so that an installed wheel has them too.
 GUNICORN_CONFIG = "federation.gunicorn_conf"
@@ -159,25 +162,37 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     show_default=True,
     help="Biobanks synced at once, each in its own process; 0: one per CPU.",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Confirm that a source shrank: publish even if a full sync deletes more than "
+    "sync_max_shrink of a biobank's samples (docs/operations.md).",
+)
 @_backend_option()
 @click.pass_context
 def sync(
     ctx: click.Context,
+    /,
     all_biobanks: bool,
     biobank_ids: tuple[str, ...],
     progress: bool | None,
-    mode: str,
-    jobs: int,
+    **how: Any,
 ) -> None:
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
         raise click.UsageError("give --all or --biobank ID")
+    from federation.sync.orchestrate import SyncOrder
+
     failures = _sync(
         _settings(ctx),
         None if all_biobanks else biobank_ids,
         progress,
-        mode,
-        jobs=jobs or os.cpu_count() or 1,
+        SyncOrder(
+            (),
+            how["mode"],
+            jobs=how["jobs"] or os.cpu_count() or 1,
+            allow_shrink=how["allow_shrink"],
+        ),
     )
     if failures:
         sys.exit(1)
@@ -187,11 +202,11 @@ def _sync(
     settings: Settings,
     biobank_ids: tuple[str, ...] | None,
     progress: bool | None,
-    mode: str = "auto",
-    triggered_by: str = "cli",
-    *,
-    jobs: int = 1,
+    how: SyncOrder | None = None,
 ) -> int:
+    """Sync the biobanks (all when None) as `how` says (mode, jobs, ...; its ids unused)."""
+    import dataclasses
+
     from federation.runtime import Runtime
     from federation.sync.orchestrate import SyncOrder, sync_all
 
@@ -201,7 +216,9 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
-    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, triggered_by, jobs)
+    order = dataclasses.replace(
+        how or SyncOrder(()), biobank_ids=tuple(s.biobank.id for s in sources)
+    )
     show = sys.stderr.isatty() if progress is None else progress
 
     def progress_for(biobank_id: str) -> tuple[Callable[[str, int], None], Callable[[], None]]:
@@ -345,9 +362,13 @@ def _demo_keys(out: Path, fresh: bool) -> dict[str, dict[str, Any]]:
 @click.pass_context
 def runs(ctx: click.Context, biobank: str | None, limit: int) -> None:
     """Sync history: runs with counts, duration, outcome and error."""
-    from federation.sync.state import SyncState
+    from federation.runtime import Runtime
+    from federation.sync.recovery import settle
 
-    state = SyncState(_settings(ctx).state_path)
+    runtime = Runtime(_settings(ctx))
+    state = runtime.state
+    # Runs whose process died on this host are settled first, so none shows as running.
+    settle(state, runtime.backend.published, biobank)
     for run in state.runs(biobank, limit):
         click.echo(
             f"#{run.id} {run.biobank_id} {run.kind} {run.outcome} {run.started_at} "

@@ -21,7 +21,7 @@ PACKAGES = ("federation", "connectors")
 # parses and below search, which builds its backend from it; `runtime` wires settings to
 # the backend, the sync state and the search service for the entry points above it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("federation", "errors"),
+    ("federation", "errors", "faults"),
     ("package_data",),
     ("model",),
     ("consent", "disclosure"),

@@ -55,6 +55,10 @@ class GenerationWriter(abc.ABC):
     interrupted sync) discards the half-written generation and the previous one serves on.
     """
 
+    # The generation being written and the rows added so far (set by each writer).
+    generation: str
+    count: int
+
     def __init__(self, biobank_id: str) -> None:
         self.biobank_id = biobank_id
         self.published: GenerationInfo | None = None

@@ -55,6 +55,17 @@ class SyncOrder:
     mode: str = "auto"
     triggered_by: str = "cli"
     jobs: int = 1
+    allow_shrink: bool = False  # an admin confirmed that sources may shrink (shrink guard)
+
+    def request(self, settings: Settings, progress: Progress | None = None) -> RunRequest:
+        """The run request of each biobank's sync in this order."""
+        return RunRequest(
+            self.mode,
+            self.triggered_by,
+            progress,
+            max_shrink=settings.sync_max_shrink,
+            allow_shrink=self.allow_shrink,
+        )
 
 
 def summary(run: SyncRun) -> str:
@@ -87,7 +98,7 @@ def sync_all(
                 runtime.backend,
                 runtime.state,
                 locks_dir=runtime.settings.locks_dir,
-                request=RunRequest(order.mode, order.triggered_by, progress),
+                request=order.request(runtime.settings, progress),
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             done()
@@ -119,7 +130,7 @@ def sync_in_parallel(
                 open_environment,
                 runtime.settings,
                 biobank_id,
-                RunRequest(order.mode, order.triggered_by),
+                order.request(runtime.settings),
             ): biobank_id
             for biobank_id in ordered
         }

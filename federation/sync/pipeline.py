@@ -9,7 +9,9 @@ record and finishing it.
 from __future__ import annotations
 
 import abc
+import errno
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from typing import Any, ClassVar, NoReturn
 
 from marshmallow import Schema, ValidationError
 
+from federation import faults
 from federation.errors import FederationError
 from federation.model.records import QUICK_LOADERS, Collection, consent_to_json, describe_errors
 from federation.search.backend import SearchBackend
@@ -54,6 +57,10 @@ class RunRequest:
     mode: str = "auto"
     triggered_by: str = "cli"
     progress: Progress | None = None
+    # The shrink guard (`federation.sync.guards`): the largest fraction of the indexed
+    # samples a full sync may delete, and whether an admin confirmed a larger shrink.
+    max_shrink: float = 0.5
+    allow_shrink: bool = False
 
 
 @dataclass
@@ -91,6 +98,17 @@ class SyncFailed(FederationError, RuntimeError):
         self.run = run
 
 
+class StateDiskFull(FederationError, OSError):
+    """The sync state database could not be written: its disk is full."""
+
+    code = "STATE_DISK_FULL"
+
+
+def disk_full(err: sqlite3.Error) -> bool:
+    """Whether SQLite failed because its disk is full."""
+    return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(err)
+
+
 class BiobankSync(abc.ABC):
     """One run of one biobank: start the run record, `execute`, finish or fail it."""
 
@@ -111,6 +129,8 @@ class BiobankSync(abc.ABC):
         self.counts = RunCounts()
         self.run_id = 0
         self.started = time.monotonic()
+        # Set once the new generation serves: a later failure must not hide that.
+        self.published: str | None = None
 
     @property
     def biobank_id(self) -> str:
@@ -127,8 +147,17 @@ class BiobankSync(abc.ABC):
                 duration_s=time.monotonic() - self.started,
                 generation=generation,
             )
+            faults.reached("after_record")
         except self.failures as err:
             self.fail(err)
+        except sqlite3.OperationalError as err:
+            if not disk_full(err):
+                raise
+            self.fail(
+                StateDiskFull(
+                    errno.ENOSPC, f"the sync state database is full: {err}", str(self.state.path)
+                )
+            )
         finally:
             self.connector.close()
         return self.recorded()
@@ -142,16 +171,26 @@ class BiobankSync(abc.ABC):
 
     def fail(self, err: Exception) -> NoReturn:
         """Record the run as failed with the counts so far and raise SyncFailed."""
-        if not self.run_id:
-            self.start("full")
         log.warning("sync of %s failed: %s", self.biobank_id, err)
-        self.state.finish_run(
-            self.run_id,
-            FAILED,
-            self.counts.as_dict(),
-            duration_s=time.monotonic() - self.started,
-            error=str(err),
-        )
+        error = str(err)
+        if self.published is not None:
+            error = f"published generation {self.published}, then failed: {error}"
+
+        def record() -> None:
+            if not self.run_id:
+                self.start("full")
+            self.state.finish_run(
+                self.run_id,
+                FAILED,
+                self.counts.as_dict(),
+                duration_s=time.monotonic() - self.started,
+                generation=self.published,
+                error=error,
+            )
+
+        # On a full disk the state database may be full too: the space it keeps in
+        # reserve is freed for this record.
+        self.state.despite_full_disk(record)
         raise SyncFailed(self.recorded()) from err
 
     def recorded(self) -> SyncRun:

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +20,9 @@ from typing import Any
 # Raw payloads are kept so an admin sees what the source sent, but a pathological row
 # (a whole file in one cell) must not fill the disk.
 MAX_PAYLOAD_BYTES = 8192
+# Space kept in a file beside the database and freed when the disk is full, so the run
+# that hit the full disk can still record why it failed.
+RESERVE_BYTES = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -35,7 +40,9 @@ CREATE TABLE IF NOT EXISTS sync_runs (
   withdrawn INTEGER NOT NULL DEFAULT 0,
   duration_s REAL,
   generation TEXT,
-  error TEXT
+  error TEXT,
+  host TEXT,
+  pid INTEGER
 );
 CREATE INDEX IF NOT EXISTS sync_runs_biobank ON sync_runs (biobank_id, id);
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -53,6 +60,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
   last_seen TEXT NOT NULL,
   PRIMARY KEY (biobank_id, stream, record_key)
 );
+CREATE TABLE IF NOT EXISTS pending_quarantine (
+  run_id INTEGER PRIMARY KEY,
+  biobank_id TEXT NOT NULL,
+  records TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
   biobank_id TEXT NOT NULL,
   stream TEXT NOT NULL,
@@ -63,6 +75,8 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 """
 
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+# A sync that did not start because another held the biobank's lock.
+REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -84,6 +98,9 @@ class SyncRun:
     duration_s: float | None
     generation: str | None
     error: str | None
+    # Where the run's process ran, so a run whose process died shows as such at once.
+    host: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -113,8 +130,33 @@ class SyncState:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
+        self._keep_reserve()
         with self._connect() as db:
             db.executescript(_SCHEMA)
+            columns = {r[1] for r in db.execute("PRAGMA table_info(sync_runs)")}
+            for column, kind in (("host", "TEXT"), ("pid", "INTEGER")):
+                if column not in columns:  # a state file from before runs knew their process
+                    db.execute(f"ALTER TABLE sync_runs ADD COLUMN {column} {kind}")
+
+    def _keep_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with self.reserve.open("wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)  # written, not sparse: real blocks
+        except OSError:  # the disk is full already: try again next time
+            self.reserve.unlink(missing_ok=True)
+
+    def despite_full_disk(self, write: Callable[[], None]) -> None:
+        """Run a state write; if the disk is full, free the reserve and run it once more."""
+        try:
+            write()
+        except sqlite3.OperationalError as err:
+            if "full" not in str(err) or not self.reserve.exists():
+                raise
+            self.reserve.unlink(missing_ok=True)
+            write()
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -144,11 +186,91 @@ class SyncState:
                 (INTERRUPTED, "the sync process ended without finishing", biobank_id, RUNNING),
             )
             cursor = db.execute(
-                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (biobank_id, kind, triggered_by, now(), RUNNING),
+                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome, "
+                "host, pid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (biobank_id, kind, triggered_by, now(), RUNNING, socket.gethostname(), os.getpid()),
             )
             return int(cursor.lastrowid or 0)
+
+    def record_refused(self, biobank_id: str, triggered_by: str, reason: str) -> int:
+        """Record a sync that was refused before it started (another holds the lock)."""
+        stamp = now()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, "
+                "finished_at, outcome, duration_s, error, host, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                (
+                    biobank_id,
+                    "full",
+                    triggered_by,
+                    stamp,
+                    stamp,
+                    REFUSED,
+                    reason,
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def prepare_publish(
+        self,
+        run_id: int,
+        generation: str,
+        counts: Mapping[str, int],
+        rejections: list[dict[str, Any]],
+    ) -> None:
+        """Before publishing: the generation about to serve, its counts and quarantine.
+
+        A run killed between its publish and its record is then settled truthfully from
+        these (`federation.sync.recovery`): succeeded with its generation and quarantine
+        if that generation serves, else interrupted.
+        """
+        payload = json.dumps(
+            [{**r, "payload": cap_payload(r["payload"])} for r in rejections],
+            ensure_ascii=False,
+            default=str,
+        )
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE sync_runs SET generation = ?, read = ?, indexed = ?, rejected = ?, "
+                "deleted = ?, withdrawn = ? WHERE id = ?",
+                (
+                    generation,
+                    counts.get("read", 0),
+                    counts.get("indexed", 0),
+                    counts.get("rejected", 0),
+                    counts.get("deleted", 0),
+                    counts.get("withdrawn", 0),
+                    run_id,
+                ),
+            )
+            db.execute(
+                "INSERT OR REPLACE INTO pending_quarantine (run_id, biobank_id, records) "
+                "SELECT id, biobank_id, ? FROM sync_runs WHERE id = ?",
+                (payload, run_id),
+            )
+            db.execute("COMMIT")
+
+    def pending_quarantine(self, run_id: int) -> list[dict[str, Any]] | None:
+        """The quarantine a run recorded before publishing, if it did."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT records FROM pending_quarantine WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+    def settle_run(self, run_id: int, outcome: str, error: str, *, published: bool) -> None:
+        """End a run whose process died: `published` keeps its generation, else clears it."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE sync_runs SET finished_at = ?, outcome = ?, error = ?, "
+                "generation = CASE WHEN ? THEN generation END WHERE id = ? AND outcome = ?",
+                (now(), outcome, error, published, run_id, RUNNING),
+            )
+            db.execute("DELETE FROM pending_quarantine WHERE run_id = ?", (run_id,))
 
     def finish_run(
         self,
@@ -179,6 +301,7 @@ class SyncState:
                     run_id,
                 ),
             )
+            db.execute("DELETE FROM pending_quarantine WHERE run_id = ?", (run_id,))
 
     def runs(self, biobank_id: str | None = None, limit: int = 50) -> list[SyncRun]:
         with self._connect() as db:
