@@ -314,6 +314,16 @@ class SyncState:
                 )
             return [SyncRun(**dict(r)) for r in rows.fetchall()]
 
+    def published_biobanks(self) -> set[str]:
+        """Biobanks that some run published a generation of: the backend must serve them."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT DISTINCT biobank_id FROM sync_runs WHERE outcome = ? "
+                "AND generation IS NOT NULL",
+                (SUCCEEDED,),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
+
     def run(self, run_id: int) -> SyncRun | None:
         with self._connect() as db:
             row = db.execute("SELECT * FROM sync_runs WHERE id = ?", (run_id,)).fetchone()

@@ -4,9 +4,12 @@ may kill at a named fault point (`federation.faults`), on the embedded store or 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -21,6 +24,7 @@ from federation.sync.state import SyncRun
 from tests.conftest import make_settings
 from tests.engine.node import drop_prefix, engine_settings, unique_prefix
 from tests.support.network import TabularBiobank, write_network
+from tests.support.server import free_port, running
 
 # Killed by SIGKILL: what the parent sees as the child's return code.
 KILLED = -9
@@ -146,3 +150,47 @@ class FaultNetwork:
     def close(self) -> None:
         if self.engine_url and self.prefix:
             drop_prefix(self.engine_url, self.prefix)
+
+
+SEARCH = """
+query($q: SampleQuery!) {
+  search(query: $q) {
+    samples { value }
+    byBiobank { biobank { id } donors { value } samples { value } }
+  }
+}"""
+
+
+def post_search(url: str, query: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A GraphQL search against a served gateway; the decoded body, whatever the status."""
+    request = urllib.request.Request(
+        f"{url}/graphql",
+        data=json.dumps({"query": SEARCH, "variables": {"q": dict(query or {})}}).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            body: dict[str, Any] = json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        body = json.loads(err.read() or b"{}")
+    return body
+
+
+def probe(url: str) -> tuple[int, dict[str, Any]]:
+    """`/readyz`: its status and body."""
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=30) as response:
+            return int(response.status), json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
+@contextmanager
+def served(network: FaultNetwork, log: Path) -> Iterator[str]:
+    """The gateway under gunicorn over the network's data; its base URL."""
+    port = free_port()
+    env = network.env(BIOFED_HOST="127.0.0.1", BIOFED_PORT=str(port), BIOFED_WORKERS="2")
+    command = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py"]
+    with running(command, env, port, log) as url:
+        yield url
