@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
@@ -60,13 +61,16 @@ def searches_answerable(runtime: Runtime) -> str | None:
     restarted on empty data serves 0 for all, which is no answer), and the audit log must
     take a write: a search it cannot record is refused, so a full data disk fails them all.
     """
+    unwritable = _audit_unwritable(runtime.audit.path)
+    if unwritable is not None:
+        return unwritable
     published = runtime.backend.published()
     network = {source.biobank.id for source in runtime.network().biobanks}
-    missing = sorted(
-        biobank_id
-        for biobank_id in runtime.state.published_biobanks()
-        if biobank_id in network and biobank_id not in published
-    )
+    try:
+        expected = runtime.state.published_biobanks()
+    except sqlite3.Error as err:
+        return f"the sync state database {runtime.state.path} cannot be read: {err}"
+    missing = sorted(b for b in expected if b in network and b not in published)
     if missing:
         return (
             f"published generations missing from the search backend: {', '.join(missing)} "

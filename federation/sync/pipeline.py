@@ -139,6 +139,8 @@ class BiobankSync(abc.ABC):
     def run(self) -> SyncRun:
         """Do the sync and record it; raise SyncFailed (after recording) on a failure."""
         try:
+            if self.state.reserve_spent:
+                raise self.state_full("its disk is full")
             generation = self.execute()
             self.state.finish_run(
                 self.run_id,
@@ -151,16 +153,18 @@ class BiobankSync(abc.ABC):
         except self.failures as err:
             self.fail(err)
         except sqlite3.OperationalError as err:
-            if not disk_full(err):
+            if not (disk_full(err) or self.state.disk_full()):
                 raise
-            self.fail(
-                StateDiskFull(
-                    errno.ENOSPC, f"the sync state database is full: {err}", str(self.state.path)
-                )
-            )
+            self.fail(self.state_full(str(err)))
         finally:
             self.connector.close()
         return self.recorded()
+
+    def state_full(self, why: str) -> StateDiskFull:
+        """The error of a run stopped because the state database's disk is full."""
+        return StateDiskFull(
+            errno.ENOSPC, f"the sync state database cannot be written: {why}", str(self.state.path)
+        )
 
     @abc.abstractmethod
     def execute(self) -> str | None:

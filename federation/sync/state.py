@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import socket
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping
@@ -131,7 +132,13 @@ class SyncState:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.reserve = self.path.with_name(self.path.name + ".reserve")
+        # Set when the reserve had to be freed: the disk is full, and the space freed is for
+        # recording runs, not for a sync to fill again.
+        self.reserve_spent = False
         self._keep_reserve()
+        self.despite_full_disk(self._create)
+
+    def _create(self) -> None:
         with self._connect() as db:
             db.executescript(_SCHEMA)
             columns = {r[1] for r in db.execute("PRAGMA table_info(sync_runs)")}
@@ -152,11 +159,20 @@ class SyncState:
         """Run a state write; if the disk is full, free the reserve and run it once more."""
         try:
             write()
-        except sqlite3.OperationalError as err:
-            if "full" not in str(err) or not self.reserve.exists():
+        except sqlite3.OperationalError:
+            if not self.reserve.exists() or not self.disk_full():
                 raise
             self.reserve.unlink(missing_ok=True)
+            self.reserve_spent = True
             write()
+
+    def disk_full(self) -> bool:
+        """Whether the database's disk has less room left than the reserve holds.
+
+        SQLite reports a full disk as "database or disk is full", or, when it cannot even
+        create its shared-memory file, as a "disk I/O error"; the free space tells them apart.
+        """
+        return shutil.disk_usage(self.path.parent).free < RESERVE_BYTES
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:

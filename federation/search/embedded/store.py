@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from federation import faults
+from federation.errors import FederationError
 from federation.search.backend import GenerationInfo, GenerationWriter
 from federation.search.documents import ARROW_SCHEMA
 
@@ -24,6 +25,23 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 MANIFEST_TEMP = f".{MANIFEST}."
+
+
+class StoreWriteFailed(FederationError, OSError):
+    """A file of the embedded store could not be written (a full disk, most often)."""
+
+    code = "STORE_WRITE_FAILED"
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Make an OSError without a file name (Arrow's) name the file being written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or isinstance(err, FederationError):
+            raise
+        raise StoreWriteFailed(f"writing {path} failed: {err}") from err
 
 
 class EmbeddedStore:
@@ -109,16 +127,18 @@ class ParquetGenerationWriter(GenerationWriter):
             stale.unlink(missing_ok=True)
         self.generation = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.tmp_path = store.root / "tmp" / f"{biobank_id}--{self.generation}.parquet"
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.tmp_path, ARROW_SCHEMA, compression="zstd"
-        )
+        with naming(self.tmp_path):
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+                self.tmp_path, ARROW_SCHEMA, compression="zstd"
+            )
         self.count = 0
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         assert self._writer is not None, "writer already closed"
-        self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
+        with naming(self.tmp_path):
+            self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
         self.count += len(rows)
 
     def add_table(self, table: pa.Table) -> None:
@@ -129,7 +149,8 @@ class ParquetGenerationWriter(GenerationWriter):
 
     def _publish(self) -> GenerationInfo:
         assert self._writer is not None, "writer already closed"
-        self._writer.close()
+        with naming(self.tmp_path):
+            self._writer.close()
         self._writer = None
         final = self.store.generation_path(self.biobank_id, self.generation)
         final.parent.mkdir(parents=True, exist_ok=True)
