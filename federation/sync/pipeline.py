@@ -222,7 +222,10 @@ class BiobankSync(abc.ABC):
             writer.metadata = {"collections": [collection_json(c) for c in collections.values()]}
             for batch in rows:
                 writer.add(batch)
+            # As FullSync does: a run killed after this publish is settled as a success.
+            self.state.prepare_publish(self.run_id, writer.generation, self.counts.as_dict(), None)
             info = writer.publish()
+            self.published = info.generation
         return info.generation, info.documents
 
 

@@ -4,7 +4,8 @@ A run still `running` whose process is gone either published before it died or d
 The run recorded the generation it was about to publish and its quarantine beforehand
 (`SyncState.prepare_publish`), so comparing that generation with the one the backend
 serves decides: serving means the run succeeded (its quarantine is put in place), anything
-else means it was interrupted and nothing it did is visible.
+else means it was interrupted: nothing a full pass did is visible (an incremental run's
+next run resumes from its last checkpoint).
 
 Settled at the next sync of the biobank (under its lock every running run of it is dead)
 and whenever runs are read, for runs whose process on this host no longer exists.
@@ -77,10 +78,18 @@ def _settle(state: SyncState, published: Published, runs: list[SyncRun]) -> int:
                 published=True,
             )
         else:
+            # A full pass records its generation before publishing, so without one nothing
+            # was published; an incremental run may have applied some changes, which its
+            # next run (resuming from the last checkpoint) applies again.
+            after = (
+                "the next run resumes from its last checkpoint"
+                if run.kind == "incremental"
+                else "nothing it did was published"
+            )
             state.settle_run(
                 run.id,
                 INTERRUPTED,
-                f"the sync process ({where}) ended without finishing; nothing it did was published",
+                f"the sync process ({where}) ended without finishing; {after}",
                 published=False,
             )
     return len(runs)

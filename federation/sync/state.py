@@ -235,7 +235,7 @@ class SyncState:
         run_id: int,
         generation: str,
         counts: Mapping[str, int],
-        rejections: list[dict[str, Any]],
+        rejections: list[dict[str, Any]] | None,
     ) -> None:
         """Before publishing: the generation about to serve, its counts and quarantine.
 
@@ -243,10 +243,15 @@ class SyncState:
         these (`federation.sync.recovery`): succeeded with its generation and quarantine
         if that generation serves, else interrupted.
         """
-        payload = json.dumps(
-            [{**r, "payload": cap_payload(r["payload"])} for r in rejections],
-            ensure_ascii=False,
-            default=str,
+        # None: the run's quarantine is kept elsewhere (a staged sync's staging store).
+        payload = (
+            None
+            if rejections is None
+            else json.dumps(
+                [{**r, "payload": cap_payload(r["payload"])} for r in rejections],
+                ensure_ascii=False,
+                default=str,
+            )
         )
         with self._connect() as db:
             db.execute("BEGIN IMMEDIATE")
@@ -263,11 +268,12 @@ class SyncState:
                     run_id,
                 ),
             )
-            db.execute(
-                "INSERT OR REPLACE INTO pending_quarantine (run_id, biobank_id, records) "
-                "SELECT id, biobank_id, ? FROM sync_runs WHERE id = ?",
-                (payload, run_id),
-            )
+            if payload is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO pending_quarantine (run_id, biobank_id, records) "
+                    "SELECT id, biobank_id, ? FROM sync_runs WHERE id = ?",
+                    (payload, run_id),
+                )
             db.execute("COMMIT")
 
     def pending_quarantine(self, run_id: int) -> list[dict[str, Any]] | None:
