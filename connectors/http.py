@@ -327,6 +327,13 @@ class HttpSource(PageSource):
                 last_problem = f"the body is not JSON ({err.msg} at char {err.pos})"
                 self._pause(attempt, None)
                 continue
+            except UnicodeDecodeError as err:
+                # Garbled bytes too: retried like a cut page, and named with the URL if the
+                # source keeps sending them.
+                bad = content[err.start : err.start + 1].hex()
+                last_problem = f"the body is not UTF-8 (byte 0x{bad} at {err.start})"
+                self._pause(attempt, None)
+                continue
             return Page(parsed, shown, dict(response.headers))
         raise self.error(
             f"{method} {shown}: gave up after {self.retries + 1} attempts: {last_problem}",

@@ -23,6 +23,8 @@ from federation.sync.connector import (
 
 # Canonical fields that hold several values in one cell.
 LIST_FIELDS = frozenset({"types", "diagnoses", "orpha", "data_categories"})
+# Payload key naming the columns a short row has no cell for.
+SHORT_ROW = "__missing__"
 DEFAULT_FILES = {"collections": "collections", "donors": "donors", "samples": "samples"}
 
 
@@ -98,7 +100,12 @@ class TabularConnector(Connector):
                 for row in reader:
                     # A short row leaves None values and a long one a None key: both are the
                     # source's problem, reported by the mapping rather than crashing here.
-                    clean = {k: v for k, v in row.items() if k is not None}
+                    clean = {k: v for k, v in row.items() if k is not None and v is not None}
+                    missing = [k for k, v in row.items() if k is not None and v is None]
+                    if missing:
+                        # A line cut short (a truncated export's last line) must not be
+                        # indexed with its missing cells empty.
+                        clean[SHORT_ROW] = ", ".join(missing)
                     if None in row:
                         clean["__extra__"] = delimiter.join(row[None])
                     yield f"{name} line {reader.line_num}", clean
@@ -144,6 +151,13 @@ class TabularConnector(Connector):
         separator: str = self.config["list_separator"]
         if "__extra__" in record.payload:
             raise RecordRejected("row", record.payload["__extra__"], "more cells than columns")
+        if SHORT_ROW in record.payload:
+            missing = str(record.payload[SHORT_ROW])
+            raise RecordRejected(
+                "row",
+                missing,
+                f"fewer cells than columns: no cell for {missing} (a truncated line?)",
+            )
         mapped: dict[str, Any] = {"biobank_id": self.biobank_id}
         for field_name, column in (columns or _identity(record.payload)).items():
             raw = record.payload.get(column)

@@ -7,12 +7,15 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from federation import PROJECT_ROOT
 from federation.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from federation.sync.orchestrate import SyncOrder
 
 # gunicorn's settings, as a module so that an installed wheel has them too.
 GUNICORN_CONFIG = "federation.gunicorn_conf"
@@ -159,6 +162,12 @@ def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -
     is_flag=True,
     help="Publish a full read of zero records even where the last successful run read some.",
 )
+@click.option(
+    "--allow-shrink",
+    is_flag=True,
+    help="Confirm that a source shrank: publish even if a full sync deletes more than "
+    "sync_max_shrink of a biobank's samples (docs/operations.md).",
+)
 @_backend_option()
 @click.pass_context
 def sync(
@@ -172,13 +181,19 @@ def sync(
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
         raise click.UsageError("give --all or --biobank ID")
+    from federation.sync.orchestrate import SyncOrder
+
     failures = _sync(
         _settings(ctx),
         None if all_biobanks else biobank_ids,
         progress,
-        how["mode"],
-        jobs=how["jobs"] or os.cpu_count() or 1,
-        allow_empty=how["allow_empty"],
+        SyncOrder(
+            (),
+            how["mode"],
+            jobs=how["jobs"] or os.cpu_count() or 1,
+            allow_empty=how["allow_empty"],
+            allow_shrink=how["allow_shrink"],
+        ),
     )
     if failures:
         sys.exit(1)
@@ -188,13 +203,14 @@ def _sync(
     settings: Settings,
     biobank_ids: tuple[str, ...] | None,
     progress: bool | None,
-    mode: str = "auto",
-    *,
-    jobs: int = 1,
-    allow_empty: bool = False,
+    how: SyncOrder | None = None,
 ) -> int:
+    """Sync the biobanks (all when None) as `how` says (mode, jobs, ...; its ids unused)."""
+    import dataclasses
+
     from federation.runtime import Runtime
     from federation.sync.orchestrate import SyncOrder, sync_all
+    from federation.sync.progress import progress_bars
 
     runtime = Runtime(settings)
     try:
@@ -202,41 +218,19 @@ def _sync(
         sources = network.biobanks if biobank_ids is None else [network.get(b) for b in biobank_ids]
     except SettingsError as err:
         raise click.UsageError(str(err)) from None
-    order = SyncOrder(tuple(s.biobank.id for s in sources), mode, "cli", jobs, allow_empty)
+    order = dataclasses.replace(
+        how or SyncOrder(()), biobank_ids=tuple(s.biobank.id for s in sources)
+    )
     invalid = network.invalid if biobank_ids is None else ()
     for entry in invalid:  # reported, and counted as failures; the valid ones sync on
         click.echo(f"{entry.label}: INVALID: {entry.error}", err=True)
     show = sys.stderr.isatty() if progress is None else progress
 
-    def progress_for(biobank_id: str) -> tuple[Callable[[str, int], None], Callable[[], None]]:
-        bar = _Bar(biobank_id, show)
-        return bar.update, bar.close
-
     def report(line: str, failed: bool) -> None:
         click.echo(line, err=failed)
 
-    failures = sync_all(runtime, order, report, progress_for, open_environment=Runtime)
+    failures = sync_all(runtime, order, report, progress_bars(show), open_environment=Runtime)
     return failures + len(invalid)
-
-
-class _Bar:
-    """A tqdm bar over records read and indexed, or nothing when not on a terminal."""
-
-    def __init__(self, label: str, show: bool) -> None:
-        self._bar: Any = None
-        if show:
-            from tqdm import tqdm
-
-            self._bar = tqdm(desc=label, unit=" rec", file=sys.stderr, leave=False)
-
-    def update(self, stage: str, n: int) -> None:
-        if self._bar is not None:
-            self._bar.set_postfix_str(stage, refresh=False)
-            self._bar.update(n)
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 @main.command()
@@ -350,12 +344,16 @@ def _demo_keys(out: Path, fresh: bool) -> dict[str, dict[str, Any]]:
 @click.pass_context
 def runs(ctx: click.Context, biobank: str | None, limit: int) -> None:
     """Sync history: runs with counts, duration, outcome and error."""
-    from federation.sync.state import SyncState
+    from federation.runtime import Runtime
+    from federation.sync.recovery import settle
 
     settings = _settings(ctx)
-    state = SyncState(settings.state_path)
+    runtime = Runtime(settings)
+    state = runtime.state
     if biobank is not None:
         _known_biobank(settings, state, biobank)
+    # Runs whose process died on this host are settled first, so none shows as running.
+    settle(state, runtime.backend.published, biobank)
     for run in state.runs(biobank, limit):
         click.echo(
             f"#{run.id} {run.biobank_id} {run.kind} {run.outcome} {run.started_at} "

@@ -177,6 +177,11 @@ class Settings:
     # Answers each server process keeps until the next publish; 0 turns the cache off. The
     # largest, a landing page, is ~630 facet cells and ~270 kB at 1M rows in 20 biobanks.
     embedded_answer_cache: int = 128
+    # --- syncs; see docs/operations.md ---------------------------------------------------
+    # The largest fraction of a biobank's indexed samples one full sync may delete; a
+    # source that shrinks more (or to nothing) fails its run unless an admin confirms it
+    # (`biofed sync --allow-shrink`). 1 turns the guard off except for shrinking to nothing.
+    sync_max_shrink: float = 0.5
     # --- the engine backend (elasticsearch / opensearch); see EngineSettings -------------
     engine: EngineSettings = field(default_factory=lambda: EngineSettings())
     # --- access: API keys / OIDC, and request limits; see docs/access.md ---------------------
@@ -300,6 +305,14 @@ def _coerce(name: str, value: Any) -> Any:
             "state_url: the URL carries a password; take it out and set "
             "BIOFED_STATE_PASSWORD in the environment instead"
         )
+    if name == "sync_max_shrink":
+        try:
+            fraction = float(value)
+        except (TypeError, ValueError):
+            raise SettingsError(f"{name}: {value!r} is not a number") from None
+        if not 0 <= fraction <= 1:
+            raise SettingsError(f"{name}: {value!r} must be between 0 and 1")
+        return fraction
     if name == "backend" and value not in ("embedded", "elasticsearch", "opensearch"):
         raise SettingsError(f"backend: {value!r} is not embedded, elasticsearch or opensearch")
     return value

@@ -51,7 +51,9 @@ class GatewayContext:
     @property
     def sync_admin(self) -> SyncAdministration:
         """Sync history, quarantine and sync requests, with their permission checks."""
-        return SyncAdministration(self.runtime.state, self.network)
+        return SyncAdministration(
+            self.runtime.state, self.network, lambda: self.runtime.backend.published()
+        )
 
     def network(self) -> Network:
         """The network file as of this request (read once, even if edited meanwhile)."""

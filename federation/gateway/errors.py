@@ -115,7 +115,10 @@ def execution_error(error: GraphQLError) -> dict[str, Any]:
         body = error_body(str(original), ErrorCode.BAD_USER_INPUT, argument=original.argument)
     elif isinstance(original, BackendUnavailable):
         log.warning("search backend unavailable at %s: %s", error.path, original)
-        body = error_body(BACKEND_MESSAGE, ErrorCode(original.error_code))
+        message = BACKEND_MESSAGE
+        if original.missing:  # never a silent undercount: say whose data is missing
+            message += f" (not searchable now: {', '.join(original.missing)})"
+        body = error_body(message, ErrorCode(original.error_code))
     elif isinstance(original, FederationError):
         # Any other room's expected failure: its code is the contract, its message is
         # written for the person who asked.

@@ -23,6 +23,9 @@ class BackendUnavailable(FederationError, RuntimeError):
     code = "BACKEND_UNAVAILABLE"
     # The stable code clients see in GraphQL `extensions.code` (the same as `code`).
     error_code: ClassVar[str] = "BACKEND_UNAVAILABLE"
+    # Biobanks whose data the backend cannot search now (an answer would leave them out):
+    # public ids, so clients are told whose counts are missing.
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,10 @@ class GenerationWriter(abc.ABC):
     Used as a context manager: leaving the block without publishing (an error, an
     interrupted sync) discards the half-written generation and the previous one serves on.
     """
+
+    # The generation being written and the rows added so far (set by each writer).
+    generation: str
+    count: int
 
     def __init__(self, biobank_id: str) -> None:
         self.biobank_id = biobank_id
@@ -156,6 +163,14 @@ class SearchBackend(abc.ABC):
     @abc.abstractmethod
     def ready(self) -> bool:
         """True when searches can be answered now."""
+
+    def damaged(self) -> dict[str, str]:
+        """Published generations that cannot be searched whole: biobank -> why.
+
+        A generation's documents must all be there (its file or index exists and holds the
+        count it was published with); a backend with nothing to check reports none.
+        """
+        return {}
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends need none
         """Release files and connections."""

@@ -16,6 +16,7 @@ from federation.disclosure.roles import Identity
 from federation.errors import NotFound, check_range
 from federation.search.query import MAX_PAGE_SIZE
 from federation.settings import Network
+from federation.sync.recovery import Published, settle
 from federation.sync.schedule import SyncQueue
 from federation.sync.state import QuarantinedRecord, SyncRun, SyncState
 
@@ -49,10 +50,18 @@ class QueuedSync:
 class SyncAdministration:
     """Sync history, quarantine and sync requests, each behind its permission check."""
 
-    def __init__(self, state: SyncState, network: Callable[[], Network]) -> None:
+    def __init__(
+        self,
+        state: SyncState,
+        network: Callable[[], Network],
+        published: Published | None = None,
+    ) -> None:
         self.state = state
         # A callable, so the network file is read only once a check needs it.
         self._network = network
+        # What the backend serves: runs whose process died here are settled against it
+        # before they are shown, so none stays `running` (`federation.sync.recovery`).
+        self._published = published
 
     def runs(
         self, identity: Identity, *, biobank: str | None = None, first: int = DEFAULT_SYNC_RUNS
@@ -63,6 +72,8 @@ class SyncAdministration:
         """
         require_signed_in(identity, "syncRuns")
         check_range("first", first, 1, MAX_PAGE_SIZE)
+        if self._published is not None:
+            settle(self.state, self._published)
         if biobank is not None:
             self._require_biobank(biobank)
             require_admin(identity, biobank, "syncRuns", operators=True)

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from federation import faults
 from federation.model.records import SCHEMAS, Collection, Donor
 from federation.search.documents import Orphan, donor_ordinals, join_sample
 from federation.sync.connector import ConfigError, SourceError, SourceRecord
+from federation.sync.guards import SourceShrank, check_shrink
 from federation.sync.pipeline import WRITE_BATCH, BiobankSync, Rejection, collection_json
 from federation.sync.staging import FULL, Staging
 
@@ -30,7 +32,12 @@ class _References:
 class FullSync(BiobankSync):
     """Pull everything, validate, write and publish a whole generation, quarantine."""
 
-    failures: ClassVar[tuple[type[Exception], ...]] = (SourceError, ConfigError, OSError)
+    failures: ClassVar[tuple[type[Exception], ...]] = (
+        SourceError,
+        ConfigError,
+        OSError,
+        SourceShrank,
+    )
 
     def execute(self) -> str | None:
         self.start(FULL)
@@ -38,6 +45,7 @@ class FullSync(BiobankSync):
         self.partial: list[Rejection] = []  # records kept without some values
         self.references = _References()
         self.kept: set[str] = set()
+        faults.reached("after_start")
         previous = self.backend.sample_ids(self.biobank_id)
         with self.backend.generation_writer(self.biobank_id) as writer:
             self._pull_references()
@@ -45,14 +53,33 @@ class FullSync(BiobankSync):
             writer.metadata = {"collections": [collection_json(c) for c in collections]}
             for batch in self._sample_batches():
                 writer.add(batch)
+            faults.reached("after_pull")
             self.check_not_empty(self.counts.read)
+            self.counts.rejected = len(self.rejections)
+            self.counts.partial = len(self.partial)
+            self.counts.indexed = writer.count
+            self.counts.deleted = len(previous - self.kept)
+            check_shrink(
+                self.biobank_id,
+                len(previous),
+                self.counts.deleted,
+                self.request.max_shrink,
+                # Confirming an empty read (--allow-empty) confirms the shrink to nothing.
+                confirmed=self.request.allow_shrink
+                or (self.request.allow_empty and self.counts.read == 0),
+            )
+            quarantine = [r.as_row() for r in (*self.rejections, *self.partial)]
+            # Recorded before publishing, so a run killed right after its publish is
+            # settled as the success it was (`federation.sync.recovery`).
+            self.state.prepare_publish(
+                self.run_id, writer.generation, self.counts.as_dict(), quarantine
+            )
+            faults.reached("before_publish")
             info = writer.publish()
-        self.counts.rejected = len(self.rejections)
-        self.counts.partial = len(self.partial)
+            self.published = info.generation
+            faults.reached("after_publish")
         self.counts.indexed = info.documents
-        self.counts.deleted = len(previous - self.kept)
-        rows = [r.as_row() for r in (*self.rejections, *self.partial)]
-        self.state.replace_quarantine(self.biobank_id, self.run_id, rows)
+        self.state.replace_quarantine(self.biobank_id, self.run_id, quarantine)
         # A biobank that moved from a network source to file exports: its staged
         # records describe a source it no longer has.
         Staging(self.state).forget(self.biobank_id)

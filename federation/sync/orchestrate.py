@@ -57,10 +57,18 @@ class SyncOrder:
     triggered_by: str = "cli"
     jobs: int = 1
     allow_empty: bool = False  # publish a full read of zero records (biofed sync --allow-empty)
+    allow_shrink: bool = False  # an admin confirmed that sources may shrink (shrink guard)
 
-    def request(self, progress: Progress | None = None) -> RunRequest:
-        """The run request this order makes for each of its biobanks."""
-        return RunRequest(self.mode, self.triggered_by, progress, self.allow_empty)
+    def request(self, settings: Settings, progress: Progress | None = None) -> RunRequest:
+        """The run request of each biobank's sync in this order."""
+        return RunRequest(
+            self.mode,
+            self.triggered_by,
+            progress,
+            self.allow_empty,
+            max_shrink=settings.sync_max_shrink,
+            allow_shrink=self.allow_shrink,
+        )
 
 
 def summary(run: SyncRun) -> str:
@@ -93,7 +101,7 @@ def sync_all(
                 runtime.backend,
                 runtime.state,
                 locks_dir=runtime.settings.locks_dir,
-                request=order.request(progress),
+                request=order.request(runtime.settings, progress),
             )
         except (SyncFailed, SyncAlreadyRunning) as err:
             done()
@@ -125,7 +133,7 @@ def sync_in_parallel(
                 open_environment,
                 runtime.settings,
                 biobank_id,
-                order.request(),
+                order.request(runtime.settings),
             ): biobank_id
             for biobank_id in ordered
         }

@@ -9,7 +9,9 @@ record and finishing it.
 from __future__ import annotations
 
 import abc
+import errno
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
@@ -17,6 +19,7 @@ from typing import Any, ClassVar, NoReturn
 
 from marshmallow import Schema, ValidationError
 
+from federation import faults
 from federation.errors import FederationError
 from federation.model.records import QUICK_LOADERS, Collection, consent_to_json, describe_errors
 from federation.model.salvage import (
@@ -64,6 +67,10 @@ class RunRequest:
     progress: Progress | None = None
     # Publish a full read of zero records where the last successful run read some.
     allow_empty: bool = False
+    # The shrink guard (`federation.sync.guards`): the largest fraction of the indexed
+    # samples a full sync may delete, and whether an admin confirmed a larger shrink.
+    max_shrink: float = 0.5
+    allow_shrink: bool = False
 
 
 @dataclass
@@ -103,6 +110,17 @@ class SyncFailed(FederationError, RuntimeError):
         self.run = run
 
 
+class StateDiskFull(FederationError, OSError):
+    """The sync state database could not be written: its disk is full."""
+
+    code = "STATE_DISK_FULL"
+
+
+def disk_full(err: sqlite3.Error) -> bool:
+    """Whether SQLite failed because its disk is full."""
+    return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(err)
+
+
 class BiobankSync(abc.ABC):
     """One run of one biobank: start the run record, `execute`, finish or fail it."""
 
@@ -123,6 +141,8 @@ class BiobankSync(abc.ABC):
         self.counts = RunCounts()
         self.run_id = 0
         self.started = time.monotonic()
+        # Set once the new generation serves: a later failure must not hide that.
+        self.published: str | None = None
 
     @property
     def biobank_id(self) -> str:
@@ -131,6 +151,8 @@ class BiobankSync(abc.ABC):
     def run(self) -> SyncRun:
         """Do the sync and record it; raise SyncFailed (after recording) on a failure."""
         try:
+            if self.state.reserve_spent:
+                raise self.state_full("its disk is full")
             generation = self.execute()
             self.annotate()
             self.state.finish_run(
@@ -140,11 +162,22 @@ class BiobankSync(abc.ABC):
                 duration_s=time.monotonic() - self.started,
                 generation=generation,
             )
+            faults.reached("after_record")
         except self.failures as err:
             self.fail(err)
+        except sqlite3.OperationalError as err:
+            if not (disk_full(err) or self.state.disk_full()):
+                raise
+            self.fail(self.state_full(str(err)))
         finally:
             self.connector.close()
         return self.recorded()
+
+    def state_full(self, why: str) -> StateDiskFull:
+        """The error of a run stopped because the state database's disk is full."""
+        return StateDiskFull(
+            errno.ENOSPC, f"the sync state database cannot be written: {why}", str(self.state.path)
+        )
 
     @abc.abstractmethod
     def execute(self) -> str | None:
@@ -155,17 +188,27 @@ class BiobankSync(abc.ABC):
 
     def fail(self, err: Exception) -> NoReturn:
         """Record the run as failed with the counts so far and raise SyncFailed."""
-        if not self.run_id:
-            self.start("full")
-        self.annotate()
         log.warning("sync of %s failed: %s", self.biobank_id, err)
-        self.state.finish_run(
-            self.run_id,
-            FAILED,
-            self.counts.as_dict(),
-            duration_s=time.monotonic() - self.started,
-            error=str(err),
-        )
+        error = str(err)
+        if self.published is not None:
+            error = f"published generation {self.published}, then failed: {error}"
+
+        def record() -> None:
+            if not self.run_id:
+                self.start("full")
+            self.annotate()
+            self.state.finish_run(
+                self.run_id,
+                FAILED,
+                self.counts.as_dict(),
+                duration_s=time.monotonic() - self.started,
+                generation=self.published,
+                error=error,
+            )
+
+        # On a full disk the state database may be full too: the space it keeps in
+        # reserve is freed for this record.
+        self.state.despite_full_disk(record)
         raise SyncFailed(self.recorded()) from err
 
     def annotate(self) -> None:
@@ -201,7 +244,10 @@ class BiobankSync(abc.ABC):
             writer.metadata = {"collections": [collection_json(c) for c in collections.values()]}
             for batch in rows:
                 writer.add(batch)
+            # As FullSync does: a run killed after this publish is settled as a success.
+            self.state.prepare_publish(self.run_id, writer.generation, self.counts.as_dict(), None)
             info = writer.publish()
+            self.published = info.generation
         return info.generation, info.documents
 
 

@@ -32,6 +32,7 @@ from federation.sync.pipeline import (
     RunRequest,
     SyncFailed,
 )
+from federation.sync.recovery import settle_locked
 from federation.sync.staged import StagedSync
 from federation.sync.staging import FULL, INCREMENTAL
 from federation.sync.state import FAILED, SyncRun, SyncState
@@ -64,13 +65,26 @@ def sync_biobank(
     biobank_id = source.biobank.id
     if source.allow_empty and not request.allow_empty:
         request = replace(request, allow_empty=True)  # the network file confirms it
-    with biobank_lock(Path(locks_dir), biobank_id), _engine_lock(backend, biobank_id):
-        try:
-            connector = _connector(source)
-        except ConfigError as err:
-            _record_unusable(state, biobank_id, request, err)
-        sync = StagedSync if connector.resumable else FullSync
-        return sync(connector, backend, state, request).run()
+    try:
+        with biobank_lock(Path(locks_dir), biobank_id), _engine_lock(backend, biobank_id):
+            # Under the lock, every run of this biobank still marked running is dead.
+            settle_locked(state, backend.published, biobank_id)
+            return _locked_sync(source, backend, state, request)
+    except SyncAlreadyRunning as err:
+        # Refused attempts are recorded, so an admin sees who tried and what held the lock.
+        state.record_refused(biobank_id, request.triggered_by, str(err))
+        raise
+
+
+def _locked_sync(
+    source: BiobankSource, backend: SearchBackend, state: SyncState, request: RunRequest
+) -> SyncRun:
+    try:
+        connector = _connector(source)
+    except ConfigError as err:
+        _record_unusable(state, source.biobank.id, request, err)
+    sync = StagedSync if connector.resumable else FullSync
+    return sync(connector, backend, state, request).run()
 
 
 def _record_unusable(

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import shutil
+import socket
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +21,9 @@ from typing import Any
 # Raw payloads are kept so an admin sees what the source sent, but a pathological row
 # (a whole file in one cell) must not fill the disk.
 MAX_PAYLOAD_BYTES = 8192
+# Space kept in a file beside the database and freed when the disk is full, so the run
+# that hit the full disk can still record why it failed.
+RESERVE_BYTES = 1 << 20
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS sync_runs (
@@ -35,7 +41,9 @@ CREATE TABLE IF NOT EXISTS sync_runs (
   withdrawn INTEGER NOT NULL DEFAULT 0,
   duration_s REAL,
   generation TEXT,
-  error TEXT
+  error TEXT,
+  host TEXT,
+  pid INTEGER
 );
 CREATE INDEX IF NOT EXISTS sync_runs_biobank ON sync_runs (biobank_id, id);
 CREATE TABLE IF NOT EXISTS quarantine (
@@ -53,6 +61,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
   last_seen TEXT NOT NULL,
   PRIMARY KEY (biobank_id, stream, record_key)
 );
+CREATE TABLE IF NOT EXISTS pending_quarantine (
+  run_id INTEGER PRIMARY KEY,
+  biobank_id TEXT NOT NULL,
+  records TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS checkpoints (
   biobank_id TEXT NOT NULL,
   stream TEXT NOT NULL,
@@ -67,9 +80,14 @@ _ADDED_COLUMNS = (
     ("sync_runs", "partial", "INTEGER NOT NULL DEFAULT 0"),
     ("sync_runs", "notes", "TEXT"),
     ("quarantine", "kept", "INTEGER NOT NULL DEFAULT 0"),
+    # Where a run's process ran, so a run whose process died shows as such at once.
+    ("sync_runs", "host", "TEXT"),
+    ("sync_runs", "pid", "INTEGER"),
 )
 
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+# A sync that did not start because another held the biobank's lock.
+REFUSED = "refused"
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,10 @@ class SyncRun:
     def accepted(self) -> int:
         """Records taken whole: read minus those rejected and those partly accepted."""
         return max(self.read - self.rejected - self.partial, 0)
+
+    # Where the run's process ran, so a run whose process died shows as such at once.
+    host: str | None = None
+    pid: int | None = None
 
 
 @dataclass(frozen=True)
@@ -128,12 +150,48 @@ class SyncState:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.reserve = self.path.with_name(self.path.name + ".reserve")
+        # Set when the reserve had to be freed: the disk is full, and the space freed is for
+        # recording runs, not for a sync to fill again.
+        self.reserve_spent = False
+        self._keep_reserve()
+        self.despite_full_disk(self._create)
+
+    def _create(self) -> None:
         with self._connect() as db:
             db.executescript(_SCHEMA)
             for table, column, declaration in _ADDED_COLUMNS:
                 present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
                 if column not in present:
                     db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
+
+    def _keep_reserve(self) -> None:
+        if self.reserve.exists():
+            return
+        try:
+            with self.reserve.open("wb") as handle:
+                handle.write(b"\0" * RESERVE_BYTES)  # written, not sparse: real blocks
+        except OSError:  # the disk is full already: try again next time
+            self.reserve.unlink(missing_ok=True)
+
+    def despite_full_disk(self, write: Callable[[], None]) -> None:
+        """Run a state write; if the disk is full, free the reserve and run it once more."""
+        try:
+            write()
+        except sqlite3.OperationalError:
+            if not self.reserve.exists() or not self.disk_full():
+                raise
+            self.reserve.unlink(missing_ok=True)
+            self.reserve_spent = True
+            write()
+
+    def disk_full(self) -> bool:
+        """Whether the database's disk has less room left than the reserve holds.
+
+        SQLite reports a full disk as "database or disk is full", or, when it cannot even
+        create its shared-memory file, as a "disk I/O error"; the free space tells them apart.
+        """
+        return shutil.disk_usage(self.path.parent).free < RESERVE_BYTES
 
     @contextmanager
     def connect(self) -> Iterator[sqlite3.Connection]:
@@ -163,11 +221,97 @@ class SyncState:
                 (INTERRUPTED, "the sync process ended without finishing", biobank_id, RUNNING),
             )
             cursor = db.execute(
-                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (biobank_id, kind, triggered_by, now(), RUNNING),
+                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome, "
+                "host, pid) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (biobank_id, kind, triggered_by, now(), RUNNING, socket.gethostname(), os.getpid()),
             )
             return int(cursor.lastrowid or 0)
+
+    def record_refused(self, biobank_id: str, triggered_by: str, reason: str) -> int:
+        """Record a sync that was refused before it started (another holds the lock)."""
+        stamp = now()
+        with self._connect() as db:
+            cursor = db.execute(
+                "INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, "
+                "finished_at, outcome, duration_s, error, host, pid) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?, ?)",
+                (
+                    biobank_id,
+                    "full",
+                    triggered_by,
+                    stamp,
+                    stamp,
+                    REFUSED,
+                    reason,
+                    socket.gethostname(),
+                    os.getpid(),
+                ),
+            )
+            return int(cursor.lastrowid or 0)
+
+    def prepare_publish(
+        self,
+        run_id: int,
+        generation: str,
+        counts: Mapping[str, int],
+        rejections: list[dict[str, Any]] | None,
+    ) -> None:
+        """Before publishing: the generation about to serve, its counts and quarantine.
+
+        A run killed between its publish and its record is then settled truthfully from
+        these (`federation.sync.recovery`): succeeded with its generation and quarantine
+        if that generation serves, else interrupted.
+        """
+        # None: the run's quarantine is kept elsewhere (a staged sync's staging store).
+        payload = (
+            None
+            if rejections is None
+            else json.dumps(
+                [{**r, "payload": cap_payload(r["payload"])} for r in rejections],
+                ensure_ascii=False,
+                default=str,
+            )
+        )
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute(
+                "UPDATE sync_runs SET generation = ?, read = ?, indexed = ?, rejected = ?, "
+                "deleted = ?, withdrawn = ? WHERE id = ?",
+                (
+                    generation,
+                    counts.get("read", 0),
+                    counts.get("indexed", 0),
+                    counts.get("rejected", 0),
+                    counts.get("deleted", 0),
+                    counts.get("withdrawn", 0),
+                    run_id,
+                ),
+            )
+            if payload is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO pending_quarantine (run_id, biobank_id, records) "
+                    "SELECT id, biobank_id, ? FROM sync_runs WHERE id = ?",
+                    (payload, run_id),
+                )
+            db.execute("COMMIT")
+
+    def pending_quarantine(self, run_id: int) -> list[dict[str, Any]] | None:
+        """The quarantine a run recorded before publishing, if it did."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT records FROM pending_quarantine WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None else list(json.loads(row[0]))
+
+    def settle_run(self, run_id: int, outcome: str, error: str, *, published: bool) -> None:
+        """End a run whose process died: `published` keeps its generation, else clears it."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE sync_runs SET finished_at = ?, outcome = ?, error = ?, "
+                "generation = CASE WHEN ? THEN generation END WHERE id = ? AND outcome = ?",
+                (now(), outcome, error, published, run_id, RUNNING),
+            )
+            db.execute("DELETE FROM pending_quarantine WHERE run_id = ?", (run_id,))
 
     def finish_run(
         self,
@@ -198,6 +342,7 @@ class SyncState:
                     run_id,
                 ),
             )
+            db.execute("DELETE FROM pending_quarantine WHERE run_id = ?", (run_id,))
 
     def annotate_run(self, run_id: int, notes: list[str], partial: int = 0) -> None:
         """Say how the source was read, and how many records were kept in part."""
@@ -227,6 +372,16 @@ class SyncState:
                     (biobank_id, limit),
                 )
             return [SyncRun(**dict(r)) for r in rows.fetchall()]
+
+    def published_biobanks(self) -> set[str]:
+        """Biobanks that some run published a generation of: the backend must serve them."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT DISTINCT biobank_id FROM sync_runs WHERE outcome = ? "
+                "AND generation IS NOT NULL",
+                (SUCCEEDED,),
+            ).fetchall()
+        return {str(r[0]) for r in rows}
 
     def run(self, run_id: int) -> SyncRun | None:
         with self._connect() as db:

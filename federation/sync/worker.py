@@ -89,7 +89,10 @@ class SyncWorker:
 
     def _spawn(self, biobank_id: str, mode: str, reason: str) -> BaseProcess:
         return start_in_process(
-            self.open_environment, self.settings, biobank_id, RunRequest(mode, reason)
+            self.open_environment,
+            self.settings,
+            biobank_id,
+            RunRequest(mode, reason, max_shrink=self.settings.sync_max_shrink),
         )
 
     def reap(self) -> None:

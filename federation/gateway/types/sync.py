@@ -29,6 +29,7 @@ class SyncOutcome(graphene.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     INTERRUPTED = "interrupted"
+    REFUSED = "refused"
 
 
 class SyncRun(graphene.ObjectType):

@@ -11,14 +11,12 @@ from __future__ import annotations
 from federation.search.embedded.backend import AnswerCache, EmbeddedBackend
 from federation.search.embedded.sql import compile_where, summary_sql, to_sql
 from federation.search.embedded.store import (
-    KEEP_GENERATIONS,
     MANIFEST,
     EmbeddedStore,
     ParquetGenerationWriter,
 )
 
 __all__ = [
-    "KEEP_GENERATIONS",
     "MANIFEST",
     "AnswerCache",
     "EmbeddedBackend",

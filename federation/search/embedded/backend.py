@@ -384,6 +384,19 @@ class EmbeddedBackend(SearchBackend):
                 manifest["version"] = int(manifest.get("version", 0)) + 1
                 self.store.write_manifest(manifest)
 
+    def damaged(self) -> dict[str, str]:
+        out = {}
+        for biobank_id, entry in self.store.read_manifest()["biobanks"].items():
+            path = self.store.generation_path(biobank_id, entry["generation"])
+            try:
+                rows = pq.ParquetFile(path).metadata.num_rows
+            except (OSError, pa.ArrowInvalid) as err:
+                out[biobank_id] = f"generation file {path} unreadable: {err}"
+                continue
+            if rows != entry["documents"]:
+                out[biobank_id] = f"{path} holds {rows} rows, {entry['documents']} were published"
+        return out
+
     def ready(self) -> bool:
         try:
             self._refresh()

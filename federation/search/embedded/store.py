@@ -16,15 +16,32 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from federation import faults
+from federation.errors import FederationError
 from federation.search.backend import GenerationInfo, GenerationWriter
 from federation.search.documents import ARROW_SCHEMA
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
-# Generations kept per biobank: the serving one and the one before, which a server that
-# read the previous manifest may still be loading.
-KEEP_GENERATIONS = 2
+MANIFEST_TEMP = f".{MANIFEST}."
+
+
+class StoreWriteFailed(FederationError, OSError):
+    """A file of the embedded store could not be written (a full disk, most often)."""
+
+    code = "STORE_WRITE_FAILED"
+
+
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """Make an OSError without a file name (Arrow's) name the file being written."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is not None or isinstance(err, FederationError):
+            raise
+        raise StoreWriteFailed(f"writing {path} failed: {err}") from err
 
 
 class EmbeddedStore:
@@ -57,12 +74,21 @@ class EmbeddedStore:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def write_manifest(self, manifest: dict[str, Any]) -> None:
-        tmp = self.root / f".{MANIFEST}.{uuid.uuid4().hex}"
-        with tmp.open("w") as handle:
-            json.dump(manifest, handle, indent=1, sort_keys=True)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.manifest_path)  # atomic: readers see the old or the new one
+        """Replace the manifest atomically (the caller holds `manifest_lock`)."""
+        # Temp files of a writer killed mid-way: under the lock no other writer has one.
+        for stale in self.root.glob(f"{MANIFEST_TEMP}*"):
+            stale.unlink(missing_ok=True)
+        tmp = self.root / f"{MANIFEST_TEMP}{uuid.uuid4().hex}"
+        try:
+            with tmp.open("w") as handle:
+                faults.writing("manifest", tmp)
+                json.dump(manifest, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.manifest_path)  # atomic: readers see the old or the new one
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk must not keep a half-written temp
+            raise
 
     def generation_path(self, biobank_id: str, generation: str) -> Path:
         return self.root / "generations" / biobank_id / f"{generation}.parquet"
@@ -74,13 +100,19 @@ class EmbeddedStore:
         ]
 
     def collect_garbage(self, biobank_id: str, manifest: dict[str, Any]) -> None:
+        """Delete the biobank's generation files the manifest does not name.
+
+        Kept: the serving generation and the one it replaced (`previous`), which a server
+        that read the previous manifest may still be loading. Anything else was never
+        served or is done with (a file whose manifest write failed, an old generation);
+        syncs in flight write under `tmp/`, not here.
+        """
         folder = self.root / "generations" / biobank_id
         if not folder.exists():
             return
-        live = manifest["biobanks"].get(biobank_id, {}).get("generation")
-        files = sorted(folder.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
-        keep = {f"{live}.parquet"} | {p.name for p in files[:KEEP_GENERATIONS]}
-        for path in files:
+        entry = manifest["biobanks"].get(biobank_id, {})
+        keep = {f"{entry[k]}.parquet" for k in ("generation", "previous") if entry.get(k)}
+        for path in folder.glob("*.parquet"):
             if path.name not in keep:
                 path.unlink(missing_ok=True)
 
@@ -95,16 +127,18 @@ class ParquetGenerationWriter(GenerationWriter):
             stale.unlink(missing_ok=True)
         self.generation = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.tmp_path = store.root / "tmp" / f"{biobank_id}--{self.generation}.parquet"
-        self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-            self.tmp_path, ARROW_SCHEMA, compression="zstd"
-        )
+        with naming(self.tmp_path):
+            self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
+                self.tmp_path, ARROW_SCHEMA, compression="zstd"
+            )
         self.count = 0
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         assert self._writer is not None, "writer already closed"
-        self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
+        with naming(self.tmp_path):
+            self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
         self.count += len(rows)
 
     def add_table(self, table: pa.Table) -> None:
@@ -115,7 +149,8 @@ class ParquetGenerationWriter(GenerationWriter):
 
     def _publish(self) -> GenerationInfo:
         assert self._writer is not None, "writer already closed"
-        self._writer.close()
+        with naming(self.tmp_path):
+            self._writer.close()
         self._writer = None
         final = self.store.generation_path(self.biobank_id, self.generation)
         final.parent.mkdir(parents=True, exist_ok=True)
@@ -129,16 +164,23 @@ class ParquetGenerationWriter(GenerationWriter):
             dt.datetime.now(dt.UTC).isoformat(),
             self.metadata,
         )
-        with self.store.manifest_lock():
-            manifest = self.store.read_manifest()
-            manifest["version"] = int(manifest.get("version", 0)) + 1
-            manifest["biobanks"][self.biobank_id] = {
-                "generation": info.generation,
-                "documents": info.documents,
-                "published_at": info.published_at,
-                "metadata": info.metadata,
-            }
-            self.store.write_manifest(manifest)
+        try:
+            with self.store.manifest_lock():
+                manifest = self.store.read_manifest()
+                manifest["version"] = int(manifest.get("version", 0)) + 1
+                replaced = manifest["biobanks"].get(self.biobank_id, {}).get("generation")
+                manifest["biobanks"][self.biobank_id] = {
+                    "generation": info.generation,
+                    "previous": replaced,
+                    "documents": info.documents,
+                    "published_at": info.published_at,
+                    "metadata": info.metadata,
+                }
+                self.store.write_manifest(manifest)
+        except BaseException:
+            # Not published (a full disk, say): the file must not stay and fill the disk.
+            final.unlink(missing_ok=True)
+            raise
         self.store.collect_garbage(self.biobank_id, manifest)
         return info
 

@@ -26,6 +26,7 @@ from federation.search.engine.bulk import (
 from federation.search.engine.client import (
     EngineError,
     EngineUnavailable,
+    PartialAnswer,
     Written,
     connect,
 )
@@ -103,7 +104,20 @@ class EngineBackend(SearchBackend):
             condition = expr if page_filter is None else ex.all_of(expr, page_filter)
             searches.append((read, page_search(condition, page)))
         # One round trip: the engine runs the searches side by side.
-        responses = self.reader.msearch(searches)
+        try:
+            responses = self.reader.msearch(searches)
+        except EngineUnavailable as err:
+            # Never a silent undercount: an answer without some shards is refused, naming
+            # whose data is missing (shards not started: a node recovering after a restart).
+            missing = self._unsearchable_or_none()
+            if not missing and not isinstance(err, PartialAnswer):
+                raise
+            refused = PartialAnswer(
+                f"an answer now would be incomplete: {err}; not searchable now: "
+                f"{', '.join(missing) or 'unknown biobanks'}"
+            )
+            refused.missing = tuple(missing)
+            raise refused from None
         by_biobank, split, generation = read_counts(responses[0], list(segments))
         cells: list[FacetCell] = []
         for grouped, response in zip(groups.values(), responses, strict=False):
@@ -155,6 +169,37 @@ class EngineBackend(SearchBackend):
             if len(hits) < SCAN_PAGE:
                 return
             after = hits[-1]["sort"]
+
+    def damaged(self) -> dict[str, str]:
+        out = {biobank_id: "its index has shards not started" for biobank_id in self.unsearchable()}
+        sample = {"query": {"term": {"kind": SAMPLE_KIND}}}
+        for biobank_id, info in self.published().items():
+            if biobank_id in out:
+                continue
+            held = self.reader.count(self.names.biobank_alias(biobank_id), sample)
+            if held != info.documents:
+                out[biobank_id] = f"its index holds {held} samples, {info.documents} were published"
+        return out
+
+    def _unsearchable_or_none(self) -> list[str]:
+        try:
+            return self.unsearchable()
+        except (EngineUnavailable, EngineError):
+            return []  # the engine is down altogether: nobody's data is searchable
+
+    def unsearchable(self) -> list[str]:
+        """Biobanks whose live index has shards not started (red), by id."""
+        red = [
+            i
+            for i, status in self.reader.index_health(self.names.read_alias).items()
+            if status == "red"
+        ]
+        if not red:
+            return []
+        mappings = self.reader.mappings(",".join(red))
+        return sorted(
+            str((mappings.get(i, {}).get("_meta") or {}).get("biobank_id", i)) for i in red
+        )
 
     def ready(self) -> bool:
         try:

@@ -40,6 +40,10 @@ class EngineUnavailable(BackendUnavailable, ConnectionError):
     error_code = "ENGINE_UNAVAILABLE"
 
 
+class PartialAnswer(EngineUnavailable):
+    """Some shards behind the searched alias did not answer (not started, recovering)."""
+
+
 class EngineError(FederationError, RuntimeError):
     """The engine rejected a request it should have accepted: a bug or a setup mistake."""
 
@@ -110,6 +114,12 @@ class EngineClient(abc.ABC):
         """Cluster health status: green, yellow or red."""
         with self._translated():
             return str(self._client.cluster.health()["status"])
+
+    def index_health(self, pattern: str) -> dict[str, str]:
+        """Health (green, yellow, red) of each index behind a name or alias."""
+        with self._translated():
+            found = self._client.cluster.health(index=pattern, level="indices")
+        return {str(k): str(v["status"]) for k, v in (found.get("indices") or {}).items()}
 
     @abc.abstractmethod
     def msearch(self, searches: Sequence[tuple[str, Mapping[str, Any]]]) -> list[dict[str, Any]]:
@@ -285,11 +295,17 @@ def _msearch_responses(response: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def _whole(response: Mapping[str, Any]) -> dict[str, Any]:
-    """The response, unless some shards did not answer: then the engine is unavailable."""
+    """The response, unless some shards did not answer: then the engine is unavailable.
+
+    A shard that is not started (a node recovering after a restart) is neither successful
+    nor failed: only `successful < total` shows that its documents are missing.
+    """
     shards = response.get("_shards") or {}
-    if shards.get("failed") or response.get("timed_out"):
-        raise EngineUnavailable(
-            f"engine answered from {shards.get('successful')} of {shards.get('total')} shards"
+    total, successful = int(shards.get("total", 0)), int(shards.get("successful", 0))
+    if shards.get("failed") or response.get("timed_out") or successful < total:
+        raise PartialAnswer(
+            f"engine answered from {successful} of {total} shards "
+            f"({int(shards.get('failed', 0))} failed)"
         )
     return dict(response)
 

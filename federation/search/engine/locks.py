@@ -43,6 +43,26 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def _died_on_this_host(holder: dict[str, Any]) -> bool:
+    """The holder ran on this host and its process is gone: its lock is stale now.
+
+    A host sees its own processes, so a sync killed here is taken over at once instead of
+    after the TTL; a holder on another host can only be judged by its expiry.
+    """
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return False  # this process: its own lock is held (re-entry is the caller's business)
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
 class Lease:
     """A held sync lock of one biobank, renewed in the background until released."""
 
@@ -182,7 +202,7 @@ class EngineLocks:
             return
         holder = current["_source"]
         expires = int(holder.get("expires_at", 0))
-        if expires > _now_ms():
+        if expires > _now_ms() and not _died_on_this_host(holder):
             until = dt.datetime.fromtimestamp(expires / 1000, dt.UTC).isoformat(timespec="seconds")
             raise BiobankLockHeld(
                 f"a sync of {lease.biobank_id} is already running on {holder.get('host')} "

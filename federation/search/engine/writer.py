@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -54,6 +55,34 @@ MAX_SHARDS = 16
 SPOOL_BATCH_ROWS = 20_000
 
 
+# Spool folders are named `<prefix><pid>-<random>` in the temporary folder, so a later sync
+# can tell the leftovers of a killed one (its pid is gone) from a running one's.
+SPOOL_PREFIX = "biofed-engine-spool-"
+
+
+def remove_dead_spools(folder: Path | None = None) -> list[Path]:
+    """Delete the spool folders of syncs whose process is gone; the ones deleted."""
+    removed = []
+    for path in Path(folder or tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
+        pid = path.name[len(SPOOL_PREFIX) :].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+        log.info("removed %s, left by a sync that was killed", path)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 class EngineGenerationWriter(GenerationWriter):
     """Builds a biobank's next generation as a new index; publishes it by an alias swap.
 
@@ -74,7 +103,8 @@ class EngineGenerationWriter(GenerationWriter):
         self._swapped = False
         self._lease = admin.acquire_lock(biobank_id)
         try:
-            self._spool_dir = Path(tempfile.mkdtemp(prefix="biofed-engine-spool-"))
+            remove_dead_spools()
+            self._spool_dir = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-"))
             self._spool_path = self._spool_dir / "rows.parquet"
             self._spool: Any = pq.ParquetWriter(self._spool_path, ARROW_SCHEMA)
         except BaseException:
