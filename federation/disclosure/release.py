@@ -1,9 +1,11 @@
-"""Releasing counts under a role's rule: threshold, noise fixed per query, rounding.
+"""Releasing counts under a role's rule: threshold, noise fixed per row set, rounding.
 
 Noise is Laplace-distributed with the rule's scale, drawn from an HMAC of the server
-secret, the normalised query and the cell, so asking the same question again returns the
-same number and averaging repeated answers learns nothing. Totals are sums of released
-figures only, so no total can be used to recover a withheld cell.
+secret and the counted row set (`CountedSet`: biobank, kind of figure, count, the exact
+fingerprint of the rows, the published generation) and the rule. Not the words of the
+question, the facet or the purpose: every question, alias, facet bucket, consent split or
+total that counts the same rows releases the same value, so rewording and averaging learn
+nothing. Totals are sums of released figures only, so no total recovers a withheld cell.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import Granularity, RoleRule
@@ -23,9 +25,34 @@ from federation.disclosure.policy import Granularity, RoleRule
 _DOMINANCE = (Precision.LOWER_BOUND, Precision.NOISED, Precision.ROUNDED)
 
 
-def noise_key(secret: str, query: Mapping[str, Any], biobank_id: str, cell: str) -> bytes:
-    """The per-(query, biobank, cell) key noise is drawn from."""
-    message = json.dumps([query, biobank_id, cell], sort_keys=True, default=str).encode()
+@dataclass(frozen=True)
+class CountedSet:
+    """What a released figure counts: the rows, identified by their exact fingerprint."""
+
+    biobank_id: str
+    kind: str  # "donors" | "samples"
+    count: int
+    fingerprint: int
+    generation: str | None
+
+
+def rule_words(rule: RoleRule) -> str:
+    """The parts of a rule that change a released value, in a stable form."""
+    return f"{rule.granularity.value}/{rule.min_count}/{rule.rounding}/{rule.noise!r}"
+
+
+def noise_key(secret: str, counted: CountedSet, rule: RoleRule) -> bytes:
+    """The key a figure's noise is drawn from: a function of the row set, never the words."""
+    message = json.dumps(
+        [
+            counted.biobank_id,
+            counted.kind,
+            counted.count,
+            str(counted.fingerprint),
+            counted.generation,
+            rule_words(rule),
+        ]
+    ).encode()
     return hmac.new(secret.encode(), message, hashlib.sha256).digest()
 
 

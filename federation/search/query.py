@@ -156,10 +156,17 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class Cell:
-    """Exact donor and sample counts for one biobank (or one facet bucket in one biobank)."""
+    """Exact donor and sample counts for one biobank (or one facet bucket in one biobank),
+    with the fingerprints of the counted donors and samples (see `search.fingerprint`)."""
 
     donors: int
     samples: int
+    donor_fp: int = 0
+    sample_fp: int = 0
+
+    @property
+    def figures(self) -> tuple[int, int, int, int]:
+        return (self.donors, self.samples, self.donor_fp, self.sample_fp)
 
 
 @dataclass(frozen=True)
@@ -169,6 +176,12 @@ class FacetCell:
     biobank_id: str
     donors: int
     samples: int
+    donor_fp: int = 0
+    sample_fp: int = 0
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.donors, self.samples, self.donor_fp, self.sample_fp)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ biobank before it reaches a result.
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +17,7 @@ from typing import Any
 
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
-from federation.disclosure.release import noise_key, release_pair, total
+from federation.disclosure.release import CountedSet, noise_key, release_pair, total
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.model import expr as ex
 from federation.model import icd10
@@ -56,7 +57,7 @@ class _Asker:
     identity: Identity
     policies: PolicyLookup
     secret: str
-    query_key: Mapping[str, Any]
+    generations: Mapping[str, str]
     # One answer releases hundreds of facet cells: look each biobank's rule up once.
     _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
 
@@ -67,16 +68,22 @@ class _Asker:
             self._rules[biobank_id] = rule
         return rule
 
-    def keys(self, biobank_id: str, cell: str) -> tuple[bytes, bytes]:
+    def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
+        """The donor and sample row sets of a cell, as noise and the ledger key them."""
+        generation = self.generations.get(biobank_id)
         return (
-            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:donors"),
-            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:samples"),
+            CountedSet(biobank_id, "donors", cell.donors, cell.donor_fp, generation),
+            CountedSet(biobank_id, "samples", cell.samples, cell.sample_fp, generation),
         )
 
-    def release(self, biobank_id: str, cell: Cell, name: str) -> tuple[Count, Count]:
+    def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
         rule = self.rule(biobank_id)
         # The keys only seed noise; without noise their HMACs would be wasted work.
-        keys = self.keys(biobank_id, name) if rule.noise > 0 else _NO_NOISE
+        if rule.noise > 0:
+            donors, samples = self.counted(biobank_id, cell)
+            keys = (noise_key(self.secret, donors, rule), noise_key(self.secret, samples, rule))
+        else:
+            keys = _NO_NOISE
         return release_pair(cell.donors, cell.samples, rule, keys)
 
 
@@ -155,7 +162,7 @@ class SearchService:
         if page is not None and page.after is not None:
             decode_cursor(page.after)  # a bad cursor is bad input, whoever asks
         criteria, text_codes = self.criteria(query)
-        asker = _Asker(identity, self.policies, self.secret, query.normalised())
+        asker = _Asker(identity, self.policies, self.secret, {})
         rules = compile_purpose(purpose) if purpose else None
         segments = rules.outcome_filters() if rules else None
 
@@ -179,6 +186,7 @@ class SearchService:
         answer = self.backend.answer(
             criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
         )
+        asker = dataclasses.replace(asker, generations=answer.generation)
         result = self._result(answer, asker, facets, text_codes, rules, records_note)
         if self.audit is not None:
             # Fail-closed: a search the sink cannot record raises here and is not answered.
@@ -200,18 +208,14 @@ class SearchService:
             rule = asker.rule(biobank_id)
             if rule.granularity is Granularity.NONE:
                 continue  # not even the presence of matches is told
-            donors, samples = asker.release(biobank_id, cell, "all")
+            donors, samples = asker.release(biobank_id, cell)
             consent = None
             if rules is not None:
                 split = answer.segments.get(biobank_id, {})
                 consent = tuple(
                     OutcomeCounts(
                         name,
-                        *asker.release(
-                            biobank_id,
-                            split.get(name, Cell(0, 0)),
-                            f"consent:{name}:{rules.purpose.normalised()}",
-                        ),
+                        *asker.release(biobank_id, split.get(name, Cell(0, 0))),
                     )
                     for name in OUTCOMES
                 )
@@ -277,13 +281,7 @@ class SearchService:
         for cell in answer.facets:
             if asker.rule(cell.biobank_id).granularity is Granularity.NONE:
                 continue
-            released[cell.facet][cell.key].append(
-                asker.release(
-                    cell.biobank_id,
-                    Cell(cell.donors, cell.samples),
-                    f"facet:{cell.facet}:{cell.key}",
-                )
-            )
+            released[cell.facet][cell.key].append(asker.release(cell.biobank_id, cell.cell))
         out = []
         for name in facets:
             buckets = [
