@@ -45,7 +45,7 @@ from federation.gateway.errors import (
     error_body,
     execution_error,
 )
-from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout
+from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout, SearchesRateLimited
 from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
@@ -141,6 +141,8 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
         )
     except BadRequest as err:
         return jsonify({"errors": [error_body(str(err), err.code)]}), err.status
+    except SearchesRateLimited as err:
+        return _rate_limited(err.wait)
     return jsonify(body)
 
 
@@ -239,6 +241,8 @@ def run(
         if "cost" in err.extensions:
             rejected["extensions"] = {"cost": err.extensions["cost"]}
         return rejected
+    # Each search is a question of its own: the first rode on the request's token.
+    limits.charge_searches(context.identity, context.client_ip or "unknown", cost.searches)
     deadline = limits.deadline()
 
     def execute() -> ExecutionResult:
