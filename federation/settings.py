@@ -20,6 +20,7 @@ from marshmallow import fields as mfields
 from marshmallow.validate import Range, Regexp
 
 from federation import CONFIG_DIR
+from federation.disclosure.budget import PrivacyBudgets
 from federation.disclosure.policy import DisclosurePolicy, PolicyError
 from federation.errors import FederationError
 from federation.model.records import Biobank, BiobankSchema, describe_errors
@@ -328,6 +329,8 @@ class Network:
     biobanks: tuple[BiobankSource, ...]
     path: Path
     default_policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
+    # Privacy budgets per role (`privacy_budget`); none listed: no role's noise is bounded.
+    budgets: PrivacyBudgets = field(default_factory=lambda: PrivacyBudgets({}))
 
     def policy(self, biobank_id: str) -> DisclosurePolicy:
         """The biobank's policy; the network default for a biobank not (or no longer) listed."""
@@ -356,6 +359,7 @@ def load_network(path: Path) -> Network:
         default_policy = DisclosurePolicy.parse(
             data.get("default_disclosure"), where=f"{path}: default_disclosure"
         )
+        budgets = PrivacyBudgets.parse(data.get("privacy_budget"), f"{path}: privacy_budget")
     except PolicyError as err:
         raise SettingsError(str(err)) from None
     sources = []
@@ -390,4 +394,4 @@ def load_network(path: Path) -> Network:
                 policy,
             )
         )
-    return Network(tuple(sources), path, default_policy)
+    return Network(tuple(sources), path, default_policy, budgets)

@@ -41,9 +41,8 @@ def rule_words(rule: RoleRule) -> str:
     return f"{rule.granularity.value}/{rule.min_count}/{rule.rounding}/{rule.noise!r}"
 
 
-def noise_key(secret: str, counted: CountedSet, rule: RoleRule) -> bytes:
-    """The key a figure's noise is drawn from: a function of the row set, never the words."""
-    message = json.dumps(
+def _row_set_message(counted: CountedSet, rule: RoleRule) -> bytes:
+    return json.dumps(
         [
             counted.biobank_id,
             counted.kind,
@@ -53,7 +52,17 @@ def noise_key(secret: str, counted: CountedSet, rule: RoleRule) -> bytes:
             rule_words(rule),
         ]
     ).encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+
+
+def noise_key(secret: str, counted: CountedSet, rule: RoleRule) -> bytes:
+    """The key a figure's noise is drawn from: a function of the row set, never the words."""
+    return hmac.new(secret.encode(), _row_set_message(counted, rule), hashlib.sha256).digest()
+
+
+def charge_id(counted: CountedSet, rule: RoleRule) -> str:
+    """The ledger's id of a released figure: the row set and the rule, as the noise key has
+    them but without the secret (it never leaves the server either)."""
+    return hashlib.sha256(_row_set_message(counted, rule)).hexdigest()
 
 
 def laplace(key: bytes, scale: float) -> int:
@@ -98,6 +107,21 @@ def release(true: int, rule: RoleRule, key: bytes) -> Count:
         precision = Precision.NOISED if precision is Precision.NOISED else Precision.ROUNDED
         reasons.append(f"rounded to the nearest {rule.rounding}")
     return Count(value, precision, "; ".join(reasons) or None)
+
+
+def coarse_release(true: int, rule: RoleRule, fallback: str, refills: str) -> Count:
+    """A figure the privacy budget cannot pay for, released without noise as `fallback`
+    says: "threshold_only" tells 0, below k, or at least k; "boolean" only whether any."""
+    spent = f"your privacy budget for this biobank is spent until {refills}"
+    if true == 0 and fallback == "threshold_only":
+        return Count(0, Precision.EXACT)
+    if true < rule.min_count and fallback == "threshold_only":
+        return release(true, rule, b"")
+    if fallback == "threshold_only":
+        return Count(
+            None, Precision.BUDGET_SPENT, f"at least {rule.min_count}; {spent}", exists=True
+        )
+    return Count(None, Precision.BUDGET_SPENT, f"{spent}; only whether there are any", true > 0)
 
 
 def release_pair(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
 from federation.runtime import Runtime
@@ -30,6 +31,8 @@ class GatewayContext:
     client_ip: str | None = None
     # The app's audit log; a search is not answered when it cannot be recorded here.
     audit: AuditLog | None = None
+    # What is left of the privacy budgets this request's searches spent from, by budget.
+    budget: dict[tuple[str, str, str], BudgetStatus] = field(default_factory=dict, init=False)
     _network: Network | None = field(default=None, init=False)
     _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
     _search: SearchService | None = field(default=None, init=False)
@@ -44,6 +47,11 @@ class GatewayContext:
             sink = self.audit if self.audit is not None else NoAuditLog()
             self._search = self.runtime.search.audited(sink, self.client_ip)
         return self._search
+
+    def note_budget(self, statuses: tuple[BudgetStatus, ...]) -> None:
+        """Remember the budgets a search spent from, for the response's `extensions`."""
+        for status in statuses:
+            self.budget[(status.role, status.scope, status.period)] = status
 
     @property
     def sync_admin(self) -> SyncAdministration:

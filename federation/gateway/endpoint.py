@@ -267,6 +267,9 @@ def run(
     if result.errors:
         body["errors"] = [execution_error(e) for e in result.errors]
     body["extensions"] = {"cost": cost.as_extension()}
+    if context.budget:
+        # What is left of each privacy budget this request's searches spent from.
+        body["extensions"]["privacyBudget"] = [s.as_extension() for s in context.budget.values()]
     return body
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.disclosure.budget import BudgetStatus
+
 # Released counts are the disclosure layer's; re-exported for the gateway's types.
 from federation.disclosure.count import Count as Count
 from federation.disclosure.count import Precision as Precision
@@ -70,3 +72,5 @@ class SearchResult:
     text_diseases: tuple[str, ...] = field(default=())
     consent: tuple[OutcomeCounts, ...] | None = None  # network totals per consent outcome
     records_note: str | None = None  # why records are absent or limited
+    # What is left of the privacy budgets this search spent from (none without a budget).
+    budget: tuple[BudgetStatus, ...] = field(default=())
