@@ -104,6 +104,9 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
         request.headers.get("X-Forwarded-For"),
         limits.config.trusted_proxy_hops,
     )
+    misplaced = _misplaced_key()
+    if misplaced is not None:
+        return _unauthenticated(AuthenticationFailed(misplaced, "invalid_request"))
     try:
         identity = _extension(AUTH_EXTENSION, Authenticator).authenticate(
             request.headers.get("Authorization"), request.headers.get("X-API-Key")
@@ -144,6 +147,23 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
     except SearchesRateLimited as err:
         return _rate_limited(err.wait)
     return jsonify(body)
+
+
+# Where clients commonly put an API key that this service does not read from: answered with
+# where the key goes, never silently taken as anonymous.
+MISPLACED_KEY_PARAMETERS = ("api_key", "apikey", "api-key", "key", "access_token")
+MISPLACED_KEY_HEADERS = ("Api-Key", "Apikey")
+KEY_GOES = "send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+def _misplaced_key() -> str | None:
+    for name in request.args:
+        if name.lower() in MISPLACED_KEY_PARAMETERS:
+            return f"{KEY_GOES}, never in the URL (got a `{name}` query parameter)"
+    for name in MISPLACED_KEY_HEADERS:
+        if request.headers.get(name):
+            return f"{KEY_GOES} (got an `{name}` header, which is not read)"
+    return None
 
 
 # RFC 6750 allows only these characters in an error_description.
@@ -221,6 +241,9 @@ def run(
     operation = _operation(document, graphql_request.operation_name)
     if isinstance(operation, dict):
         return operation
+    if operation.operation is OperationType.SUBSCRIPTION:
+        message = "subscription operations are not supported: send a query or a mutation"
+        return {"errors": [error_body(message, ErrorCode.GRAPHQL_VALIDATION_FAILED)]}
     if queries_only and operation.operation is not OperationType.QUERY:
         # GET must stay safe to repeat and to cache; changes go over POST.
         raise BadRequest(

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.errors import unencodable
 from federation.model import expr as ex
 from federation.model import icd10, vocab
 
@@ -19,6 +20,7 @@ from federation.search.facets import FACET_DEFINITIONS
 from federation.search.facets import FACETS as FACETS
 from federation.search.facets import age_bucket as age_bucket
 
+SURROGATE_REASON = "contains a lone UTF-16 surrogate, which is not text"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -50,6 +52,12 @@ class SampleQuery:
                 diseases.append(icd10.normalise(value))
             except icd10.UnknownCode as err:
                 raise BadQuery("diseases", value, str(err)) from None
+        for name in ("text", "biobanks"):
+            value = raw.get(name)
+            for item in [value] if isinstance(value, str) else value or ():
+                escaped = unencodable(str(item))
+                if escaped is not None:
+                    raise BadQuery(name, escaped, SURROGATE_REASON)
         text = (raw.get("text") or "").strip() or None
         if text is not None and len(text) > 200:
             raise BadQuery("text", text[:40] + "...", "longer than 200 characters")

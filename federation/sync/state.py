@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -112,7 +113,9 @@ class SyncState:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private before SQLite opens it: the quarantine keeps raw source payloads.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         with self._connect() as db:
             db.executescript(_SCHEMA)
 
