@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         help="comma-separated subset of ingest,queries,gateway (queries need an ingest)",
     )
     bench.add_argument("--keep", action="store_true", help="keep the synced data and indices")
+    bench.add_argument(
+        "--identity",
+        choices=("operator", "registered"),
+        default="operator",
+        help="who asks the query mix: registered adds noise and the privacy ledger",
+    )
     table = commands.add_parser("table", help="print a markdown table of result files")
     table.add_argument("results", nargs="+", type=Path)
     whole = commands.add_parser(
@@ -76,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         results_dir=args.results_dir,
         command="python -m bench " + shlex.join(args_list),
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
+        identity=args.identity,
     )
     data = run(options)
     print((options.results_dir / f"{data['name']}.md").read_text(encoding="utf-8"))

@@ -109,6 +109,9 @@ class Options:
     phases: tuple[str, ...] = ("ingest", "queries", "gateway")
     # Biobanks synced at once (`biofed sync --jobs`); 0: one per CPU.
     sync_jobs: int = 0
+    # Who asks the query mix: `operator` (exact counts) or `registered` (noise keyed on
+    # the rows' fingerprints, and each fresh figure charged to the privacy ledger).
+    identity: str = "operator"
 
 
 @dataclass
@@ -338,6 +341,15 @@ class RawBackend:
             self.client.close()
 
 
+def asking_identity(options: Options) -> Any:
+    """The identity the query mix is asked as (`Options.identity`)."""
+    from federation.disclosure.roles import Identity
+
+    if options.identity == "registered":
+        return Identity(subject="bench-researcher", authenticated=True, via="api_key")
+    return operator_identity()
+
+
 def operator_identity() -> Any:
     """The network operator: every biobank answers it, with exact counts where allowed."""
     from federation.disclosure.roles import Identity
@@ -362,7 +374,7 @@ def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
     """Each question through the service and by hand, interleaved, after a warm-up."""
     runtime = _runtime(env)
     service = runtime.search
-    identity = operator_identity()
+    identity = asking_identity(options)
     today = dt.date.today()
     raw = RawBackend(options, runtime)
     before = loadavg()

@@ -39,6 +39,25 @@ class BadInput(RequestError, ValueError):
         )
 
 
+def unencodable(value: str) -> str | None:
+    """`value` with its lone UTF-16 surrogates escaped, when it has any (else None).
+
+    JSON can carry "\ud800", but it is not Unicode text: no store or log can encode it.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return None
+
+
+def check_text(argument: str, value: str | None) -> None:
+    """BadInput when a text argument holds a lone UTF-16 surrogate."""
+    escaped = None if value is None else unencodable(value)
+    if escaped is not None:
+        raise BadInput(argument, escaped, "contains a lone UTF-16 surrogate, which is not text")
+
+
 def check_range(argument: str, value: int, low: int, high: int | None = None) -> None:
     """BadInput unless `low <= value` (and `value <= high` when given)."""
     if value < low or (high is not None and value > high):

@@ -37,7 +37,9 @@ limit_request_line = 8190
 # One line per request on stdout, for the container's log collector.
 accesslog = "-"
 errorlog = "-"
-access_log_format = '%(h)s "%(r)s" %(s)s %(b)s %(M)sms'
+# The path without its query string (%(U)s, not the request line %(r)s): a client that puts
+# a credential in the URL (`?api_key=`, refused) must not have it written to the log.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(b)s %(M)sms'
 
 # gunicorn >= 25 opens a control socket at one fixed per-user path by default: several
 # gateways on one host would fight over it, and a read-only home breaks startup. Older

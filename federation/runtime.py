@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from federation.disclosure.ledger import LEDGER_FILE, PrivacyLedger
 from federation.search.audit import AUDIT_FILE, AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
@@ -45,6 +46,11 @@ class Runtime:
         return SyncState(self.settings.state_path)
 
     @cached_property
+    def ledger(self) -> PrivacyLedger:
+        """The privacy ledger, shared by every process on the host (docs/privacy.md)."""
+        return PrivacyLedger(self.settings.data_dir / LEDGER_FILE)
+
+    @cached_property
     def audit(self) -> AuditLog:
         """The audit log of answered searches, in the data folder."""
         return AuditLog(self.settings.data_dir / AUDIT_FILE)
@@ -57,6 +63,8 @@ class Runtime:
             secret=self.secret(),
             record_biobanks=lambda: [s.biobank.id for s in self.network().biobanks],
         )
+        service.budgets = lambda: self.network().budgets
+        service.ledger = self.ledger
         return service.audited(self.audit) if self.audited else service
 
     def secret(self) -> str:

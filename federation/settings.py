@@ -21,6 +21,7 @@ from marshmallow import fields as mfields
 from marshmallow.validate import Range, Regexp
 
 from federation import CONFIG_DIR
+from federation.disclosure.budget import PrivacyBudgets
 from federation.disclosure.policy import DisclosurePolicy, PolicyError
 from federation.errors import FederationError
 from federation.model.records import Biobank, BiobankSchema, describe_errors
@@ -364,6 +365,8 @@ class Network:
     path: Path
     default_policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     invalid: tuple[InvalidEntry, ...] = ()  # entries left out (load_network skip_invalid)
+    # Privacy budgets per role (`privacy_budget`); none listed: no role's noise is bounded.
+    budgets: PrivacyBudgets = field(default_factory=lambda: PrivacyBudgets({}))
 
     def policy(self, biobank_id: str) -> DisclosurePolicy:
         """The biobank's policy; the network default for a biobank not (or no longer) listed."""
@@ -406,6 +409,7 @@ def load_network(path: Path, *, skip_invalid: bool = False) -> Network:
         default_policy = DisclosurePolicy.parse(
             data.get("default_disclosure"), where=f"{path}: default_disclosure"
         )
+        budgets = PrivacyBudgets.parse(data.get("privacy_budget"), f"{path}: privacy_budget")
     except PolicyError as err:
         raise SettingsError(str(err)) from None
     sources: list[BiobankSource] = []
@@ -426,7 +430,7 @@ def load_network(path: Path, *, skip_invalid: bool = False) -> Network:
             continue
         seen.add(source.biobank.id)
         sources.append(source)
-    return Network(tuple(sources), path, default_policy, tuple(invalid))
+    return Network(tuple(sources), path, default_policy, tuple(invalid), budgets)
 
 
 def _source(

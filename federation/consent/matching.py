@@ -35,6 +35,10 @@ _ALLOWING: dict[PurposeKind, tuple[str, ...]] = {
 }
 
 
+# The permissions the CC modifier extends to clinical care.
+CLINICAL_CARE_EXTENDS = ("GRU", "HMB", "DS")
+
+
 @dataclass(frozen=True)
 class Rule:
     """A named consent rule: when `when` matches a donor's row, the rule applies."""
@@ -100,7 +104,10 @@ def _permission_allows(purpose: ResearchPurpose) -> ex.Expr:
         ds = ex.all_of(ex.In("duo_permission", ("DS",)), _covers(purpose.diseases))
         return ex.any_of(allowing, ds)
     if purpose.kind is PurposeKind.CLINICAL_CARE:
-        return ex.any_of(allowing, _modifier("CC"))
+        # CC extends a research permission to clinical care: only GRU, HMB and DS are
+        # research permissions it can extend (docs/consent.md); POA;CC stays ancestry only.
+        extendable = ex.In("duo_permission", CLINICAL_CARE_EXTENDS)
+        return ex.any_of(allowing, ex.all_of(extendable, _modifier("CC")))
     return allowing
 
 

@@ -379,6 +379,19 @@ DEMO_DISCLOSURE: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+# The recommended budget for researchers whose counts carry noise (docs/privacy.md has the
+# arithmetic): 16 epsilon per biobank per day keeps an averaging attack's error at or above
+# the noise scale's square root (>= 1 donor for scale >= 1) within a day.
+DEMO_PRIVACY_BUDGET: dict[str, dict[str, Any]] = {
+    "registered": {
+        "epsilon": 16,
+        "period": "day",
+        "scope": "biobank",
+        "fallback": "threshold_only",
+    }
+}
+
+
 def _write_network_yaml(
     path: Path,
     entries: list[dict[str, Any]],
@@ -397,6 +410,7 @@ def _write_network_yaml(
     body = yaml.safe_dump(
         {
             "generated": {"biobanks": biobanks, "samples": samples, "seed": seed},
+            "privacy_budget": DEMO_PRIVACY_BUDGET,
             "biobanks": entries,
         },
         sort_keys=False,

@@ -17,6 +17,7 @@ class Precision(enum.Enum):
     BELOW_THRESHOLD = "below_threshold"
     BOOLEAN = "boolean"  # only whether there are any; see `exists`
     LOWER_BOUND = "lower_bound"  # a total that leaves out withheld cells
+    BUDGET_SPENT = "budget_spent"  # the privacy budget is spent: a coarser release
     HIDDEN = "hidden"
 
 

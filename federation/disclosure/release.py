@@ -1,9 +1,11 @@
-"""Releasing counts under a role's rule: threshold, noise fixed per query, rounding.
+"""Releasing counts under a role's rule: threshold, noise fixed per row set, rounding.
 
 Noise is Laplace-distributed with the rule's scale, drawn from an HMAC of the server
-secret, the normalised query and the cell, so asking the same question again returns the
-same number and averaging repeated answers learns nothing. Totals are sums of released
-figures only, so no total can be used to recover a withheld cell.
+secret and the counted row set (`CountedSet`: biobank, kind of figure, count, the exact
+fingerprint of the rows, the published generation) and the rule. Not the words of the
+question, the facet or the purpose: every question, alias, facet bucket, consent split or
+total that counts the same rows releases the same value, so rewording and averaging learn
+nothing. Totals are sums of released figures only, so no total recovers a withheld cell.
 """
 
 from __future__ import annotations
@@ -12,8 +14,8 @@ import hashlib
 import hmac
 import json
 import math
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
 
 from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import Granularity, RoleRule
@@ -24,10 +26,44 @@ from federation.i18n import Message
 _DOMINANCE = (Precision.LOWER_BOUND, Precision.NOISED, Precision.ROUNDED)
 
 
-def noise_key(secret: str, query: Mapping[str, Any], biobank_id: str, cell: str) -> bytes:
-    """The per-(query, biobank, cell) key noise is drawn from."""
-    message = json.dumps([query, biobank_id, cell], sort_keys=True, default=str).encode()
-    return hmac.new(secret.encode(), message, hashlib.sha256).digest()
+@dataclass(frozen=True)
+class CountedSet:
+    """What a released figure counts: the rows, identified by their exact fingerprint."""
+
+    biobank_id: str
+    kind: str  # "donors" | "samples"
+    count: int
+    fingerprint: int
+    generation: str | None
+
+
+def rule_words(rule: RoleRule) -> str:
+    """The parts of a rule that change a released value, in a stable form."""
+    return f"{rule.granularity.value}/{rule.min_count}/{rule.rounding}/{rule.noise!r}"
+
+
+def _row_set_message(counted: CountedSet, rule: RoleRule) -> bytes:
+    return json.dumps(
+        [
+            counted.biobank_id,
+            counted.kind,
+            counted.count,
+            str(counted.fingerprint),
+            counted.generation,
+            rule_words(rule),
+        ]
+    ).encode()
+
+
+def noise_key(secret: str, counted: CountedSet, rule: RoleRule) -> bytes:
+    """The key a figure's noise is drawn from: a function of the row set, never the words."""
+    return hmac.new(secret.encode(), _row_set_message(counted, rule), hashlib.sha256).digest()
+
+
+def charge_id(counted: CountedSet, rule: RoleRule) -> str:
+    """The ledger's id of a released figure: the row set and the rule, as the noise key has
+    them but without the secret (it never leaves the server either)."""
+    return hashlib.sha256(_row_set_message(counted, rule)).hexdigest()
 
 
 def laplace(key: bytes, scale: float) -> int:
@@ -67,6 +103,21 @@ def release(true: int, rule: RoleRule, key: bytes) -> Count:
         precision = Precision.NOISED if precision is Precision.NOISED else Precision.ROUNDED
         reasons.append(Message.of("count.rounded", step=rule.rounding))
     return Count.explained(value, precision, tuple(reasons))
+
+
+def coarse_release(true: int, rule: RoleRule, fallback: str, refills: str) -> Count:
+    """A figure the privacy budget cannot pay for, released without noise as `fallback`
+    says: "threshold_only" tells 0, below k, or at least k; "boolean" only whether any."""
+    spent = f"your privacy budget for this biobank is spent until {refills}"
+    if true == 0 and fallback == "threshold_only":
+        return Count(0, Precision.EXACT)
+    if true < rule.min_count and fallback == "threshold_only":
+        return release(true, rule, b"")
+    if fallback == "threshold_only":
+        return Count(
+            None, Precision.BUDGET_SPENT, f"at least {rule.min_count}; {spent}", exists=True
+        )
+    return Count(None, Precision.BUDGET_SPENT, f"{spent}; only whether there are any", true > 0)
 
 
 def release_pair(

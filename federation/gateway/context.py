@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
 from federation.runtime import Runtime
@@ -33,6 +34,8 @@ class GatewayContext:
     # The language of server-written texts (reasons, explanations, notes, errors): from
     # Accept-Language, or a `language` argument (federation/i18n).
     language: str = "en"
+    # What is left of the privacy budgets this request's searches spent from, by budget.
+    budget: dict[tuple[str, str, str], BudgetStatus] = field(default_factory=dict, init=False)
     _network: Network | None = field(default=None, init=False)
     _generations: dict[str, GenerationInfo] | None = field(default=None, init=False)
     _search: SearchService | None = field(default=None, init=False)
@@ -47,6 +50,11 @@ class GatewayContext:
             sink = self.audit if self.audit is not None else NoAuditLog()
             self._search = self.runtime.search.audited(sink, self.client_ip)
         return self._search
+
+    def note_budget(self, statuses: tuple[BudgetStatus, ...]) -> None:
+        """Remember the budgets a search spent from, for the response's `extensions`."""
+        for status in statuses:
+            self.budget[(status.role, status.scope, status.period)] = status
 
     @property
     def sync_admin(self) -> SyncAdministration:

@@ -33,6 +33,7 @@ from federation.gateway.errors import ErrorCode, GatewayError
 from federation.search.query import FACETS, MAX_PAGE_SIZE
 
 PAGE_ARGUMENT = "first"
+SEARCH_FIELD = "search"
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
@@ -115,6 +116,7 @@ class QueryCost:
 
     requested: int
     budget: int
+    searches: int = 0  # root `search` fields, aliases each counted
 
     def as_extension(self) -> dict[str, int]:
         """The `extensions.cost` entry of a response."""
@@ -128,6 +130,8 @@ class Shape:
     cost: int
     depth: int
     introspection: bool
+    # Root `search` selections, each alias apart: each is a question of its own.
+    searches: int = 0
 
 
 def measure(
@@ -153,8 +157,9 @@ def measure(
     walk = _Walk(schema, fragments, dict(variables), max_depth, cost_map)
     fields = collect_fields(schema, fragments, walk.variables, root, operation.selection_set)
     introspection = any(nodes[0].name.value in INTROSPECTION_FIELDS for nodes in fields.values())
+    searches = sum(1 for nodes in fields.values() if nodes[0].name.value == SEARCH_FIELD)
     cost, depth = walk.fields(root, fields, 1, ())
-    return Shape(cost, depth, introspection)
+    return Shape(cost, depth, introspection, searches)
 
 
 class _Walk:

@@ -46,7 +46,7 @@ from federation.gateway.errors import (
     execution_error,
 )
 from federation.gateway.language import localise_errors
-from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout
+from federation.gateway.limits import Limits, LimitsConfig, RequestTimeout, SearchesRateLimited
 from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
 from federation.i18n import language_of
@@ -106,6 +106,9 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
         request.headers.get("X-Forwarded-For"),
         limits.config.trusted_proxy_hops,
     )
+    misplaced = _misplaced_key()
+    if misplaced is not None:
+        return _unauthenticated(AuthenticationFailed(misplaced, "invalid_request"))
     try:
         identity = _extension(AUTH_EXTENSION, Authenticator).authenticate(
             request.headers.get("Authorization"), request.headers.get("X-API-Key")
@@ -145,7 +148,26 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
     except BadRequest as err:
         failed = {"errors": [error_body(str(err), err.code)]}
         return jsonify(localise_errors(failed, context.language)), err.status
+    except SearchesRateLimited as err:
+        return _rate_limited(err.wait)
     return jsonify(localise_errors(body, context.language))
+
+
+# Where clients commonly put an API key that this service does not read from: answered with
+# where the key goes, never silently taken as anonymous.
+MISPLACED_KEY_PARAMETERS = ("api_key", "apikey", "api-key", "key", "access_token")
+MISPLACED_KEY_HEADERS = ("Api-Key", "Apikey")
+KEY_GOES = "send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
+
+
+def _misplaced_key() -> str | None:
+    for name in request.args:
+        if name.lower() in MISPLACED_KEY_PARAMETERS:
+            return f"{KEY_GOES}, never in the URL (got a `{name}` query parameter)"
+    for name in MISPLACED_KEY_HEADERS:
+        if request.headers.get(name):
+            return f"{KEY_GOES} (got an `{name}` header, which is not read)"
+    return None
 
 
 # RFC 6750 allows only these characters in an error_description.
@@ -223,6 +245,9 @@ def run(
     operation = _operation(document, graphql_request.operation_name)
     if isinstance(operation, dict):
         return operation
+    if operation.operation is OperationType.SUBSCRIPTION:
+        message = "subscription operations are not supported: send a query or a mutation"
+        return {"errors": [error_body(message, ErrorCode.GRAPHQL_VALIDATION_FAILED)]}
     if queries_only and operation.operation is not OperationType.QUERY:
         # GET must stay safe to repeat and to cache; changes go over POST.
         raise BadRequest(
@@ -243,6 +268,8 @@ def run(
         if "cost" in err.extensions:
             rejected["extensions"] = {"cost": err.extensions["cost"]}
         return rejected
+    # Each search is a question of its own: the first rode on the request's token.
+    limits.charge_searches(context.identity, context.client_ip or "unknown", cost.searches)
     deadline = limits.deadline()
 
     def execute() -> ExecutionResult:
@@ -267,6 +294,9 @@ def run(
     if result.errors:
         body["errors"] = [execution_error(e) for e in result.errors]
     body["extensions"] = {"cost": cost.as_extension()}
+    if context.budget:
+        # What is left of each privacy budget this request's searches spent from.
+        body["extensions"]["privacyBudget"] = [s.as_extension() for s in context.budget.values()]
     return body
 
 

@@ -41,6 +41,7 @@ class ErrorCode(enum.StrEnum):
     DEPTH_LIMIT_EXCEEDED = "DEPTH_LIMIT_EXCEEDED"
     COST_LIMIT_EXCEEDED = "COST_LIMIT_EXCEEDED"
     RATE_LIMITED = "RATE_LIMITED"  # HTTP 429 with Retry-After
+    TOO_MANY_SEARCHES = "TOO_MANY_SEARCHES"  # more `search` fields than one request may carry
     TIMEOUT = "TIMEOUT"  # the request ran past its deadline
     # HTTP-level failures: the request never reached GraphQL.
     BAD_REQUEST = "BAD_REQUEST"

@@ -42,8 +42,27 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 # Executions run in a bounded pool per process so that a request can stop waiting at its
 # deadline; a pool this size is a little above gunicorn's threads per worker (4).
 DEFAULT_EXECUTION_THREADS = 8
+# Searches one request may carry: each is a question of its own (its own rate-limit token and
+# privacy budget), and aliases must not turn one request into an averaging attack.
+DEFAULT_MAX_SEARCHES_PER_REQUEST = 5
 DEFAULT_ANONYMOUS_RATE = RateLimit(per_minute=120, burst=60)
 DEFAULT_SIGNED_IN_RATE = RateLimit(per_minute=600, burst=120)
+
+
+class TooManySearches(GatewayError):
+    """The operation carries more `search` fields (aliases included) than one request may."""
+
+    code = ErrorCode.TOO_MANY_SEARCHES
+
+
+class SearchesRateLimited(GatewayError):
+    """The caller's bucket cannot pay for every search of the request: 429."""
+
+    code = ErrorCode.RATE_LIMITED
+
+    def __init__(self, wait: float) -> None:
+        super().__init__(f"too many searches; try again in {wait:.0f} s")
+        self.wait = wait
 
 
 class RequestTimeout(GatewayError):
@@ -73,6 +92,7 @@ class _RateLimitSchema(SectionSchema):
 class _LimitsSchema(SectionSchema):
     max_depth = WholeNumber(1)
     cost_budget = WholeNumber(1)
+    max_searches_per_request = WholeNumber(1)
     execution_threads = WholeNumber(1)
     trusted_proxy_hops = WholeNumber(0)
     timeout_seconds = PositiveNumber(allow_none=True)
@@ -86,6 +106,7 @@ class LimitsConfig:
 
     max_depth: int = DEFAULT_MAX_DEPTH
     cost_budget: int = DEFAULT_COST_BUDGET
+    max_searches_per_request: int = DEFAULT_MAX_SEARCHES_PER_REQUEST
     timeout_seconds: float | None = DEFAULT_TIMEOUT_SECONDS
     execution_threads: int = DEFAULT_EXECUTION_THREADS
     introspection: bool = True
@@ -215,13 +236,20 @@ class Limits:
                 "introspection (__schema, __type) is switched off on this server; the schema "
                 "is published as schema/schema.graphql"
             )
-        cost = QueryCost(shape.cost, self.config.cost_budget)
+        cost = QueryCost(shape.cost, self.config.cost_budget, shape.searches)
         if cost.requested > cost.budget:
             raise CostLimitExceeded(
                 f"the query costs {cost.requested}, over the budget of {cost.budget} "
                 "(search 10 each; records, syncRuns and quarantine 1 per item asked for with "
                 "`first`; facets 5 each or 20 for all); split it or ask for fewer items",
                 cost=cost.as_extension(),
+            )
+        limit = self.config.max_searches_per_request
+        if shape.searches > limit:
+            raise TooManySearches(
+                f"the request carries {shape.searches} `search` fields (aliases count one "
+                f"each); at most {limit} are allowed per request: send the others separately",
+                searches={"limit": limit, "sent": shape.searches},
             )
         return cost
 
@@ -239,3 +267,13 @@ class Limits:
             return None
         rate = self.config.signed_in if identity.authenticated else self.config.anonymous
         return self.rate_limiter.take(rate_key(identity, client_ip), rate)
+
+    def charge_searches(self, identity: Identity, client_ip: str, searches: int) -> None:
+        """Charge every search after the first (which `admit` paid with the request) to the
+        caller's bucket; raise `SearchesRateLimited` when the bucket cannot pay."""
+        if self.rate_limiter is None or searches <= 1:
+            return
+        rate = self.config.signed_in if identity.authenticated else self.config.anonymous
+        wait = self.rate_limiter.take(rate_key(identity, client_ip), rate, searches - 1)
+        if wait is not None:
+            raise SearchesRateLimited(wait)

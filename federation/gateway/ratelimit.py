@@ -87,8 +87,9 @@ class RateLimiter:
             self._ready = True
         return db
 
-    def take(self, key: str, rate: RateLimit) -> float | None:
-        """Take one token from `key`'s bucket: None when allowed, else seconds to wait."""
+    def take(self, key: str, rate: RateLimit, tokens_taken: float = 1.0) -> float | None:
+        """Take tokens from `key`'s bucket (one by default): None when allowed, else seconds
+        to wait. More tokens than the burst are never there: the wait is for a full bucket."""
         now = self._clock()
         try:
             db = self._connect()
@@ -102,14 +103,15 @@ class RateLimiter:
             if row is not None:
                 elapsed = max(0.0, now - float(row[1]))
                 tokens = min(float(rate.burst), float(row[0]) + elapsed * rate.per_second)
-            if tokens < 1.0:
+            wanted = min(tokens_taken, float(rate.burst))
+            if tokens < wanted:
                 db.execute("ROLLBACK")
-                return (1.0 - tokens) / rate.per_second
+                return (wanted - tokens) / rate.per_second
             db.execute(
                 "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
                 "updated = excluded.updated",
-                (key, tokens - 1.0, now),
+                (key, tokens - wanted, now),
             )
             db.execute("COMMIT")
             self._prune(db, now, rate)

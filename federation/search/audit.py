@@ -21,6 +21,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -152,6 +153,11 @@ class AuditLog:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
+        if not self._ready:
+            # Private before SQLite opens it (its -wal and -shm files take the same mode):
+            # the log says who searched for what.
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         try:
             db.execute("PRAGMA busy_timeout=10000")

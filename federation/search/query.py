@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.errors import unencodable
 from federation.model import expr as ex
 from federation.model import icd10, vocab
 
@@ -19,6 +20,7 @@ from federation.search.facets import FACET_DEFINITIONS
 from federation.search.facets import FACETS as FACETS
 from federation.search.facets import age_bucket as age_bucket
 
+SURROGATE_REASON = "contains a lone UTF-16 surrogate, which is not text"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -50,6 +52,12 @@ class SampleQuery:
         if unknown:
             raise BadQuery(unknown[0], raw[unknown[0]], "unknown filter")
         diseases = _diseases(raw, "diseases")
+        for name in ("text", "biobanks"):
+            value = raw.get(name)
+            for item in [value] if isinstance(value, str) else value or ():
+                escaped = unencodable(str(item))
+                if escaped is not None:
+                    raise BadQuery(name, escaped, SURROGATE_REASON)
         text = (raw.get("text") or "").strip() or None
         text_exclude = []
         for value in raw.get("text_exclude") or ():
@@ -176,10 +184,17 @@ class PageRequest:
 
 @dataclass(frozen=True)
 class Cell:
-    """Exact donor and sample counts for one biobank (or one facet bucket in one biobank)."""
+    """Exact donor and sample counts for one biobank (or one facet bucket in one biobank),
+    with the fingerprints of the counted donors and samples (see `search.fingerprint`)."""
 
     donors: int
     samples: int
+    donor_fp: int = 0
+    sample_fp: int = 0
+
+    @property
+    def figures(self) -> tuple[int, int, int, int]:
+        return (self.donors, self.samples, self.donor_fp, self.sample_fp)
 
 
 @dataclass(frozen=True)
@@ -189,6 +204,12 @@ class FacetCell:
     biobank_id: str
     donors: int
     samples: int
+    donor_fp: int = 0
+    sample_fp: int = 0
+
+    @property
+    def cell(self) -> Cell:
+        return Cell(self.donors, self.samples, self.donor_fp, self.sample_fp)
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from federation.disclosure.budget import BudgetStatus
+
 # Released counts are the disclosure layer's; re-exported for the gateway's types.
 from federation.disclosure.count import Count as Count
 from federation.disclosure.count import Precision as Precision
@@ -83,3 +85,6 @@ class SearchResult:
         if self.records_note_messages:
             return render_all(self.records_note_messages, language)
         return self.records_note
+
+    # What is left of the privacy budgets this search spent from (none without a budget).
+    budget: tuple[BudgetStatus, ...] = field(default=())

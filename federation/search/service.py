@@ -9,14 +9,25 @@ biobank before it reaches a result.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import datetime as dt
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
+from federation.disclosure.budget import BudgetStatus, PrivacyBudgets
+from federation.disclosure.ledger import BudgetKey, Charge, Outcome, PrivacyLedger
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
-from federation.disclosure.release import noise_key, release_pair, total
+from federation.disclosure.release import (
+    CountedSet,
+    charge_id,
+    coarse_release,
+    noise_key,
+    release_pair,
+    total,
+)
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.i18n import Message, render_all
 from federation.model import expr as ex
@@ -57,7 +68,11 @@ class _Asker:
     identity: Identity
     policies: PolicyLookup
     secret: str
-    query_key: Mapping[str, Any]
+    generations: Mapping[str, str]
+    # Row sets (charge ids) the privacy budget could not pay for, and per biobank the
+    # coarser release they fall back to and when the budget refills.
+    refused: frozenset[str] = frozenset()
+    fallbacks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     # One answer releases hundreds of facet cells: look each biobank's rule up once.
     _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
 
@@ -68,16 +83,37 @@ class _Asker:
             self._rules[biobank_id] = rule
         return rule
 
-    def keys(self, biobank_id: str, cell: str) -> tuple[bytes, bytes]:
+    def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
+        """The donor and sample row sets of a cell, as noise and the ledger key them."""
+        generation = self.generations.get(biobank_id)
         return (
-            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:donors"),
-            noise_key(self.secret, self.query_key, biobank_id, f"{cell}:samples"),
+            CountedSet(biobank_id, "donors", cell.donors, cell.donor_fp, generation),
+            CountedSet(biobank_id, "samples", cell.samples, cell.sample_fp, generation),
         )
 
-    def release(self, biobank_id: str, cell: Cell, name: str) -> tuple[Count, Count]:
+    def charges(self, biobank_id: str, cell: Cell) -> list[str]:
+        """Charge ids of the cell's figures that would be released with fresh noise."""
+        rule = self.rule(biobank_id)
+        if rule.noise <= 0 or cell.donors < rule.min_count:
+            return []  # exact, rounded, zero or withheld: no noise, nothing to pay
+        if not rule.granularity.allows(Granularity.COUNT):
+            return []
+        return [charge_id(rows, rule) for rows in self.counted(biobank_id, cell)]
+
+    def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
         rule = self.rule(biobank_id)
         # The keys only seed noise; without noise their HMACs would be wasted work.
-        keys = self.keys(biobank_id, name) if rule.noise > 0 else _NO_NOISE
+        if rule.noise > 0:
+            if self.refused and self.refused.intersection(self.charges(biobank_id, cell)):
+                fallback, refills = self.fallbacks[biobank_id]
+                return (
+                    coarse_release(cell.donors, rule, fallback, refills),
+                    coarse_release(cell.samples, rule, fallback, refills),
+                )
+            donors, samples = self.counted(biobank_id, cell)
+            keys = (noise_key(self.secret, donors, rule), noise_key(self.secret, samples, rule))
+        else:
+            keys = _NO_NOISE
         return release_pair(cell.donors, cell.samples, rule, keys)
 
 
@@ -102,6 +138,9 @@ class SearchService:
         self.secret = secret
         # The biobanks of the network, to decide where a role may see records.
         self.record_biobanks = record_biobanks or (lambda: list(backend.published()))
+        # Privacy budgets per role and the ledger they are spent in; no ledger: no budget.
+        self.budgets: Callable[[], PrivacyBudgets] = lambda: PrivacyBudgets({})
+        self.ledger: PrivacyLedger | None = None
         # Where every answered search is recorded (see `audited`); None: not audited.
         self.audit: SearchAudit | None = None
         self.client_ip: str | None = None
@@ -159,7 +198,7 @@ class SearchService:
         if page is not None and page.after is not None:
             decode_cursor(page.after)  # a bad cursor is bad input, whoever asks
         criteria, text_codes = self.criteria(query)
-        asker = _Asker(identity, self.policies, self.secret, query.normalised())
+        asker = _Asker(identity, self.policies, self.secret, {})
         rules = compile_purpose(purpose) if purpose else None
         segments = rules.outcome_filters() if rules else None
 
@@ -184,11 +223,82 @@ class SearchService:
         answer = self.backend.answer(
             criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
         )
+        asker = dataclasses.replace(asker, generations=answer.generation)
+        asker, budget = self._spend(answer, asker)
         result = self._result(answer, asker, facets, text_codes, rules, records_note)
+        result = dataclasses.replace(result, budget=budget)
         if self.audit is not None:
             # Fail-closed: a search the sink cannot record raises here and is not answered.
             self.audit.record(AnsweredSearch(identity, self.client_ip, query, purpose, result))
         return result
+
+    def _spend(
+        self, answer: BackendAnswer, asker: _Asker
+    ) -> tuple[_Asker, tuple[BudgetStatus, ...]]:
+        """Charge the fresh noised figures of an answer to the asker's budgets, one ledger
+        transaction per scope; the asker then knows which figures fall back."""
+        if self.ledger is None:
+            return asker, ()
+        identity = asker.identity
+        budgets = self.budgets()
+        cells = [(bb, cell) for bb, cell in answer.by_biobank.items()]
+        cells += [(bb, cell) for bb, split in answer.segments.items() for cell in split.values()]
+        cells += [(cell.biobank_id, cell.cell) for cell in answer.facets]
+        wanted: dict[tuple[str, str, str], list[Charge]] = defaultdict(list)
+        limits: dict[tuple[str, str, str], tuple[float, str, str]] = {}
+        fallbacks: dict[str, tuple[str, str]] = {}
+        now = dt.datetime.now(dt.UTC)
+        for biobank_id, cell in cells:
+            rule = asker.rule(biobank_id)
+            role = identity.role_for(biobank_id)
+            budget = budgets.rule(role)
+            ids = asker.charges(biobank_id, cell) if budget is not None else []
+            if budget is None or not ids:
+                continue
+            period, refill_at = budget.period.window(now)
+            key = (role.value, budget.scope_of(biobank_id), period)
+            limits[key] = (budget.epsilon, refill_at.isoformat(timespec="seconds"), role.value)
+            fallbacks[biobank_id] = (budget.fallback.value, limits[key][1])
+            wanted[key] += [Charge(i, 1.0 / rule.noise) for i in ids]
+        subject = f"{identity.via}:{identity.subject}"
+        refused: set[str] = set()
+        statuses = []
+        for key, charges in wanted.items():
+            limit, refills, role_name = limits[key]
+            spending = self.ledger.spend(BudgetKey(subject, key[1], key[2]), charges, limit)
+            refused.update(
+                c.fingerprint
+                for c, outcome in zip(charges, spending.outcomes, strict=True)
+                if outcome is Outcome.REFUSED
+            )
+            statuses.append(BudgetStatus(role_name, key[1], key[2], spending.spent, limit, refills))
+        asker = dataclasses.replace(asker, refused=frozenset(refused), fallbacks=fallbacks)
+        return asker, tuple(sorted(statuses, key=lambda s: s.scope))
+
+    def budget_status(self, identity: Identity) -> tuple[BudgetStatus, ...]:
+        """What is left of each budget the identity has spent from in the current period."""
+        if self.ledger is None or not identity.authenticated:
+            return ()
+        now = dt.datetime.now(dt.UTC)
+        subject = f"{identity.via}:{identity.subject}"
+        out = []
+        for role in identity.roles:
+            budget = self.budgets().rule(role)
+            if budget is None:
+                continue
+            period, refills = budget.period.window(now)
+            for scope, spent in sorted(self.ledger.budgets(subject, period).items()):
+                out.append(
+                    BudgetStatus(
+                        role.value,
+                        scope,
+                        period,
+                        spent,
+                        budget.epsilon,
+                        refills.isoformat(timespec="seconds"),
+                    )
+                )
+        return tuple(out)
 
     def _result(
         self,
@@ -205,18 +315,14 @@ class SearchService:
             rule = asker.rule(biobank_id)
             if rule.granularity is Granularity.NONE:
                 continue  # not even the presence of matches is told
-            donors, samples = asker.release(biobank_id, cell, "all")
+            donors, samples = asker.release(biobank_id, cell)
             consent = None
             if rules is not None:
                 split = answer.segments.get(biobank_id, {})
                 consent = tuple(
                     OutcomeCounts(
                         name,
-                        *asker.release(
-                            biobank_id,
-                            split.get(name, Cell(0, 0)),
-                            f"consent:{name}:{rules.purpose.normalised()}",
-                        ),
+                        *asker.release(biobank_id, split.get(name, Cell(0, 0))),
                     )
                     for name in OUTCOMES
                 )
@@ -284,13 +390,7 @@ class SearchService:
         for cell in answer.facets:
             if asker.rule(cell.biobank_id).granularity is Granularity.NONE:
                 continue
-            released[cell.facet][cell.key].append(
-                asker.release(
-                    cell.biobank_id,
-                    Cell(cell.donors, cell.samples),
-                    f"facet:{cell.facet}:{cell.key}",
-                )
-            )
+            released[cell.facet][cell.key].append(asker.release(cell.biobank_id, cell.cell))
         out = []
         for name in facets:
             buckets = [

@@ -149,7 +149,9 @@ class SyncState:
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # Private before SQLite opens it: the quarantine keeps raw source payloads.
+        os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
         self.reserve = self.path.with_name(self.path.name + ".reserve")
         # Set when the reserve had to be freed: the disk is full, and the space freed is for
         # recording runs, not for a sync to fill again.

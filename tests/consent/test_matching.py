@@ -44,6 +44,10 @@ CASES: list[tuple[str, str | None, ResearchPurpose, str, set[str]]] = [
     ("GRU-general", "GRU", purpose("general"), P, set()),
     ("GRU-clinical-care", "GRU", purpose("clinical_care"), N, {"PERMISSION"}),
     ("GRU-CC-clinical-care", "GRU;CC", purpose("clinical_care"), P, set()),
+    ("HMB-CC-clinical-care", "HMB;CC", purpose("clinical_care"), P, set()),
+    ("DS-CC-clinical-care", "DS(C50);CC", purpose("clinical_care"), P, set()),
+    # CC extends only GRU, HMB and DS (docs/consent.md): ancestry-only consent stays so.
+    ("POA-CC-clinical-care", "POA;CC", purpose("clinical_care"), N, {"PERMISSION"}),
     ("DUOS-HMB-health", "HMB", purpose("health"), P, set()),
     ("HMB-disease", "HMB", purpose("disease", "E11"), P, set()),
     ("DUOS-HMB-ancestry", "HMB", purpose("ancestry"), N, {"PERMISSION"}),

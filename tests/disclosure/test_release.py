@@ -8,10 +8,19 @@ from hypothesis import strategies as st
 
 from federation.disclosure.count import Count, Precision
 from federation.disclosure.policy import DisclosurePolicy, Granularity, PolicyError, RoleRule
-from federation.disclosure.release import laplace, noise_key, release, release_pair, total
+from federation.disclosure.release import (
+    CountedSet,
+    laplace,
+    noise_key,
+    release,
+    release_pair,
+    total,
+)
 from federation.disclosure.roles import Identity, Role
 
-KEY = noise_key("secret", {"diseases": ["C50"]}, "bb1", "all:donors")
+NOISED = RoleRule(Granularity.COUNT, min_count=5, noise=1.0)
+ROWS = CountedSet("bb1", "donors", 40, 123456789, "g1")
+KEY = noise_key("secret", ROWS, NOISED)
 
 
 def test_exact_rule_releases_the_number() -> None:
@@ -49,13 +58,29 @@ def test_samples_are_withheld_with_their_donors() -> None:
     assert samples.precision is Precision.BELOW_THRESHOLD
 
 
-def test_noise_is_fixed_per_query_and_cell_but_differs_between_them() -> None:
-    other = noise_key("secret", {"diseases": ["C61"]}, "bb1", "all:donors")
-    draws = {laplace(noise_key("secret", {"q": n}, "bb", "c"), 5.0) for n in range(200)}
+def test_noise_is_fixed_per_row_set_but_differs_between_them() -> None:
+    other = noise_key("secret", CountedSet("bb1", "donors", 40, 987654321, "g1"), NOISED)
+    draws = {
+        laplace(noise_key("secret", CountedSet("bb", "donors", 40, n, "g"), NOISED), 5.0)
+        for n in range(200)
+    }
     assert laplace(KEY, 5.0) == laplace(KEY, 5.0)
-    assert len(draws) > 10, "noise must vary between queries"
-    assert noise_key("secret", {"diseases": ["C50"]}, "bb1", "all:donors") == KEY != other
-    assert noise_key("another secret", {"diseases": ["C50"]}, "bb1", "all:donors") != KEY
+    assert len(draws) > 10, "noise must vary between row sets"
+    assert noise_key("secret", CountedSet("bb1", "donors", 40, 123456789, "g1"), NOISED) == KEY
+    assert other != KEY
+    assert noise_key("another secret", ROWS, NOISED) != KEY
+
+
+def test_noise_key_changes_with_every_part_of_the_row_set_and_the_rule() -> None:
+    changed = [
+        CountedSet("bb2", "donors", 40, 123456789, "g1"),
+        CountedSet("bb1", "samples", 40, 123456789, "g1"),
+        CountedSet("bb1", "donors", 41, 123456789, "g1"),
+        CountedSet("bb1", "donors", 40, 123456789, "g2"),
+    ]
+    keys = {noise_key("secret", rows, NOISED) for rows in changed}
+    keys.add(noise_key("secret", ROWS, RoleRule(Granularity.COUNT, min_count=5, noise=2.0)))
+    assert len(keys) == 5 and KEY not in keys
 
 
 def test_totals_sum_released_figures_and_say_what_they_leave_out() -> None:

@@ -313,3 +313,59 @@ def test_any_federation_error_is_shown_with_its_code() -> None:
     refused = Forbidden("syncRuns: only admins may see this", biobank="bb2")
     body = execution_error(GraphQLError("x", original_error=refused))
     assert body["extensions"] == {"code": "FORBIDDEN", "biobank": "bb2"}
+
+
+# --- input that is not text, operations that are not run, keys in the wrong place ----------
+
+LONE_SURROGATE = "\ud800"
+
+
+@pytest.mark.parametrize(
+    ("query", "argument"),
+    [
+        ({"text": f"diabetes{LONE_SURROGATE}"}, "query.text"),
+        ({"biobanks": [LONE_SURROGATE]}, "query.biobanks"),
+    ],
+)
+def test_a_lone_surrogate_is_bad_input_naming_the_field(
+    client: FlaskClient, query: dict[str, Any], argument: str
+) -> None:
+    error = search_error(client, query)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == argument
+    assert "surrogate" in error["message"] and "\\ud800" in error["message"]
+
+
+def test_a_lone_surrogate_in_the_audit_subject_is_bad_input(client: FlaskClient) -> None:
+    body = graphql(
+        client,
+        "query($s: String) { auditLog(subject: $s) { nodes { subject } } }",
+        {"s": LONE_SURROGATE},
+        headers=headers("operator"),
+    )
+    error = only_error(body)
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "subject"
+
+
+def test_a_subscription_is_a_validation_error(client: FlaskClient) -> None:
+    error = only_error(graphql(client, "subscription { me { subject } }"))
+    assert error["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
+    assert "subscription" in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("url", "sent_headers", "named"),
+    [
+        ("/graphql?api_key=bfk_x_y", {}, "`api_key` query parameter"),
+        ("/graphql", {"Api-Key": "bfk_x_y"}, "`Api-Key` header"),
+    ],
+)
+def test_a_key_in_the_wrong_place_is_told_where_it_goes(
+    client: FlaskClient, url: str, sent_headers: dict[str, str], named: str
+) -> None:
+    response = client.post(url, json={"query": "{ me { subject } }"}, headers=sent_headers)
+    assert response.status_code == 401
+    error = only_error(response.get_json())
+    assert error["extensions"]["code"] == "UNAUTHENTICATED"
+    assert "Authorization: Bearer <key>" in error["message"] and named in error["message"]

@@ -457,3 +457,52 @@ def test_no_timeout_runs_inline() -> None:
 
 def test_limit_errors_are_gateway_errors() -> None:
     assert issubclass(DepthLimitExceeded, GatewayError)
+
+
+# --- searches per request -----------------------------------------------------------------
+
+
+def _aliased_searches(count: int) -> str:
+    return (
+        "{ "
+        + " ".join(f"s{n}: search(query: {{}}) {{ donors {{ value }} }}" for n in range(count))
+        + " }"
+    )
+
+
+def test_a_request_carries_at_most_the_configured_searches(
+    client: FlaskClient, runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = count_searches(runtime, monkeypatch)
+    body = body_of(client, _aliased_searches(6))
+    error = only_error(body)
+    assert error["extensions"] == {
+        "code": "TOO_MANY_SEARCHES",
+        "searches": {"limit": 5, "sent": 6},
+    }
+    assert "at most 5" in error["message"] and "6 `search` fields" in error["message"]
+    assert "data" not in body and calls == []  # refused before anything ran
+    assert set(body_of(client, _aliased_searches(5))["data"]) == {f"s{n}" for n in range(5)}
+    assert len(calls) == 5
+
+
+def test_the_search_cap_is_configurable(synced_settings: Settings) -> None:
+    client = make_app(synced_settings, max_searches_per_request=2).test_client()
+    error = only_error(body_of(client, _aliased_searches(3)))
+    assert error["extensions"]["searches"] == {"limit": 2, "sent": 3}
+    with pytest.raises(SettingsError, match="max_searches_per_request"):
+        LimitsConfig.parse({"max_searches_per_request": 0})
+
+
+def test_every_search_of_a_request_takes_its_own_token(synced_settings: Settings) -> None:
+    # Burst 8, refilled once a day: 8 searches in all, however they are packed.
+    rate = {"enabled": True, "signed_in": {"per_minute": 1 / 1440, "burst": 8}}
+    client = make_app(synced_settings, rate_limit=rate).test_client()
+    who = headers("researcher")
+    assert post(client, _aliased_searches(5), who=who)[0] == 200  # 5 tokens, 3 left
+    assert post(client, _aliased_searches(2), who=who)[0] == 200  # 1 left
+    status, body, response_headers = post(client, _aliased_searches(2), who=who)
+    assert status == 429 and body["errors"][0]["extensions"]["code"] == "RATE_LIMITED"
+    assert int(response_headers["Retry-After"]) > 0
+    # Without searches, the request's own token is all it takes: none is left now.
+    assert post(client, "{ __typename }", who=who)[0] == 429

@@ -17,6 +17,7 @@ from federation.model import expr as ex
 from federation.runtime import Runtime
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded import AnswerCache, EmbeddedBackend
+from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS, combine
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -80,7 +81,10 @@ def _facet_keys(facet: str, row: dict[str, Any]) -> Sequence[Any]:
 
 
 def _cells(rows: list[dict[str, Any]]) -> Cell:
-    return Cell(len({row["donor_id"] for row in rows}), len(rows))
+    """Counts and fingerprints worked out from the stored key parts of each row."""
+    donors = {row["donor_id"]: combine([row[c] for c in DONOR_KEY_COLUMNS]) for row in rows}
+    samples = [combine([row[c] for c in SAMPLE_KEY_COLUMNS]) for row in rows]
+    return Cell(len(donors), len(rows), sum(donors.values()) % 2**64, sum(samples) % 2**64)
 
 
 def reference(

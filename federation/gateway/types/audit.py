@@ -10,6 +10,7 @@ import json
 import graphene
 from graphql import GraphQLResolveInfo
 
+from federation.errors import check_text
 from federation.gateway.types.common import context, given, page_type, strings
 from federation.search.audit import DEFAULT_AUDIT_PAGE, AuditEntry, AuditPage, read_audit_log
 from federation.search.query import MAX_PAGE_SIZE
@@ -101,6 +102,7 @@ class AuditQuery(graphene.ObjectType):
         after: str | None = None,
         subject: str | None = None,
     ) -> AuditPage:
+        check_text("subject", subject)
         request = context(info)
         return read_audit_log(
             request.audit,

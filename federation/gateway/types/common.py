@@ -44,13 +44,16 @@ def given(value: int | None, default: int) -> int:
 _PRECISION_DESCRIPTIONS = {
     "exact": "The true number.",
     "rounded": "Rounded to the step the biobank's disclosure policy sets.",
-    "noised": "The true number plus noise that is fixed for this query and biobank, so "
-    "repeating the query does not average it away.",
+    "noised": "The true number plus noise fixed by the rows it counts, so every question "
+    "counting the same rows gets the same number and rewording does not average it away.",
     "below_threshold": "Fewer than the biobank's minimum count but more than zero; the "
     "number itself is withheld.",
     "boolean": "Only whether there are any matches may be told; the number is withheld.",
     "lower_bound": "A total that leaves out withheld counts: the true number is at least this.",
     "hidden": "Withheld: your role may not see counts for this biobank.",
+    "budget_spent": "Your privacy budget for this biobank is spent: the number is withheld "
+    "and the coarser release the network names is shown (`exists`, and `reason` says when "
+    "the budget refills).",
 }
 
 

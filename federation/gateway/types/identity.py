@@ -8,6 +8,7 @@ from __future__ import annotations
 import graphene
 from graphql import GraphQLResolveInfo
 
+from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import Identity
 from federation.disclosure.roles import Role as RoleData
 from federation.gateway.types.common import context
@@ -28,6 +29,28 @@ def _role_description(member: RoleData | None) -> str:
 
 
 Role = graphene.Enum.from_enum(RoleData, description=_role_description)
+
+
+class PrivacyBudget(graphene.ObjectType):
+    class Meta:
+        description = (
+            "One privacy budget you have spent from in the current period: each count "
+            "released with fresh noise costs epsilon = 1 / noise scale; a count of rows "
+            "already released to you is free. When it is spent, counts fall back to a "
+            "coarser release (precision BUDGET_SPENT) until it refills."
+        )
+
+    role = graphene.String(required=True, description="The role the budget belongs to.")
+    scope = graphene.String(
+        required=True, description="A biobank id, or `network` for a network-wide budget."
+    )
+    period = graphene.String(required=True, description="The period, e.g. `2026-12-07`.")
+    spent = graphene.Float(required=True, description="Epsilon spent in the period.")
+    limit = graphene.Float(required=True, description="Epsilon the period allows.")
+    remaining = graphene.Float(required=True, description="Epsilon left in the period.")
+    refills_at = graphene.String(
+        required=True, description="When the next period starts (ISO 8601, UTC)."
+    )
 
 
 class IdentityType(graphene.ObjectType):
@@ -57,6 +80,16 @@ class IdentityType(graphene.ObjectType):
     via = graphene.String(
         required=True, description="How you signed in: `api_key`, `oidc`, or `none`."
     )
+
+    privacy_budget = graphene.List(
+        graphene.NonNull(PrivacyBudget),
+        required=True,
+        description="What is left of the privacy budgets you have spent from this period.",
+    )
+
+    @staticmethod
+    def resolve_privacy_budget(parent: Identity, info: GraphQLResolveInfo) -> list[BudgetStatus]:
+        return list(context(info).search.budget_status(parent))
 
     @staticmethod
     def resolve_roles(parent: Identity, info: GraphQLResolveInfo) -> list[RoleData]:

@@ -440,4 +440,5 @@ class SearchQuery(graphene.ObjectType):
             )
         except BadQuery as err:
             raise bad_input(err, _SEARCH_ARGUMENTS.get(err.argument, err.argument)) from None
+        request.note_budget(result.budget)
         return SearchAnswer(sample_query, result, page, declared)

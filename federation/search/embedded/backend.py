@@ -39,6 +39,12 @@ from federation.search.documents import ARROW_SCHEMA, RECORD_COLUMNS
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET, FACET_DEFINITIONS
+from federation.search.fingerprint import (
+    DONOR_KEY_COLUMNS,
+    SAMPLE_KEY_COLUMNS,
+    combine,
+    embedded_key_sql,
+)
 from federation.search.query import (
     BackendAnswer,
     Cell,
@@ -198,6 +204,9 @@ class EmbeddedBackend(SearchBackend):
                 f"AS key_{column}"
                 for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
             ]
+            # Each row's whole donor and sample key, summed into the cells' fingerprints.
+            keys.append(f"{embedded_key_sql(DONOR_KEY_COLUMNS)} AS donor_key")
+            keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
             self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
         finally:
             if not files:
@@ -261,19 +270,18 @@ class EmbeddedBackend(SearchBackend):
             split: dict[str, dict[str, Cell]] = {}
             cells: list[FacetCell] = []
             for row in db.execute(sql, params).fetchall():
-                facet, biobank_id, key, donors, samples = row[:5]
+                facet, biobank_id, key = row[:3]
                 if facet is None:
-                    by_biobank[biobank_id] = Cell(int(donors), int(samples))
+                    by_biobank[biobank_id] = _cell(row[3:7])
                     split[biobank_id] = {
-                        name: Cell(int(row[5 + 2 * n]), int(row[6 + 2 * n]))
-                        for n, name in enumerate(names)
+                        name: _cell(row[7 + 4 * n : 11 + 4 * n]) for n, name in enumerate(names)
                     }
                 else:
                     label = FACET[facet].bucket_key(key)
-                    cells.append(FacetCell(facet, label, biobank_id, int(donors), int(samples)))
+                    cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:7]).figures))
             if copied:
                 cells += [
-                    FacetCell("biobank", biobank_id, biobank_id, cell.donors, cell.samples)
+                    FacetCell("biobank", biobank_id, biobank_id, *cell.figures)
                     for biobank_id, cell in by_biobank.items()
                     if biobank_id is not None
                 ]
@@ -423,6 +431,12 @@ def _answer_key(
     except TypeError:
         return None
     return key
+
+
+def _cell(figures: Sequence[Any]) -> Cell:
+    """A cell from (donors, samples, donor key sum, sample key sum); NULL sums are empty."""
+    donors, samples, donor_sum, sample_sum = figures
+    return Cell(int(donors or 0), int(samples or 0), combine([donor_sum]), combine([sample_sum]))
 
 
 def _enum_type(values: Sequence[str]) -> str:

@@ -30,8 +30,9 @@ def summary_sql(
 ) -> tuple[str, list[Any]]:
     """One statement for the per-biobank counts, their segment split and every facet.
 
-    Rows: (None, biobank, None, donors, samples, then donors and samples per segment) for the
-    counts, and (facet, biobank, key, donors, samples, None...) per facet bucket.
+    Rows: (None, biobank, None, donors, samples, donor and sample key sums, then the same
+    four per segment) for the counts, and (facet, biobank, key, donors, samples, key sums,
+    None...) per facet bucket.
 
     A facet counts the rows matching the criteria minus its own clause. So the clauses the
     facets drop become boolean columns of one selection of the rows matching the rest, and
@@ -50,7 +51,7 @@ def summary_sql(
     for facet in own:
         rest = rest.without(facet)
     params: list[Any] = []
-    columns = ["key_biobank_id AS bb", "donor_ord"]
+    columns = ["key_biobank_id AS bb", "donor_ord", "donor_key AS dk", "sample_key AS sk"]
     columns += [f"{_facet_key(FACET[facet])} AS k{n}" for n, facet in enumerate(distinct)]
     flag = {facet: f"f{n}" for n, facet in enumerate(own)}
     columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
@@ -64,14 +65,20 @@ def summary_sql(
         kept = [name for facet, name in flag.items() if facet != but]
         return " AND ".join(kept) if kept else "TRUE"
 
-    per_donor = ["count(*) AS n"] + [
-        f"count(*) FILTER (WHERE g{n}) AS n{n}" for n in range(len(segments))
+    # Per donor: its rows, its key and the sum of its samples' keys; the fingerprints are
+    # the sums of those over the donors (HUGEINT: exact; reduced mod 2^64 in Python).
+    per_donor = ["count(*) AS n", "any_value(dk) AS dk", "sum(sk) AS sk"] + [
+        f"count(*) FILTER (WHERE g{n}) AS n{n}, sum(sk) FILTER (WHERE g{n}) AS s{n}"
+        for n in range(len(segments))
     ]
-    split = [f"count(*) FILTER (WHERE n{n} > 0), sum(n{n})" for n in range(len(segments))]
-    blanks = "".join(", NULL, NULL" for _ in segments)
+    split = [
+        f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), sum(dk) FILTER (WHERE n{n} > 0), sum(s{n})"
+        for n in range(len(segments))
+    ]
+    blanks = "".join(", NULL, NULL, NULL, NULL" for _ in segments)
     branches = [
-        f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n)"
-        f"{''.join(', ' + s for s in split)} FROM (SELECT bb, {', '.join(per_donor)} "
+        f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), sum(dk), "
+        f"sum(sk){''.join(', ' + s for s in split)} FROM (SELECT bb, {', '.join(per_donor)} "
         f"FROM m WHERE {matching()} GROUP BY bb, donor_ord) GROUP BY bb"
     ]
     for facet in facets:
@@ -80,9 +87,9 @@ def summary_sql(
         # The raw key per bucket; named from it in Python, once per bucket, not per row
         # (building the age label per row tripled the age facet's time at 1M rows).
         branches.append(
-            f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n){blanks} FROM ("
-            "SELECT bb, k, count(*) AS n FROM ("
-            f"SELECT bb, donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
+            f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), sum(dk), sum(sk)"
+            f"{blanks} FROM (SELECT bb, k, count(*) AS n, any_value(dk) AS dk, sum(sk) AS sk "
+            f"FROM (SELECT bb, donor_ord, dk, sk, {key} AS k FROM m WHERE {matching(but=facet)}"
             ") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"
         )
     sql = (

@@ -52,8 +52,10 @@ class EmbeddedStore:
         self.manifest_path = self.root / MANIFEST
 
     def ensure(self) -> None:
+        # Private: the generations hold every sample row (0700 folders, 0600 files).
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         for sub in ("generations", "tmp"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
+            (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
 
     def read_manifest(self) -> dict[str, Any]:
         try:
@@ -84,6 +86,7 @@ class EmbeddedStore:
                 faults.writing("manifest", tmp)
                 json.dump(manifest, handle, indent=1, sort_keys=True)
                 handle.flush()
+                os.fchmod(handle.fileno(), 0o600)
                 os.fsync(handle.fileno())
             os.replace(tmp, self.manifest_path)  # atomic: readers see the old or the new one
         except BaseException:
@@ -153,7 +156,8 @@ class ParquetGenerationWriter(GenerationWriter):
             self._writer.close()
         self._writer = None
         final = self.store.generation_path(self.biobank_id, self.generation)
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.tmp_path.chmod(0o600)
         with self.tmp_path.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(self.tmp_path, final)

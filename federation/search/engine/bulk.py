@@ -15,6 +15,7 @@ from federation.search.engine.client import (
     Written,
 )
 from federation.search.engine.layout import DONOR_KIND, NESTED, SAMPLE_KIND, sample_doc_id
+from federation.search.fingerprint import donor_key_fields
 
 # Bulk requests of a few MB keep the engine busy without queueing huge requests.
 BULK_MAX_BYTES = 8 * 1024 * 1024
@@ -77,6 +78,7 @@ def donor_document(biobank_id: str, donor_id: str, rows: Sequence[Mapping[str, A
         "kind": DONOR_KIND,
         "biobank_id": biobank_id,
         "donor_id": donor_id,
+        **donor_key_fields(biobank_id, donor_id),
         NESTED: [{name: row.get(name) for name in COLUMNS} for row in rows],
     }
 

@@ -17,6 +17,7 @@ from federation.search.engine.layout import (
     SAMPLE_KIND,
 )
 from federation.search.facets import FACET
+from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS
 from federation.search.query import (
     Criteria,
     PageRequest,
@@ -256,8 +257,19 @@ def _donors_with_a_sample(sample_filter: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _donors() -> dict[str, Any]:
-    return {"reverse_nested": {}}
+def _key_sums(columns: Sequence[str], path: str) -> dict[str, Any]:
+    # Exact as doubles: each part is below 2^21 (search/fingerprint.py).
+    return {f"fp{n}": {"sum": {"field": f"{path}{c}"}} for n, c in enumerate(columns)}
+
+
+def _donors(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Distinct donors of the bucket, with the sums of their keys (at the donor root)."""
+    return {"reverse_nested": {}, "aggs": {**_key_sums(DONOR_KEY_COLUMNS, ""), **(extra or {})}}
+
+
+def _counted(aggs: Mapping[str, Any]) -> dict[str, Any]:
+    """A bucket's sub-aggregations plus its donors and the sums of its samples' keys."""
+    return {"donors": _donors(), **_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}."), **aggs}
 
 
 def _per_biobank(inner: dict[str, Any]) -> dict[str, Any]:
@@ -288,17 +300,15 @@ def answer_search(
     inner: dict[str, Any] = {}
     if segments is not None:
         # The donors' index names say which generation answered.
-        inner["donors"] = {
-            **_donors(),
-            "aggs": {"index": {"terms": {"field": "_index", "size": 4}}},
-        }
+        inner["donors"] = _donors({"index": {"terms": {"field": "_index", "size": 4}}})
+        inner.update(_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}."))
         for n, segment in enumerate(segments.values()):
             inner[f"segment{n}"] = {
                 "filter": compile_filter(segment, f"{NESTED}."),
-                "aggs": {"donors": _donors()},
+                "aggs": _counted({}),
             }
     elif "biobank" in facets:
-        inner["donors"] = _donors()
+        inner.update(_counted({}))
     for facet in facets:
         definition = FACET[facet]
         field = f"{NESTED}.{definition.column}"
@@ -309,12 +319,12 @@ def answer_search(
                     "interval": definition.bucket_width,
                     "min_doc_count": 1,
                 },
-                "aggs": {"donors": _donors()},
+                "aggs": _counted({}),
             }
         elif facet != "biobank":  # the per-biobank buckets themselves
             inner[f"facet_{facet}"] = {
                 "terms": {"field": field, "size": MAX_TERMS},
-                "aggs": {"donors": _donors()},
+                "aggs": _counted({}),
             }
     return {
         "size": 0,

@@ -11,6 +11,7 @@ from federation.search.documents import RECORD_COLUMNS
 from federation.search.engine.client import EngineError
 from federation.search.engine.layout import DATE_COLUMNS, MAX_TERMS, TIMESTAMP_COLUMNS, IndexNames
 from federation.search.facets import FACET
+from federation.search.fingerprint import KEY_PARTS, combine
 from federation.search.query import (
     Cell,
     FacetCell,
@@ -43,18 +44,29 @@ def read_counts(
     generation: dict[str, str] = {}
     for bucket in _biobank_buckets(response):
         biobank = str(bucket["key"])
-        by_biobank[biobank] = Cell(int(bucket["donors"]["doc_count"]), int(bucket["doc_count"]))
+        by_biobank[biobank] = counted(bucket)
         segments[biobank] = {
-            name: Cell(
-                int(bucket[f"segment{n}"]["donors"]["doc_count"]),
-                int(bucket[f"segment{n}"]["doc_count"]),
-            )
-            for n, name in enumerate(segment_names)
+            name: counted(bucket[f"segment{n}"]) for n, name in enumerate(segment_names)
         }
         indices = bucket["donors"]["index"]["buckets"]
         if indices:
             generation[biobank] = IndexNames.generation_of(str(indices[0]["key"]))
     return by_biobank, segments, generation
+
+
+def _fingerprint(aggs: Mapping[str, Any]) -> int:
+    return combine([aggs[f"fp{n}"]["value"] for n in range(KEY_PARTS)])
+
+
+def counted(bucket: Mapping[str, Any]) -> Cell:
+    """Donors and samples of a bucket with their fingerprints (compiler's `_counted`)."""
+    donors = bucket["donors"]
+    return Cell(
+        int(donors["doc_count"]),
+        int(bucket["doc_count"]),
+        _fingerprint(donors),
+        _fingerprint(bucket),
+    )
 
 
 def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:
@@ -63,29 +75,14 @@ def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:
     for bucket in _biobank_buckets(response):
         biobank = str(bucket["key"])
         if facet == "biobank":
-            cells.append(
-                FacetCell(
-                    facet,
-                    biobank,
-                    biobank,
-                    int(bucket["donors"]["doc_count"]),
-                    int(bucket["doc_count"]),
-                )
-            )
+            cells.append(FacetCell(facet, biobank, biobank, *counted(bucket).figures))
             continue
         agg = bucket[f"facet_{facet}"]
         if FACET[facet].bucket_width is None:  # histograms have no "other" buckets
             _complete(agg)
         for inner in agg["buckets"]:
-            cells.append(
-                FacetCell(
-                    facet,
-                    FACET[facet].bucket_key(inner["key"]),
-                    biobank,
-                    int(inner["donors"]["doc_count"]),
-                    int(inner["doc_count"]),
-                )
-            )
+            key = FACET[facet].bucket_key(inner["key"])
+            cells.append(FacetCell(facet, key, biobank, *counted(inner).figures))
     return cells
 
 

@@ -45,6 +45,7 @@ from federation.search.engine.layout import (
     donor_doc_id,
     new_generation,
 )
+from federation.search.fingerprint import donor_key_fields
 
 log = logging.getLogger(__name__)
 
@@ -246,7 +247,15 @@ class EngineGenerationWriter(GenerationWriter):
         send: Callable[[bytes | None], None],
     ) -> None:
         # Each row's JSON is used twice: nested in the donor and on its own.
-        head = dumps({"kind": DONOR_KIND, "biobank_id": self.biobank_id, "donor_id": donor_id})
+        head = dumps(
+            {
+                "kind": DONOR_KIND,
+                "biobank_id": self.biobank_id,
+                "donor_id": donor_id,
+                # At the root, where `reverse_nested` sums them into donor fingerprints.
+                **donor_key_fields(self.biobank_id, donor_id),
+            }
+        )
         nested = b",".join(body for _, body in samples)
         donor = head[:-1] + b',"' + NESTED.encode() + b'":[' + nested + b"]}"
         action = {"index": {"_index": self.index, "_id": donor_doc_id(donor_id)}}
