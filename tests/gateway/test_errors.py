@@ -58,6 +58,7 @@ def test_unknown_vocabulary_value(client: FlaskClient) -> None:
     error = search_error(client, {"materials": ["PLASMA", "BLOOD_ORANGE"]})
     assert error["extensions"]["argument"] == "query.materials"
     assert "BLOOD_ORANGE" in error["message"]
+    assert "closest: WHOLE_BLOOD" in error["message"]
 
 
 def test_wrong_type_inline_names_the_argument(client: FlaskClient) -> None:
