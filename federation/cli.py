@@ -435,6 +435,8 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
     operator = Identity(subject="cli", authenticated=True, operator=True, via="cli")
     try:
         result = runtime.search.search(query, identity=operator, facets=())
+    except BadQuery as err:  # e.g. a biobank id the network does not have
+        raise click.UsageError(str(err)) from None
     except FederationError as err:  # e.g. the audit log cannot be written: not answered
         raise click.ClickException(str(err)) from None
     click.echo(
