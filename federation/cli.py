@@ -12,6 +12,17 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from federation import PROJECT_ROOT
+from federation.errors import FederationError
+from federation.launch import (
+    DemoParameters,
+    LocalSearchNode,
+    announce,
+    check_port_free,
+    forget_biobanks_not_in,
+    prepare_demo,
+    serve_until_stopped,
+    start_local_node,
+)
 from federation.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
@@ -22,6 +33,8 @@ GUNICORN_CONFIG = "federation.gunicorn_conf"
 DEMO_BIOBANKS = 8
 DEMO_SAMPLES = 200_000
 DEMO_SEED = 7
+# The demo serves on loopback only: its keys are printed on the terminal.
+DEMO_HOST = "127.0.0.1"
 
 
 def _settings(ctx: click.Context) -> Settings:
@@ -76,7 +89,8 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
     """`--backend` for a command: overrides the `backend` setting (BIOFED_BACKEND) for it.
 
     With `local_node` (the demo), an engine backend with no engine_urls configured runs on
-    the local node of scripts/search-node or scripts/es-node (docs/search-node.md).
+    the local node of scripts/search-node or scripts/es-node (docs/search-node.md); the
+    command starts it (`ctx.obj["local_node"]`), after checking its own port.
     """
 
     def apply(ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -86,11 +100,9 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
         if value is not None:
             settings = dataclasses.replace(settings, backend=value)
         default_urls = Settings().engine.urls
-        if local_node and settings.backend != "embedded" and settings.engine.urls == default_urls:
-            url = _start_local_node(settings.backend)
-            engine = dataclasses.replace(settings.engine, urls=(url,))
-            settings = dataclasses.replace(settings, engine=engine)
-            os.environ["BIOFED_ENGINE_URLS"] = url  # for the gunicorn workers
+        ctx.obj["local_node"] = (
+            local_node and settings.backend != "embedded" and settings.engine.urls == default_urls
+        )
         ctx.obj["settings"] = settings
         return value
 
@@ -102,19 +114,6 @@ def _backend_option(*, local_node: bool = False) -> Callable[[Any], Any]:
         callback=apply,
         help="Search backend (setting backend; default embedded).",
     )
-
-
-def _start_local_node(backend: str) -> str:
-    from federation.demo.local_node import LOCAL_NODES, LocalNodeFailed, start_local_node
-
-    node = LOCAL_NODES[backend]
-    click.echo(f"starting the local {node.product} node ({node.command} start) ...", err=True)
-    try:
-        url = start_local_node(backend)
-    except LocalNodeFailed as err:
-        raise click.ClickException(str(err)) from None
-    click.echo(f"{node.product} at {url} (stop it: {node.command} stop)", err=True)
-    return url
 
 
 @main.command("demo-data")
@@ -131,9 +130,14 @@ def _start_local_node(backend: str) -> str:
 )
 def demo_data(out: Path, biobanks: int, samples: int, seed: int, sources: str) -> None:
     """Write a generated network: each biobank's export in its own format, and network.yaml."""
-    from federation.demo.generator import generate_network
+    from federation.demo.generator import BiobankSummary, generate_network
 
-    summary = generate_network(out, biobanks=biobanks, samples=samples, seed=seed, sources=sources)
+    def progress(written: BiobankSummary, done: int, total: int) -> None:
+        click.echo(f"  [{done}/{total}] {written.id}: {written.samples:,} samples", err=True)
+
+    summary = generate_network(
+        out, biobanks=biobanks, samples=samples, seed=seed, sources=sources, progress=progress
+    )
     click.echo(f"wrote {summary.network_path}")
 
 
@@ -242,6 +246,10 @@ def _sync(
 def serve(ctx: click.Context, host: str | None, port: int | None, workers: int | None) -> None:
     """Serve the GraphQL API and the web UI under gunicorn."""
     settings = _settings(ctx)
+    try:
+        check_port_free(host or settings.host, port or settings.port)
+    except FederationError as err:
+        raise click.ClickException(str(err)) from None
     _exec_gunicorn(settings, ctx.obj["config_file"], host, port, workers)
 
 
@@ -251,6 +259,7 @@ def _exec_gunicorn(
     host: str | None,
     port: int | None,
     workers: int | None,
+    node: LocalSearchNode | None = None,
 ) -> None:
     env = dict(os.environ)
     env.update(
@@ -272,7 +281,15 @@ def _exec_gunicorn(
     click.echo(f"serving the GraphQL API at {url}/graphql (web UI at {url}/)", err=True)
     sys.stdout.flush()
     args = [sys.executable, "-m", "gunicorn", "-c", f"python:{GUNICORN_CONFIG}"]
-    os.execve(sys.executable, args, env)
+    if node is None or not node.started:
+        os.execve(sys.executable, args, env)
+    # The demo started the local node: serve beside it, and stop it when serving ends.
+    try:
+        status = serve_until_stopped(args, env)
+    finally:
+        node.stop()
+        click.echo(f"stopped the local OpenSearch node on port {node.port}", err=True)
+    sys.exit(status)
 
 
 @main.command()
@@ -287,55 +304,29 @@ def demo(
     ctx: click.Context, biobanks: int, samples: int, seed: int, port: int | None, fresh: bool
 ) -> None:
     """Generate the demo network, sync it, and serve the API on 127.0.0.1."""
-    from federation.demo.generator import generate_network
+    settings, serve_port = _settings(ctx), port or _settings(ctx).port
 
-    settings = _settings(ctx)
-    out = Path(settings.data_dir) / "demo"
-    network = out / "network.yaml"
-    if fresh or not network.exists():
-        click.echo(f"generating {biobanks} biobanks, {samples} samples into {out} ...", err=True)
-        generate_network(out, biobanks=biobanks, samples=samples, seed=seed, sources="mixed")
-    keys = _demo_keys(out, fresh)
-    auth = dict(settings.auth)
-    auth["api_keys"] = [*auth.get("api_keys", []), *(k["entry"] for k in keys.values())]
-    settings = settings.with_overrides(network=network, auth=auth)
-    if _sync(settings, None, None):
-        click.echo("some biobanks failed to sync; serving the others", err=True)
-    click.echo(
-        "demo API keys (send as `Authorization: Bearer KEY`; the web UI has a sign-in field):",
-        err=True,
-    )
-    for role, issued in keys.items():
-        click.echo(f"  {role:<20} {issued['key']}", err=True)
-    _exec_gunicorn(settings, ctx.obj["config_file"], "127.0.0.1", port, None)
+    def say(line: str) -> None:
+        click.echo(line, err=True)
 
-
-def _demo_keys(out: Path, fresh: bool) -> dict[str, dict[str, Any]]:
-    """API keys for each demo role, made once and kept beside the demo network (0600).
-
-    They let a visitor compare what an anonymous caller, a registered researcher, an
-    approved researcher and an operator see for the same search.
-    """
-    import yaml
-
-    from federation.gateway.auth import issue_api_key
-    from federation.settings import load_network
-
-    path = out / "demo-keys.yaml"
-    if path.exists() and not fresh:
-        loaded: dict[str, dict[str, Any]] = yaml.safe_load(path.read_text(encoding="utf-8"))
-        return loaded
-    biobank_ids = [s.biobank.id for s in load_network(out / "network.yaml").biobanks]
-    issued = {
-        "registered": issue_api_key("researcher@demo.example"),
-        "approved": issue_api_key("approved@demo.example", approved_for=biobank_ids),
-        "admin": issue_api_key(f"admin@{biobank_ids[0]}.example", admin_of=biobank_ids[:1]),
-        "network_operator": issue_api_key("operator@demo.example", operator=True),
-    }
-    keys = {role: {"key": i.key, "entry": i.entry} for role, i in issued.items()}
-    path.write_text(yaml.safe_dump(keys, sort_keys=False), encoding="utf-8")
-    path.chmod(0o600)
-    return keys
+    node = None
+    try:
+        wanted = DemoParameters(biobanks, samples, seed)
+        settings, keys = prepare_demo(settings, wanted, (DEMO_HOST, serve_port), fresh, say)
+        if ctx.obj.get("local_node"):
+            settings, node = start_local_node(settings, say)
+    except (FederationError, ValueError) as err:
+        raise click.ClickException(str(err)) from None
+    try:
+        forget_biobanks_not_in(settings, say)
+        if _sync(settings, None, None):
+            say("some biobanks failed to sync; serving the others")
+        announce(keys, node, say)
+    except BaseException:
+        if node is not None and node.stop():
+            say(f"stopped the local OpenSearch node on port {node.port}")
+        raise
+    _exec_gunicorn(settings, ctx.obj["config_file"], DEMO_HOST, serve_port, None, node)
 
 
 @main.command()
@@ -428,6 +419,8 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
     operator = Identity(subject="cli", authenticated=True, operator=True, via="cli")
     try:
         result = runtime.search.search(query, identity=operator, facets=())
+    except BadQuery as err:  # e.g. a biobank id the network does not have
+        raise click.UsageError(str(err)) from None
     except FederationError as err:  # e.g. the audit log cannot be written: not answered
         raise click.ClickException(str(err)) from None
     click.echo(

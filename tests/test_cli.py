@@ -81,6 +81,10 @@ def test_bad_input_is_a_usage_error_naming_the_value(federation: Federation) -> 
     result = runner.invoke(main, [*base, "search", "--disease", "C50.99"])
     assert result.exit_code == 2
     assert "'C50.99' is not a WHO ICD-10 code" in result.output
+    # A biobank id the network does not have is refused with the ids it has.
+    result = runner.invoke(main, [*base, "search", "--disease", "C50", "--biobank", "bb9"])
+    assert result.exit_code == 2
+    assert "biobanks: unknown biobank; known: bb1 (got 'bb9')" in result.output
     result = runner.invoke(main, [*base, "sync", "--biobank", "nope"])
     assert result.exit_code == 2 and "no biobank 'nope'" in result.output
     result = runner.invoke(main, [*base, "sync"])

@@ -36,6 +36,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("demo",),
     ("runtime",),
     ("gateway",),
+    ("launch",),
     ("cli", "gunicorn_conf"),
 )
 LAYER = {room: n for n, rooms in enumerate(LAYERS) for room in rooms}

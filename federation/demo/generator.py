@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 import random
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,8 +109,18 @@ class _Entry:
     diseases: tuple[str, ...]
 
 
+# Told after each biobank is written: its summary, how many are done, how many in all.
+GenerationProgress = Callable[[BiobankSummary, int, int], None]
+
+
 def generate_network(
-    out: Path, *, biobanks: int, samples: int, seed: int, sources: str = "tables"
+    out: Path,
+    *,
+    biobanks: int,
+    samples: int,
+    seed: int,
+    sources: str = "tables",
+    progress: GenerationProgress | None = None,
 ) -> NetworkSummary:
     """Write a deterministic demo network of `biobanks` biobanks and `samples` sample rows.
 
@@ -161,6 +172,8 @@ def generate_network(
         export = BiobankExport(plan, profiles, random.Random(f"{seed}/{number}/{entry.id}"))
         summaries.append(export.write(out / "sources" / entry.id))
         listed.append(_network_entry(entry, plan))
+        if progress is not None:
+            progress(summaries[-1], number + 1, len(entries))
     network_path = out / "network.yaml"
     _write_network_yaml(
         network_path, listed, biobanks=biobanks, samples=samples, seed=seed, sources=sources
@@ -409,7 +422,12 @@ def _write_network_yaml(
     )
     body = yaml.safe_dump(
         {
-            "generated": {"biobanks": biobanks, "samples": samples, "seed": seed},
+            "generated": {
+                "biobanks": biobanks,
+                "samples": samples,
+                "seed": seed,
+                "sources": sources,
+            },
             "privacy_budget": DEMO_PRIVACY_BUDGET,
             "biobanks": entries,
         },

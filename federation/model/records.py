@@ -105,9 +105,10 @@ class VocabularyCode(fields.String):
 
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
         text = super()._deserialize(value, attr, data, **kwargs)
-        code = vocab.vocabulary(self.vocabulary_name).canonical(text)
+        vocabulary = vocab.vocabulary(self.vocabulary_name)
+        code = vocabulary.canonical(text)
         if code is None:
-            raise ValidationError(f"{text!r} is not in the {self.vocabulary_name} vocabulary")
+            raise ValidationError(vocabulary.rejection(text))
         return code
 
 

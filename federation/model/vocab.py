@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import csv
+import difflib
 from dataclasses import dataclass, field
 from functools import cache
 
 from federation import SCHEMA_DIR
 
 VOCAB_DIR = SCHEMA_DIR / "vocab"
+# A vocabulary this small is listed in full when a value is not in it; a longer one by the
+# codes closest to the value, so an error stays one readable line.
+LISTED_IN_FULL = 12
+CLOSEST_SHOWN = 5
 
 
 @dataclass(frozen=True)
@@ -40,6 +45,21 @@ class Vocabulary:
     def canonical(self, value: str) -> str | None:
         """The code spelled as in the table, or None when `value` is not in it."""
         return self._by_upper.get(value.strip().upper())
+
+    def rejection(self, value: str) -> str:
+        """Why `value` is not accepted, with the allowed codes (or the closest ones)."""
+        head = f"{value!r} is not in the {self.name} vocabulary"
+        if len(self.terms) <= LISTED_IN_FULL:
+            return f"{head}; allowed: {', '.join(self.codes)}"
+        closest = difflib.get_close_matches(
+            value.strip().upper(), list(self._by_upper), n=CLOSEST_SHOWN, cutoff=0.4
+        )
+        shown = [self._by_upper[c] for c in closest] or list(self.codes[:CLOSEST_SHOWN])
+        kind = "closest" if closest else "for example"
+        return (
+            f"{head}; {kind}: {', '.join(shown)} ({len(self.terms)} codes, all in "
+            f"schema/vocab/{self.name}.csv)"
+        )
 
     def label(self, code: str) -> str:
         for term in self.terms:

@@ -114,7 +114,7 @@ def _codes(raw: Mapping[str, Any], name: str, vocabulary: vocab.Vocabulary) -> t
     for value in raw.get(name) or ():
         code = vocabulary.canonical(str(value))
         if code is None:
-            raise BadQuery(name, value, f"not in the {vocabulary.name} vocabulary")
+            raise BadQuery(name, value, vocabulary.rejection(str(value)))
         out.append(code)
     return tuple(dict.fromkeys(out))
 

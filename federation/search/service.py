@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import datetime as dt
+import difflib
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -120,6 +121,28 @@ class _Asker:
 _NO_NOISE = (b"", b"")
 
 
+# Up to this many biobanks an unknown id is answered with all known ids; beyond, the closest.
+BIOBANKS_LISTED_IN_FULL = 20
+CLOSEST_BIOBANKS_SHOWN = 5
+
+
+def unknown_biobank(value: str, known: set[str]) -> BadQuery:
+    """The error for a biobank id the network does not have, naming the known ones."""
+    ids = sorted(known)
+    if not ids:
+        return BadQuery("biobanks", value, "unknown biobank; no biobank is known yet")
+    if len(ids) <= BIOBANKS_LISTED_IN_FULL:
+        return BadQuery("biobanks", value, f"unknown biobank; known: {', '.join(ids)}")
+    closest = difflib.get_close_matches(value, ids, n=CLOSEST_BIOBANKS_SHOWN, cutoff=0.4)
+    shown = closest or ids[:CLOSEST_BIOBANKS_SHOWN]
+    return BadQuery(
+        "biobanks",
+        value,
+        f"unknown biobank; {'closest' if closest else 'for example'}: {', '.join(shown)} "
+        f"({len(ids)} biobanks known)",
+    )
+
+
 class SearchService:
     """Consent-aware search over one backend, released under per-biobank policies."""
 
@@ -197,6 +220,7 @@ class SearchService:
             raise BadQuery("first", page.first, f"must be between 1 and {MAX_PAGE_SIZE}")
         if page is not None and page.after is not None:
             decode_cursor(page.after)  # a bad cursor is bad input, whoever asks
+        self._check_biobanks(query.biobanks)
         criteria, text_codes = self.criteria(query)
         asker = _Asker(identity, self.policies, self.secret, {})
         rules = compile_purpose(purpose) if purpose else None
@@ -299,6 +323,19 @@ class SearchService:
                     )
                 )
         return tuple(out)
+
+    def _check_biobanks(self, biobank_ids: Sequence[str]) -> None:
+        """Refuse an id no biobank has: a typo must not read as "no samples there"."""
+        if not biobank_ids:
+            return
+        known = set(self.record_biobanks())
+        if all(b in known for b in biobank_ids):
+            return
+        # A biobank still published but since dropped from the network is searchable too.
+        known |= set(self.backend.published())
+        for biobank_id in biobank_ids:
+            if biobank_id not in known:
+                raise unknown_biobank(biobank_id, known)
 
     def _result(
         self,

@@ -303,7 +303,12 @@ def test_network_yaml_describes_every_export(
     assert text.startswith("# ")
     assert f"biofed demo-data --biobanks {BIOBANKS} --samples {SAMPLES} --seed {SEED}" in text
     loaded = yaml.safe_load(text)
-    assert loaded["generated"] == {"biobanks": BIOBANKS, "samples": SAMPLES, "seed": SEED}
+    assert loaded["generated"] == {
+        "biobanks": BIOBANKS,
+        "samples": SAMPLES,
+        "seed": SEED,
+        "sources": "tables",
+    }
     assert summary.network_path == root / "network.yaml"
     assert [e["id"] for e in entries] == [b.id for b in summary.biobanks]
     assert len({e["id"] for e in entries}) == BIOBANKS

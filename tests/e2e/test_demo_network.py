@@ -167,7 +167,11 @@ def test_biofed_demo_serves_the_demo_network(tmp_path: Path) -> None:
         approved = graphql(
             url, EXPLAINED, question, headers={"Authorization": f"Bearer {keys['approved']['key']}"}
         )
-    assert "approved" in (tmp_path / "demo.log").read_text(), "the demo prints its keys"
+    log = (tmp_path / "demo.log").read_text()
+    assert "approved" in log, "the demo prints its keys"
+    assert "  [4/4] " in log, "the demo shows progress while it generates the network"
+    first = keys["admin"]["entry"]["admin_of"][0]
+    assert f"administers biobank {first}" in log, "the admin key says which biobank"
     rows = answer["data"]["search"]["byBiobank"]
     truth = SourceTruth(tmp_path / "data" / "demo").counts(diseases=["C50"], sexes=["FEMALE"])
     assert rows and set(truth) >= {r["biobank"]["id"] for r in rows}, answer

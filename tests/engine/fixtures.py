@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.engine.node import ENGINES, Engine, RunningNode, SessionNodes
+from tests.engine.node import ENGINES, OPENSEARCH, Engine, RunningNode, SessionNodes
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +30,9 @@ def engine_node(request: pytest.FixtureRequest, engine_nodes: SessionNodes) -> R
     """A running node of each engine in turn, shared by the session's engine tests."""
     engine: Engine = request.param
     return engine_nodes.get(request, engine)
+
+
+@pytest.fixture(scope="session")
+def engine_url(request: pytest.FixtureRequest, engine_nodes: SessionNodes) -> str:
+    """The OpenSearch node's URL, for tests about faults around one engine (tests/faults)."""
+    return engine_nodes.get(request, OPENSEARCH).url

@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
+import tempfile
 import urllib.error
 import urllib.request
 import uuid
@@ -163,16 +165,17 @@ class SessionNodes:
         if given:
             node = RunningNode(engine, given.rstrip("/"))
         else:
-            port = int(os.environ.get(engine.port_variable, str(engine.default_port)))
-            private = PrivateNode(engine, port)
-            already = private.running()
+            # A node of this session's own, on a free port with a state folder of its own: a
+            # node someone else runs on the machine (the default port, or the one in the
+            # engine's port variable) is neither borrowed nor stopped.
+            state = Path(tempfile.mkdtemp(prefix=f"biofed-test-{engine}-"))
+            private = PrivateNode(engine, state_dir=state)
+            self._started.append(private)
             try:
                 url = private.start()
             except NodeUnavailable as err:
                 unavailable(request, err)
                 raise
-            if not already:
-                self._started.append(private)
             node = RunningNode(engine, url)
         self._running[engine] = node
         return node
@@ -180,6 +183,8 @@ class SessionNodes:
     def stop_started(self) -> None:
         for private in self._started:
             private.stop()
+            if private.state_dir is not None:
+                shutil.rmtree(private.state_dir, ignore_errors=True)
 
 
 def engine_settings(base: Settings, node: RunningNode, prefix: str, **values: Any) -> Settings:

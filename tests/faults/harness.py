@@ -22,7 +22,13 @@ from federation.search.query import PageRequest, SampleQuery
 from federation.settings import Settings
 from federation.sync.state import SyncRun
 from tests.conftest import make_settings
-from tests.engine.node import drop_prefix, engine_settings, unique_prefix
+from tests.engine.node import (
+    OPENSEARCH,
+    RunningNode,
+    drop_prefix,
+    engine_settings,
+    unique_prefix,
+)
 from tests.support.network import TabularBiobank, write_network
 from tests.support.server import free_port, running
 
@@ -56,7 +62,9 @@ class FaultNetwork:
         self.tmp_dir = root / "tmp"
         self.prefix = unique_prefix() if engine_url else None
         self.settings: Settings = (
-            engine_settings(base, engine_url, self.prefix) if engine_url and self.prefix else base
+            engine_settings(base, RunningNode(OPENSEARCH, engine_url), self.prefix)
+            if engine_url and self.prefix
+            else base
         )
 
     def write(self) -> None:

@@ -14,6 +14,7 @@ from federation.gateway import endpoint
 from federation.gateway.errors import execution_error
 from federation.runtime import Runtime
 from federation.search.backend import BackendUnavailable
+from federation.search.service import unknown_biobank
 from tests.gateway.access import headers
 from tests.gateway.conftest import graphql, only_error
 
@@ -58,6 +59,23 @@ def test_unknown_vocabulary_value(client: FlaskClient) -> None:
     error = search_error(client, {"materials": ["PLASMA", "BLOOD_ORANGE"]})
     assert error["extensions"]["argument"] == "query.materials"
     assert "BLOOD_ORANGE" in error["message"]
+    assert "closest: WHOLE_BLOOD" in error["message"]
+
+
+def test_unknown_biobank_is_refused_with_the_known_ids(client: FlaskClient) -> None:
+    error = search_error(client, {"biobanks": ["bb1", "bb3"], "materials": ["PLASMA"]})
+    assert error["extensions"]["code"] == "BAD_USER_INPUT"
+    assert error["extensions"]["argument"] == "query.biobanks"
+    assert error["extensions"]["value"] == "bb3"
+    assert "unknown biobank; known: bb1, bb2" in error["message"]
+
+
+def test_unknown_biobank_among_many_names_the_closest() -> None:
+    known = {f"jp-site-{n:02d}" for n in range(40)} | {"de-heidelberg-hosp"}
+    error = unknown_biobank("de-heidelburg-hosp", known)
+    assert (error.argument, error.value) == ("biobanks", "de-heidelburg-hosp")
+    assert error.reason.startswith("unknown biobank; closest: de-heidelberg-hosp")
+    assert error.reason.endswith("(41 biobanks known)")
 
 
 def test_wrong_type_inline_names_the_argument(client: FlaskClient) -> None:

@@ -36,7 +36,11 @@ def test_a_first_sync_is_full_and_quarantines_dirty_resources(network: HttpNetwo
     assert network.counts(diseases=["I10"]) == {"bb-fhir": (3, 6)}  # p0, p2, p4
     assert network.counts(diseases=["C50.9"]) == {"bb-fhir": (3, 6)}  # p1, p3, p5; not p2
     rejected = network.quarantine("bb-fhir")
-    assert rejected["bad-sex"] == ("sex", "sex: 'X' is not in the sex vocabulary")
+    assert rejected["bad-sex"] == (
+        "sex",
+        "sex: 'X' is not in the sex vocabulary; allowed: FEMALE, MALE, NASK, NAV, "
+        "UNDIFFERENTIAL, UNKNOWN",
+    )
     assert rejected["bad-material"][0] == "material_type"
     assert rejected["bad-date"] == ("collection_date", "collection_date: Not a valid date.")
     assert rejected["no-donor"] == ("donor_id", "no such donor at the source")

@@ -74,7 +74,8 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(federation: Federat
     assert reasons[("donors", "D2")] == (
         "sex",
         "ALIEN",
-        "sex: 'ALIEN' is not in the sex vocabulary",
+        "sex: 'ALIEN' is not in the sex vocabulary"
+        "; allowed: FEMALE, MALE, NASK, NAV, UNDIFFERENTIAL, UNKNOWN",
     )
     assert reasons[("donors", "D3")][:2] == ("diagnoses[0]", "C50.99")
     assert "WHO ICD-10 has C50.9" in reasons[("donors", "D3")][2]
@@ -92,7 +93,8 @@ def test_each_kind_of_bad_row_is_quarantined_with_its_reason(federation: Federat
     assert reasons[("samples", "S6")] == (
         "donor_id",
         "D2",
-        "donor was rejected: sex: 'ALIEN' is not in the sex vocabulary",
+        "donor was rejected: sex: 'ALIEN' is not in the sex vocabulary"
+        "; allowed: FEMALE, MALE, NASK, NAV, UNDIFFERENTIAL, UNKNOWN",
     )
     assert reasons[("samples", "S7")] == ("donor_id", "D404", "no such donor at the source")
     assert reasons[("samples", "S8")] == ("collection_id", "C404", "no such collection")

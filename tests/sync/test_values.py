@@ -55,7 +55,10 @@ def test_a_donor_keeps_its_good_codes_and_the_bad_one_is_quarantined(
     assert (rows["D2"].field, rows["D2"].kept) == ("sex", 0)
     s3 = rows["S3"]
     assert (s3.field, s3.value, s3.kept) == ("donor_id", "D2", 0)
-    assert s3.reason == "donor was rejected: sex: 'ALIEN' is not in the sex vocabulary"
+    assert s3.reason == (
+        "donor was rejected: sex: 'ALIEN' is not in the sex vocabulary; allowed: FEMALE, MALE, "
+        "NASK, NAV, UNDIFFERENTIAL, UNKNOWN"
+    )
     assert (run.read, run.rejected, run.partial, run.accepted) == (8, 2, 3, 3)
 
 

@@ -47,7 +47,12 @@ from federation.search.result import SearchResult as SearchResultData
 
 # Where a BadQuery raised by `SearchService.search` points in the GraphQL request: the
 # service names its own parameters, the client knows the fields of SearchResult.
-_SEARCH_ARGUMENTS = {"facets": "facets.names", "first": "records.first", "after": "records.after"}
+_SEARCH_ARGUMENTS = {
+    "facets": "facets.names",
+    "first": "records.first",
+    "after": "records.after",
+    "biobanks": "query.biobanks",
+}
 
 
 @dataclass(frozen=True)
