@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.node import MISSING_TOOLS, NodeUnavailable, PrivateNode, unavailable
+from tests.engine.node import MISSING_TOOLS, OPENSEARCH, NodeUnavailable, PrivateNode, unavailable
 from tests.support.server import free_port, wait_until_up
 
 pytestmark = pytest.mark.slow
@@ -57,7 +57,7 @@ def run_then_interrupt(
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[PrivateNode]:
-    private = PrivateNode(free_port(), tmp_path / "node-state")
+    private = PrivateNode(OPENSEARCH, free_port(), tmp_path / "node-state")
     yield private
     private.stop()  # whatever a failed test left running
 
