@@ -63,7 +63,8 @@ TWEAKS: list[dict[str, Any]] = [
     {"ageMax": 150},
     {"ageMax": 100},
     {"ageMin": 0},
-    {"biobanks": ["alpha", "no-such-biobank"]},
+    # The biobank named twice (a biobank that does not exist is refused: BAD_USER_INPUT).
+    {"biobanks": ["alpha", "alpha"]},
     {"materials": ["PLASMA", "SERUM", "DNA", "TISSUE_FROZEN", "URINE", "WHOLE_BLOOD"]},
     {"sexes": ["FEMALE", "MALE"]},
 ]
