@@ -24,7 +24,7 @@ PACKAGES = ("federation", "connectors")
 # entry points above it; `beacon` speaks the Beacon v2 protocol over the search service,
 # and the gateway serves it.
 LAYERS: tuple[tuple[str, ...], ...] = (
-    ("federation", "errors", "faults"),
+    ("federation", "errors", "faults", "sqlite_wal"),
     ("package_data",),
     ("model", "i18n"),
     ("consent", "disclosure"),

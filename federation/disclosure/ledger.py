@@ -20,6 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from federation.sqlite_wal import use_wal
+
 LEDGER_FILE = "privacy.db"
 
 _TABLES = """
@@ -94,7 +96,7 @@ class PrivacyLedger:
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
         db.execute("PRAGMA synchronous=FULL")  # a spend acknowledged must survive a crash
         if not self._ready:
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.executescript(_TABLES)
             self._ready = True
         return db

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from federation.disclosure.roles import Identity
+from federation.sqlite_wal import use_wal
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class RateLimiter:
         db.execute("PRAGMA synchronous=NORMAL")  # losing a second of buckets in a crash is fine
         if not self._ready:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
             db.executescript(_BUCKETS)
             self._ready = True
         return db

@@ -37,6 +37,7 @@ from federation.errors import BadInput, FederationError, check_range
 from federation.search.backend import decode_cursor, encode_cursor
 from federation.search.query import MAX_PAGE_SIZE, SampleQuery
 from federation.search.result import SearchResult
+from federation.sqlite_wal import use_wal
 
 log = logging.getLogger(__name__)
 
@@ -166,7 +167,7 @@ class AuditLog:
             if not self._ready:
                 with self._lock:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
-                    db.execute("PRAGMA journal_mode=WAL")
+                    use_wal(db)
                     db.executescript(_SCHEMA)
                     self._ready = True
             yield db

@@ -27,6 +27,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 from federation.errors import FederationError
+from federation.sqlite_wal import use_wal
 
 STATE_FILE = "state.db"
 PASSWORD_VARIABLES = ("BIOFED_STATE_PASSWORD", "PGPASSWORD")
@@ -136,7 +137,7 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     # pysqlite's own transaction handling would issue a deferred BEGIN; we issue ours.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
+    use_wal(dbapi_connection)
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     # An acknowledged audit row or ledger entry must survive a power cut.
     cursor.execute("PRAGMA synchronous=FULL")

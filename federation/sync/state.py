@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from federation.sqlite_wal import use_wal
+
 # Raw payloads are kept so an admin sees what the source sent, but a pathological row
 # (a whole file in one cell) must not fill the disk.
 MAX_PAYLOAD_BYTES = 8192
@@ -161,6 +163,7 @@ class SyncState:
 
     def _create(self) -> None:
         with self._connect() as db:
+            use_wal(db)  # the mode is kept in the file: once per process is enough
             db.executescript(_SCHEMA)
             for table, column, declaration in _ADDED_COLUMNS:
                 present = {r["name"] for r in db.execute(f"PRAGMA table_info({table})")}
@@ -205,7 +208,6 @@ class SyncState:
     def _connect(self) -> Iterator[sqlite3.Connection]:
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA busy_timeout=30000")
             db.row_factory = sqlite3.Row
             yield db
