@@ -14,6 +14,7 @@ from federation.search.audit import AUDIT_FILE, AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
 from federation.settings import Network, Settings, SettingsError, load_network
+from federation.state import StateStore, open_state_store
 from federation.sync.state import SyncState
 
 
@@ -42,8 +43,13 @@ class Runtime:
         raise SettingsError(f"backend {self.settings.backend!r} is not available in this build yet")
 
     @cached_property
+    def store(self) -> StateStore:
+        """The state store the settings name: `state_url`, else state.db in the data folder."""
+        return open_state_store(self.settings.state_url, self.settings.data_dir)
+
+    @cached_property
     def state(self) -> SyncState:
-        return SyncState(self.settings.state_path)
+        return SyncState(self.store)
 
     @cached_property
     def ledger(self) -> PrivacyLedger:
