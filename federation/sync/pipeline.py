@@ -247,7 +247,9 @@ class BiobankSync(abc.ABC):
             for batch in rows:
                 writer.add(batch)
             # As FullSync does: a run killed after this publish is settled as a success.
-            self.state.prepare_publish(self.run_id, writer.generation, self.counts.as_dict(), None)
+            self.state.store.runs.prepare_publish(
+                self.run_id, writer.generation, self.counts.as_dict(), None
+            )
             info = writer.publish()
             self.published = info.generation
         return info.generation, info.documents

@@ -114,16 +114,6 @@ class SyncState:
         """Record a sync that was refused before it started (another holds the lock)."""
         return self.store.runs.refused(biobank_id, triggered_by, reason)
 
-    def prepare_publish(
-        self,
-        run_id: int,
-        generation: str,
-        counts: Mapping[str, int],
-        rejections: list[dict[str, Any]] | None,
-    ) -> None:
-        """Before publishing: the generation about to serve, its counts and quarantine."""
-        self.store.runs.prepare_publish(run_id, generation, counts, rejections)
-
     def pending_quarantine(self, run_id: int) -> list[dict[str, Any]] | None:
         """The quarantine a run recorded before publishing, if it did."""
         return self.store.runs.pending_quarantine(run_id)

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-import sqlite3
 from pathlib import Path
 
 import pytest
 
 from federation.model.records import Collection, Donor, Sample
-from federation.state import StateStore, open_state_store, schema_version
+from federation.state import StateStore, schema_version
 from federation.sync.schedule import SyncQueue
 from federation.sync.staging import PublishOutcome, StagedChange, Staging
 from federation.sync.state import FAILED, INTERRUPTED, REFUSED, RUNNING, SUCCEEDED, SyncState
-from tests.state.test_store import rejection
+from tests.state.test_store import PRE_STORE_STATE_DB, adopted, rejection
 
 
 @pytest.fixture
@@ -48,7 +47,9 @@ class TestSyncState:
         self, state: SyncState, published: bool
     ) -> None:
         run_id = state.start_run("bb-1", "full", "cli")
-        state.prepare_publish(run_id, "g-2", {"read": 4, "indexed": 3}, [rejection("s1")])
+        state.store.runs.prepare_publish(
+            run_id, "g-2", {"read": 4, "indexed": 3}, [rejection("s1")]
+        )
         (pending,) = state.pending_quarantine(run_id) or []
         assert (pending["record_key"], pending["payload"]) == ("s1", '{"id": "s1", "sex": "X"}')
         run = state.run(run_id)
@@ -64,10 +65,10 @@ class TestSyncState:
 
     def test_a_staged_run_keeps_no_pending_quarantine(self, state: SyncState) -> None:
         run_id = state.start_run("bb-1", "incremental", "cli")
-        state.prepare_publish(run_id, "g-1", {"read": 1}, None)
+        state.store.runs.prepare_publish(run_id, "g-1", {"read": 1}, None)
         assert state.pending_quarantine(run_id) is None
-        state.prepare_publish(run_id, "g-1", {"read": 1}, [rejection("s1")])
-        state.prepare_publish(run_id, "g-1", {"read": 1}, [rejection("s2")])  # replaced
+        state.store.runs.prepare_publish(run_id, "g-1", {"read": 1}, [rejection("s1")])
+        state.store.runs.prepare_publish(run_id, "g-1", {"read": 1}, [rejection("s2")])  # replaced
         assert [r["record_key"] for r in state.pending_quarantine(run_id) or []] == ["s2"]
         state.finish_run(run_id, SUCCEEDED, {"read": 1}, duration_s=0.1, generation="g-1")
         assert state.pending_quarantine(run_id) is None
@@ -176,30 +177,19 @@ class TestStaging:
         assert list(staging.samples("bb-1", only_affected=False)) == []
 
 
-# The sync state as the sync's own SQLite code wrote it before it moved onto the store:
-# the columns it added to older files, the pending quarantine, staging and the queue.
-SYNC_CODE_STATE_DB = """
-CREATE TABLE sync_runs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT, biobank_id TEXT NOT NULL, kind TEXT NOT NULL,
-  triggered_by TEXT NOT NULL, started_at TEXT NOT NULL, finished_at TEXT,
-  outcome TEXT NOT NULL, read INTEGER NOT NULL DEFAULT 0, indexed INTEGER NOT NULL DEFAULT 0,
-  rejected INTEGER NOT NULL DEFAULT 0, deleted INTEGER NOT NULL DEFAULT 0,
-  withdrawn INTEGER NOT NULL DEFAULT 0, duration_s REAL, generation TEXT, error TEXT,
-  host TEXT, pid INTEGER);
-CREATE INDEX sync_runs_biobank ON sync_runs (biobank_id, id);
-CREATE TABLE quarantine (
-  biobank_id TEXT NOT NULL, stream TEXT NOT NULL, record_key TEXT NOT NULL, source_id TEXT,
-  position TEXT, field TEXT, value TEXT, reason TEXT NOT NULL, payload TEXT NOT NULL,
-  run_id INTEGER NOT NULL, first_seen TEXT NOT NULL, last_seen TEXT NOT NULL,
-  PRIMARY KEY (biobank_id, stream, record_key));
-CREATE TABLE pending_quarantine (
-  run_id INTEGER PRIMARY KEY, biobank_id TEXT NOT NULL, records TEXT NOT NULL);
-CREATE TABLE checkpoints (
-  biobank_id TEXT NOT NULL, stream TEXT NOT NULL, state TEXT NOT NULL,
-  updated_at TEXT NOT NULL, PRIMARY KEY (biobank_id, stream));
+# The sync state as the sync's own SQLite code left it in an older file before it moved
+# onto the store: the columns it added (in this order), the pending quarantine, staging
+# and the queue.
+SYNC_CODE_STATE_DB = (
+    PRE_STORE_STATE_DB
+    + """
 ALTER TABLE sync_runs ADD COLUMN partial INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE sync_runs ADD COLUMN notes TEXT;
 ALTER TABLE quarantine ADD COLUMN kept INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE sync_runs ADD COLUMN host TEXT;
+ALTER TABLE sync_runs ADD COLUMN pid INTEGER;
+CREATE TABLE pending_quarantine (
+  run_id INTEGER PRIMARY KEY, biobank_id TEXT NOT NULL, records TEXT NOT NULL);
 CREATE TABLE staged (
   biobank_id TEXT NOT NULL, kind TEXT NOT NULL, id TEXT NOT NULL, stream TEXT NOT NULL,
   source_id TEXT, donor_id TEXT, collection_id TEXT, ordinal INTEGER, data TEXT,
@@ -213,31 +203,30 @@ CREATE TABLE sync_requests (
   requested_by TEXT NOT NULL, requested_at TEXT NOT NULL, claimed_at TEXT);
 INSERT INTO sync_runs (biobank_id, kind, triggered_by, started_at, outcome, read, generation,
   host, pid, partial, notes)
-  VALUES ('bb-1', 'full', 'cli', '2026-12-01T10:00:00.000+00:00', 'running', 42, 'g-5',
+  VALUES ('bb-1', 'full', 'cli', '2026-12-01T10:00:00.000+00:00', 'running', 7, 'g-5',
   'old-host', 4242, 2, 'paging: offset');
-INSERT INTO pending_quarantine VALUES (1, 'bb-1', '[{"record_key": "s1"}]');
+INSERT INTO pending_quarantine VALUES (2, 'bb-1', '[{"record_key": "s1"}]');
 INSERT INTO quarantine VALUES ('bb-1', 'samples', 's1', 's1', 'row 2', 'sex', 'X', 'bad sex',
   '{}', 1, '2026-12-01T10:00:00', '2026-12-01T10:00:00', 1);
 INSERT INTO sync_passes VALUES ('bb-1', 3, 'full', '2026-12-01T10:00:00', 1, 77);
 INSERT INTO sync_requests (biobank_id, mode, requested_by, requested_at)
   VALUES ('bb-2', 'auto', 'admin@bb-2', '2026-12-01T10:00:00');
 """
+)
 
 
 def test_a_state_db_written_by_the_sync_code_is_adopted(tmp_path: Path) -> None:
-    raw = sqlite3.connect(tmp_path / "state.db")
-    raw.executescript(SYNC_CODE_STATE_DB)
-    raw.close()
-    state = SyncState(open_state_store(None, tmp_path))
+    state = SyncState(adopted(tmp_path, SYNC_CODE_STATE_DB))
     schema_version.check(state.store.engine)
-    (run,) = state.runs()
+    run, older = state.runs()
     assert (run.host, run.pid, run.partial, run.notes, run.read) == (
         "old-host",
         4242,
         2,
         "paging: offset",
-        42,
+        7,
     )
+    assert (older.read, older.partial, older.host) == (42, 0, None)
     assert state.pending_quarantine(run.id) == [{"record_key": "s1"}]
     assert [q.kept for q in state.quarantine("bb-1")] == [1]
     current = Staging(state).current_pass("bb-1")
