@@ -368,7 +368,7 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
     from federation.sync.state import SyncState
 
     settings = _settings(ctx)
-    state = SyncState(settings.state_path)
+    state = SyncState.from_settings(settings)
     _known_biobank(settings, state, biobank)
     records = state.quarantine(biobank, limit=limit)
     for item in records:

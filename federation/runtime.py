@@ -49,7 +49,7 @@ class Runtime:
 
     @cached_property
     def state(self) -> SyncState:
-        return SyncState(self.settings.state_path)
+        return SyncState(self.store)
 
     @cached_property
     def ledger(self) -> BudgetLedger:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
 
 from flask import Blueprint, Response, current_app, jsonify
 from sqlalchemy import text
@@ -69,7 +68,7 @@ def searches_answerable(runtime: Runtime) -> str | None:
     network = {source.biobank.id for source in runtime.network().biobanks}
     try:
         expected = runtime.state.published_biobanks()
-    except sqlite3.Error as err:
+    except SQLAlchemyError as err:
         return f"the sync state database {runtime.state.path} cannot be read: {err}"
     missing = sorted(b for b in expected if b in network and b not in published)
     if missing:

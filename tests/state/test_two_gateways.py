@@ -1,11 +1,13 @@
 """Two gateway hosts on one PostgreSQL: each under gunicorn with a data folder of its own
 (its own search index), one state store between them. They draw from one rate-limit
 bucket, write one audit log that either reads, and spend one privacy budget that a
-restart does not refill (issues 12 and 13, docs/state.md)."""
+restart does not refill, and see one sync history (issues 12 and 13, docs/state.md)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -15,9 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from federation.cli import main
+from federation import PROJECT_ROOT
 from federation.gateway.auth import IssuedKey, issue_api_key
 from federation.state import open_state_store
 from tests.privacy.attack_network import BUDGET_EPSILON, COUNTS, SECRET, build
@@ -89,11 +90,19 @@ def anonymous_status(url: str) -> int:
 
 
 def synced(folder: Path, network: Path) -> str:
-    """`biofed sync --all` into a data folder (the store comes from the environment)."""
+    """`biofed sync --all` into a data folder, in a process of its own (the store comes
+    from the environment, as on a sync host)."""
     args = ["--data-dir", str(folder), "--network", str(network), "sync", "--all"]
-    result = CliRunner().invoke(main, [*args, "--no-progress"], catch_exceptions=False)
-    assert result.exit_code == 0, result.output
-    return result.output
+    done = subprocess.run(
+        [sys.executable, "-m", "federation.cli", *args, "--no-progress"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
 
 
 @pytest.fixture
@@ -136,7 +145,7 @@ def hosts(
                 stack.close()
 
 
-def test_two_gateways_share_one_bucket_one_audit_log_and_one_budget(hosts: Hosts) -> None:
+def test_two_gateways_share_one_bucket_audit_log_budget_and_sync_history(hosts: Hosts) -> None:
     # One bucket: the burst is spent across both hosts, then both refuse.
     statuses = [anonymous_status(hosts.urls[n % 2]) for n in range(BURST + 2)]
     assert statuses == [200] * BURST + [429, 429]
@@ -162,6 +171,13 @@ def test_two_gateways_share_one_bucket_one_audit_log_and_one_budget(hosts: Hosts
     nodes = logs[0]["data"]["auditLog"]["nodes"]
     assert len(nodes) == 5
     assert [json.loads(n["filters"])["age_max"] for n in nodes] == [79, 76, 77, 78, 79]
+
+    # One sync history: the `biofed sync` of each host's folder, seen from both.
+    runs = [hosts.post(host, "operator", SYNC_RUNS) for host in (0, 1)]
+    assert runs[0] == runs[1] and "errors" not in runs[0], runs
+    listed = runs[0]["data"]["syncRuns"]
+    assert [(r["biobankId"], r["outcome"]) for r in listed] == [("alpha", "SUCCEEDED")] * 2
+    assert len({r["id"] for r in listed}) == 2
 
 
 def test_the_shared_budget_survives_a_gateway_restart(hosts: Hosts) -> None:
