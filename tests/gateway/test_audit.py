@@ -98,6 +98,16 @@ def test_the_log_is_append_only(runtime: Runtime, tmp_path: Path) -> None:
     assert db.execute("SELECT count(*) FROM audit_searches").fetchone() == (1,)
 
 
+def test_a_lone_surrogate_is_recorded_escaped(runtime: Runtime, tmp_path: Path) -> None:
+    # A subject from a token claim is not checked like a query argument; it must not make
+    # the insert fail (an encoding error there would refuse the search as an outage).
+    log = store_log(tmp_path)
+    who = Identity(subject="mallory\ud800@example.org", authenticated=True, via="oidc")
+    searched(runtime, log, who)
+    (entry,) = log.entries().entries
+    assert entry.subject == "mallory\\ud800@example.org"
+
+
 def test_an_unwritable_log_fails_the_search_closed(runtime: Runtime, tmp_path: Path) -> None:
     log = store_log(tmp_path)
     log.trail.engine.dispose()
