@@ -14,14 +14,16 @@ import click
 from federation import PROJECT_ROOT
 from federation.errors import FederationError
 from federation.launch import (
+    Beside,
     DemoParameters,
-    LocalSearchNode,
     announce,
     check_port_free,
     forget_biobanks_not_in,
     prepare_demo,
     serve_until_stopped,
     start_local_node,
+    start_sync_worker,
+    stop_sync_worker,
 )
 from federation.settings import Settings, SettingsError, load_settings
 
@@ -259,7 +261,7 @@ def _exec_gunicorn(
     host: str | None,
     port: int | None,
     workers: int | None,
-    node: LocalSearchNode | None = None,
+    beside: Beside | None = None,
 ) -> None:
     env = dict(os.environ)
     env.update(
@@ -281,14 +283,19 @@ def _exec_gunicorn(
     click.echo(f"serving the GraphQL API at {url}/graphql (web UI at {url}/)", err=True)
     sys.stdout.flush()
     args = [sys.executable, "-m", "gunicorn", "-c", f"python:{GUNICORN_CONFIG}"]
-    if node is None or not node.started:
+    if beside is None or not beside.needed:
         os.execve(sys.executable, args, env)
-    # The demo started the local node: serve beside it, and stop it when serving ends.
+    # The demo's sync worker and the local node it started run beside the server, and stop
+    # when serving ends.
+    worker = start_sync_worker(env) if beside.worker else None
     try:
         status = serve_until_stopped(args, env)
     finally:
-        node.stop()
-        click.echo(f"stopped the local OpenSearch node on port {node.port}", err=True)
+        if worker is not None:
+            stop_sync_worker(worker)
+        node = beside.node
+        if node is not None and node.stop():
+            click.echo(f"stopped the local OpenSearch node on port {node.port}", err=True)
     sys.exit(status)
 
 
@@ -326,7 +333,8 @@ def demo(
         if node is not None and node.stop():
             say(f"stopped the local OpenSearch node on port {node.port}")
         raise
-    _exec_gunicorn(settings, ctx.obj["config_file"], DEMO_HOST, serve_port, None, node)
+    beside = Beside(node, worker=True)
+    _exec_gunicorn(settings, ctx.obj["config_file"], DEMO_HOST, serve_port, None, beside)
 
 
 @main.command()

@@ -62,6 +62,11 @@ class Schedule:
     mode: str  # auto | full | incremental
     cron: str
 
+    def next_tick(self, at: dt.datetime) -> dt.datetime:
+        """The first tick after `at`."""
+        value: dt.datetime = croniter(self.cron, at).get_next(dt.datetime)
+        return value
+
     def last_tick(self, at: dt.datetime) -> dt.datetime:
         """The most recent tick at or before `at`."""
         value: dt.datetime = croniter(self.cron, at + dt.timedelta(seconds=1)).get_prev(dt.datetime)
@@ -173,5 +178,17 @@ class SyncQueue:
         with self.state.connect() as db:
             rows = db.execute(
                 "SELECT * FROM sync_requests WHERE claimed_at IS NULL ORDER BY id"
+            ).fetchall()
+        return [SyncRequest(**dict(r)) for r in rows]
+
+    def recent(self, biobank_ids: list[str] | None, limit: int) -> list[SyncRequest]:
+        """The latest requests, taken or not, newest first; of these biobanks (None: all)."""
+        where, params = "", []
+        if biobank_ids is not None:
+            where = f"WHERE biobank_id IN ({', '.join('?' for _ in biobank_ids)})"
+            params = list(biobank_ids)
+        with self.state.connect() as db:
+            rows = db.execute(
+                f"SELECT * FROM sync_requests {where} ORDER BY id DESC LIMIT ?", [*params, limit]
             ).fetchall()
         return [SyncRequest(**dict(r)) for r in rows]

@@ -340,6 +340,30 @@ def test_a_shared_url_restores_the_search(web_network: WebNetwork, tabs: Tabs) -
     check_table(page, answer, EN)
 
 
+AUDIT = """query($after: String) {
+  auditLog(first: 100, after: $after, subject: "researcher@example.org") {
+    nodes { id recordsReturned recordCount }
+    pageInfo { endCursor hasNextPage }
+  }
+}"""
+
+
+def researcher_record_searches(net: WebNetwork) -> dict[str, int]:
+    """The researcher's audited searches that returned records: entry id -> record count."""
+    found: dict[str, int] = {}
+    after = None
+    while True:
+        body = graphql(
+            net.url, AUDIT, {"after": after}, {"Authorization": f"Bearer {net.operator_key}"}
+        )
+        assert "errors" not in body, body
+        log = body["data"]["auditLog"]
+        found.update({e["id"]: e["recordCount"] for e in log["nodes"] if e["recordsReturned"]})
+        if not log["pageInfo"]["hasNextPage"]:
+            return found
+        after = log["pageInfo"]["endCursor"]
+
+
 def test_records_paging_and_csv_export(web_network: WebNetwork, tabs: Tabs) -> None:
     page = tabs("en-US").page
     page.goto(web_network.url + "/")
@@ -363,14 +387,27 @@ def test_records_paging_and_csv_export(web_network: WebNetwork, tabs: Tabs) -> N
     page.locator("#records-next").click()
     settle(page, since=mark)
     assert page.locator("#records tbody tr").count() == total - 20
-    assert page.locator("#records-page").inner_text() == f"21–{total}"
+    assert page.locator("#records-page").inner_text() == f"21–{total} of {total}"
     assert page.locator("#records-prev").is_enabled()
 
+    # The export holds every record the role may see, not the page on screen; each of its
+    # pages is an audited search of the signed-in researcher.
+    audited_before = researcher_record_searches(web_network)
     with page.expect_download() as download:
         page.locator("#export-records").click()
     rows = list(csv.reader(io.StringIO(download.value.path().read_text(encoding="utf-8-sig"))))
     assert rows[0][:2] == [EN["records.biobank"], EN["records.sample"]]
-    assert len(rows) == 1 + total - 20
+    assert len(rows) == 1 + total
+    assert len({tuple(row[:2]) for row in rows[1:]}) == total  # no record twice
+    expect(page.locator("#records-export-status")).to_have_text(
+        EN["records.export.done"].replace("{n}", str(total))
+    )
+    export_searches = {
+        entry: count
+        for entry, count in researcher_record_searches(web_network).items()
+        if entry not in audited_before
+    }
+    assert sum(export_searches.values()) == total, export_searches
 
     with page.expect_download() as download:
         page.locator("#export-biobanks").click()
@@ -495,3 +532,43 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
     assert page.locator("#sync-heading").inner_text() == JA["sync.heading"]
     assert page.locator("#sync-runs .badge").first.inner_text() == JA["sync.outcome.SUCCEEDED"]
     screenshot(page, "admin-quarantine-ja")
+
+
+def test_records_sort_by_a_column_across_pages(web_network: WebNetwork, tabs: Tabs) -> None:
+    page = tabs("en-US").page
+    page.context.add_init_script(
+        f"sessionStorage.setItem('biofed.credential', {web_network.researcher_key!r})"
+    )
+    page.goto(web_network.url + "/")
+    settle(page)
+    page.wait_for_selector("#signout:not([hidden])", state="attached")
+    age = page.locator('#records th button[data-sort="age"]')
+    mark = rendered(page)
+    age.click()
+    settle(page, since=mark)
+    header = page.locator("#records th", has=page.locator('button[data-sort="age"]'))
+    assert header.get_attribute("aria-sort") == "ascending"
+    # Focus stays on the header the reader sorted by.
+    assert page.evaluate("document.activeElement.dataset.sort") == "age"
+    position = page.locator("#records thead th").all_inner_texts().index(header.inner_text())
+
+    def ages() -> list[int]:
+        cells = page.locator(f"#records tbody tr > :nth-child({position + 1})").all_inner_texts()
+        return [int(a) for a in cells]
+
+    first = ages()
+    mark = rendered(page)
+    page.locator("#records-next").click()
+    settle(page, since=mark)
+    seen = first + ages()
+    assert seen == sorted(seen) and len(seen) == int(
+        page.locator("#records-page").inner_text().rsplit(" ", 1)[-1]
+    )
+    # Again: the largest first, from the first page.
+    mark = rendered(page)
+    page.locator('#records th button[data-sort="age"]').press("Enter")
+    settle(page, since=mark)
+    assert header.get_attribute("aria-sort") == "descending"
+    assert ages()[0] == max(seen)
+    assert page.locator("#records-page").inner_text().startswith("1–20")
+    screenshot(page, "search-en-records-sorted")

@@ -21,6 +21,7 @@ from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS
 from federation.search.query import (
     Criteria,
     PageRequest,
+    missing_sort_value,
 )
 
 
@@ -347,14 +348,21 @@ def facet_groups(criteria: Criteria, facets: Sequence[str]) -> dict[Criteria, li
 
 
 def page_search(expr: ex.Expr, page: PageRequest) -> dict[str, Any]:
-    """One page of sample records in (biobank_id, sample_id) order, after the cursor."""
+    """One page of sample records in the page's order (ties by biobank_id, sample_id),
+    after the cursor, with the exact number of records over all pages."""
+    order = "desc" if page.descending else "asc"
+    keys = page.sort_keys()
+    sort: list[dict[str, Any]] = [{"biobank_id": order}, {"sample_id": order}]
+    if len(keys) > len(sort):
+        # A missing value sorts as the embedded backend sorts it: the smallest of its kind.
+        sort.insert(0, {keys[0]: {"order": order, "missing": missing_sort_value(keys[0])}})
     body: dict[str, Any] = {
         "size": page.first + 1,  # one more tells whether there is a next page
-        "track_total_hits": False,
+        "track_total_hits": True,
         "query": {"bool": {"filter": [{"term": {"kind": SAMPLE_KIND}}, compile_filter(expr)]}},
-        "sort": [{"biobank_id": "asc"}, {"sample_id": "asc"}],
+        "sort": sort,
         "_source": list(RECORD_COLUMNS),
     }
     if page.after:
-        body["search_after"] = decode_cursor(page.after)
+        body["search_after"] = decode_cursor(page.after, len(keys))
     return body
