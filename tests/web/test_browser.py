@@ -490,6 +490,8 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
         web_network.url, RUNS, headers={"Authorization": f"Bearer {web_network.operator_key}"}
     )["data"]["syncRuns"]
     assert page.locator("#sync-runs tbody tr").count() == len(runs) == 4
+    # The operator is offered every biobank.
+    assert page.locator("#sync-biobank").evaluate("el => el.options.length") == 1 + 4
     for run in runs:
         row = page.locator(f'#sync-runs tr[data-run="{run["id"]}"]')
         for field in ("read", "indexed", "rejected"):
@@ -519,6 +521,12 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
     assert quarantined.count() == 1
     assert "BLOODY_MARY" in quarantined.locator(".reason").inner_text()
     assert page.locator("#sync-runs tbody tr").count() == 1  # only osaka's runs
+    # An admin of one biobank is offered that biobank only, in every dropdown.
+    values = "el => [...el.options].map(o => o.value)"
+    assert page.locator("#sync-biobank").evaluate(values) == ["", "osaka"]
+    assert page.locator("#quarantine-biobank").evaluate(values) == ["osaka"]
+    # No biobank of this network has a schedule: the schedules view says so.
+    expect(page.locator("#schedules-table")).to_have_text(EN["schedules.empty"])
     if can_start:
         # The admin asks for a sync of their biobank; the worker queue takes it.
         page.select_option("#sync-biobank", "osaka")
@@ -527,6 +535,14 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
         expect(page.locator("#start-sync-status")).to_have_text(
             EN["sync.start.done"].replace("{biobank}", "Osaka University Biobank")
         )
+        # Queued until a worker takes it (this test server runs none), and watched meanwhile.
+        queued = page.locator('#sync-requests tbody tr[data-state="QUEUED"]')
+        expect(queued).to_have_count(1)
+        assert queued.locator(".badge").inner_text() == EN["requests.state.QUEUED"]
+        expect(page.locator("#requests-status")).to_have_text(
+            EN["requests.watching"].replace("{n}", "1")
+        )
+        screenshot(page, "admin-sync-queued")
     page.locator('.lang-button[data-lang="ja"]').click()
     page.wait_for_selector("html[lang=ja]")
     assert page.locator("#sync-heading").inner_text() == JA["sync.heading"]
