@@ -220,7 +220,8 @@ class SearchService:
         if page is not None and not 1 <= page.first <= MAX_PAGE_SIZE:
             raise BadQuery("first", page.first, f"must be between 1 and {MAX_PAGE_SIZE}")
         if page is not None and page.order_by not in RECORD_ORDERS:
-            raise BadQuery("order_by", page.order_by, f"known: {', '.join(RECORD_ORDERS)}")
+            known = ", ".join(RECORD_ORDERS)
+            raise BadQuery("order_by", page.order_by, f"unknown column; known: {known}")
         if page is not None and page.after is not None:
             # A bad cursor (or one of another order) is bad input, whoever asks.
             decode_cursor(page.after, len(page.sort_keys()))
