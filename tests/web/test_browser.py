@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import urllib.error
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.server import graphql
-from tests.web.conftest import Tab, WebNetwork, catalogue, screenshot
+from tests.support.server import graphql, gunicorn
+from tests.web.conftest import ARTIFACTS, Tab, WebNetwork, catalogue, screenshot
 
 pytestmark = pytest.mark.slow
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -588,3 +590,42 @@ def test_records_sort_by_a_column_across_pages(web_network: WebNetwork, tabs: Ta
     assert ages()[0] == max(seen)
     assert page.locator("#records-page").inner_text().startswith("1–20")
     screenshot(page, "search-en-records-sorted")
+
+
+def test_the_full_export_waits_out_the_rate_limit_and_goes_on(
+    web_network: WebNetwork, tabs: Tabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page of the export draws from the caller's rate limit like any search: refused,
+    the export waits the time the server gives and asks again, and the file is whole."""
+    # A second server on the same data, whose signed-in callers get 1 request per 2 s.
+    limits = {"rate_limit": {"enabled": True, "signed_in": {"per_minute": 30, "burst": 6}}}
+    monkeypatch.setenv("BIOFED_LIMITS", json.dumps(limits))
+    root = web_network.root
+    with gunicorn(root / "data", root / "network.yaml", ARTIFACTS / "server-limited.log") as url:
+        page = tabs("en-US").page
+        page.goto(url + "/")
+        settle(page)
+        page.locator("#signin summary").click()
+        page.fill("#credential", web_network.researcher_key)
+        mark = rendered(page)
+        page.locator("#signin-form button[type=submit]").click()
+        settle(page, since=mark)
+        total = page.locator("#records-page").inner_text().rsplit(" ", 1)[-1]
+        # Empty the researcher's bucket, as a burst of searches would.
+        researcher = {"Authorization": f"Bearer {web_network.researcher_key}"}
+        for _ in range(20):
+            try:
+                graphql(url, "{ me { subject } }", headers=researcher)
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 429
+                break
+        else:
+            raise AssertionError("the rate limit never answered")
+        with page.expect_download(timeout=60_000) as download:
+            page.locator("#export-records").click()
+            expect(page.locator("#records-export-status")).to_contain_text(
+                EN["records.export.waiting"].split("{seconds}")[0].split("; ")[-1]
+            )
+        text = download.value.path().read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+        assert len(rows) == 1 + int(total)
