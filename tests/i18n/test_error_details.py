@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -119,3 +120,22 @@ def test_the_gateway_answers_errors_in_japanese_detail_and_all(federation: Feder
         "サインインが必要です：syncRuns を見るには"
         " API キーまたはベアラートークンでサインインしてください"
     )
+
+
+def test_a_rate_limited_request_is_refused_in_japanese_too(federation: Federation) -> None:
+    federation.biobank("bb1").donor("D1").sample("S1", "D1")
+    federation.write()
+    Path(federation.settings.data_dir).mkdir(parents=True, exist_ok=True)  # the bucket store
+    limited = {"enabled": True, "anonymous": {"per_minute": 1, "burst": 1}}
+    settings = with_test_access(federation.settings, rate_limit=limited)
+    client = create_app({"settings": settings, "TESTING": True}).test_client()
+    ask = {"query": "{ biobanks { id } }"}
+    assert client.post("/graphql", json=ask).status_code == 200
+    refused = client.post("/graphql", json=ask, headers={"Accept-Language": "ja"})
+    assert refused.status_code == 429
+    [error] = refused.get_json()["errors"]
+    seconds = error["extensions"]["retryAfter"]
+    assert error["message"] == (
+        f"リクエストが多すぎます。少し待ってから再試行してください：{seconds} 秒後に再試行できます"
+    )
+    assert error["extensions"]["englishMessage"] == f"too many requests; try again in {seconds} s"
