@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,21 +187,32 @@ RECORD_ORDERS = (
     "sex",
     "age",
     "material_type",
+    "collection_date",
     "storage_temperature",
     "availability",
 )
-NUMERIC_ORDERS = frozenset({"age"})
+# The smallest value of a column's kind, which a missing value sorts as ('' for text).
+_SMALLEST: dict[str, int | str] = {"age": -1, "collection_date": "0001-01-01"}
 DEFAULT_ORDER = "biobank_id"
 
 
 def missing_sort_value(column: str) -> int | str:
     """What a record without a value in `column` sorts as: the smallest of its kind."""
-    return -1 if column in NUMERIC_ORDERS else ""
+    return _SMALLEST.get(column, "")
 
 
 def sort_position(row: Mapping[str, Any], keys: Sequence[str]) -> list[Any]:
-    """Where a record stands in an order by `keys` (a missing value as it sorts)."""
-    return [missing_sort_value(k) if row.get(k) is None else row[k] for k in keys]
+    """Where a record stands in an order by `keys` (a missing value as it sorts; a date as
+    its ISO text, which sorts the same and travels in a cursor)."""
+    position = []
+    for key in keys:
+        value = row.get(key)
+        if value is None:
+            value = missing_sort_value(key)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        position.append(value)
+    return position
 
 
 @dataclass(frozen=True)

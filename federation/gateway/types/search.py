@@ -258,6 +258,7 @@ class RecordOrder(graphene.Enum):
     SEX = "sex"
     AGE = "age"
     MATERIAL_TYPE = "material_type"
+    COLLECTION_DATE = "collection_date"
     STORAGE_TEMPERATURE = "storage_temperature"
     AVAILABILITY = "availability"
 

@@ -35,7 +35,7 @@ from federation.search.backend import (
     decode_cursor,
     encode_cursor,
 )
-from federation.search.documents import ARROW_SCHEMA, RECORD_COLUMNS
+from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET, FACET_DEFINITIONS
@@ -317,7 +317,8 @@ class EmbeddedBackend(SearchBackend):
         if page.after:
             position = decode_cursor(page.after, len(keys))
             where += f" AND ({', '.join(sorted_by)}) {'<' if page.descending else '>'} "
-            where += f"({', '.join('?' for _ in keys)})"
+            # A date travels in the cursor as ISO text: compared as a date again.
+            where += f"({', '.join(_placeholder(key) for key in keys)})"
             params = [*params, *position]
         result = db.execute(
             f"SELECT {_RECORD_COLUMNS} FROM {table} WHERE {where} "
@@ -423,6 +424,10 @@ class EmbeddedBackend(SearchBackend):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _placeholder(column: str) -> str:
+    return "CAST(? AS DATE)" if COLUMNS.get(column) == "date" else "?"
 
 
 def _answer_key(

@@ -355,7 +355,8 @@ def page_search(expr: ex.Expr, page: PageRequest) -> dict[str, Any]:
     sort: list[dict[str, Any]] = [{"biobank_id": order}, {"sample_id": order}]
     if len(keys) > len(sort):
         # A missing value sorts as the embedded backend sorts it: the smallest of its kind.
-        sort.insert(0, {keys[0]: {"order": order, "missing": missing_sort_value(keys[0])}})
+        missing = _sort_value(keys[0], missing_sort_value(keys[0]))
+        sort.insert(0, {keys[0]: {"order": order, "missing": missing}})
     body: dict[str, Any] = {
         "size": page.first + 1,  # one more tells whether there is a next page
         "track_total_hits": True,
@@ -364,5 +365,14 @@ def page_search(expr: ex.Expr, page: PageRequest) -> dict[str, Any]:
         "_source": list(RECORD_COLUMNS),
     }
     if page.after:
-        body["search_after"] = decode_cursor(page.after, len(keys))
+        position = decode_cursor(page.after, len(keys))
+        body["search_after"] = [_sort_value(k, v) for k, v in zip(keys, position, strict=True)]
     return body
+
+
+def _sort_value(column: str, value: Any) -> Any:
+    """A cursor value as the engine sorts it: a date (ISO text in the cursor) as epoch ms."""
+    if COLUMNS.get(column) != "date" or not isinstance(value, str):
+        return value
+    midnight = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.UTC)
+    return int(midnight.timestamp() * 1000)

@@ -68,7 +68,8 @@ const paging = { cursors: [null], index: 0, loading: false };
 const order = { by: 'BIOBANK', descending: false };
 const SORTABLE = {
   biobank: 'BIOBANK', sample: 'SAMPLE', donor: 'DONOR', sex: 'SEX', age: 'AGE',
-  material: 'MATERIAL_TYPE', storage: 'STORAGE_TEMPERATURE', availability: 'AVAILABILITY',
+  material: 'MATERIAL_TYPE', collected: 'COLLECTION_DATE', storage: 'STORAGE_TEMPERATURE',
+  availability: 'AVAILABILITY',
 };
 let exporting = false;
 let ticket = 0;
