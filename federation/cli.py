@@ -14,14 +14,16 @@ import click
 from federation import PROJECT_ROOT
 from federation.errors import FederationError
 from federation.launch import (
+    Beside,
     DemoParameters,
-    LocalSearchNode,
     announce,
     check_port_free,
     forget_biobanks_not_in,
     prepare_demo,
     serve_until_stopped,
     start_local_node,
+    start_sync_worker,
+    stop_sync_worker,
 )
 from federation.settings import Settings, SettingsError, load_settings
 
@@ -259,7 +261,7 @@ def _exec_gunicorn(
     host: str | None,
     port: int | None,
     workers: int | None,
-    node: LocalSearchNode | None = None,
+    beside: Beside | None = None,
 ) -> None:
     env = dict(os.environ)
     env.update(
@@ -281,14 +283,19 @@ def _exec_gunicorn(
     click.echo(f"serving the GraphQL API at {url}/graphql (web UI at {url}/)", err=True)
     sys.stdout.flush()
     args = [sys.executable, "-m", "gunicorn", "-c", f"python:{GUNICORN_CONFIG}"]
-    if node is None or not node.started:
+    if beside is None or not beside.needed:
         os.execve(sys.executable, args, env)
-    # The demo started the local node: serve beside it, and stop it when serving ends.
+    # The demo's sync worker and the local node it started run beside the server, and stop
+    # when serving ends.
+    worker = start_sync_worker(env) if beside.worker else None
     try:
         status = serve_until_stopped(args, env)
     finally:
-        node.stop()
-        click.echo(f"stopped the local OpenSearch node on port {node.port}", err=True)
+        if worker is not None:
+            stop_sync_worker(worker)
+        node = beside.node
+        if node is not None and node.stop():
+            click.echo(f"stopped the local OpenSearch node on port {node.port}", err=True)
     sys.exit(status)
 
 
@@ -326,7 +333,8 @@ def demo(
         if node is not None and node.stop():
             say(f"stopped the local OpenSearch node on port {node.port}")
         raise
-    _exec_gunicorn(settings, ctx.obj["config_file"], DEMO_HOST, serve_port, None, node)
+    beside = Beside(node, worker=True)
+    _exec_gunicorn(settings, ctx.obj["config_file"], DEMO_HOST, serve_port, None, beside)
 
 
 @main.command()
@@ -467,44 +475,6 @@ def schema_export() -> None:
         click.echo(f"refreshed {SCHEMA_MIRROR.checkout} from the package")
 
 
-@main.group("apikey")
-def apikey_group() -> None:
-    """API keys for the GraphQL API (see docs/access.md)."""
-
-
-@apikey_group.command("create")
-@click.option("--subject", required=True, help="Who holds the key (a person or a service).")
-@click.option("--operator", is_flag=True, help="A network operator (reads the audit log).")
-@click.option(
-    "--admin-of", "admin_of", multiple=True, help="Administers this biobank (repeatable)."
-)
-@click.option(
-    "--approved-for", "approved_for", multiple=True, help="Approved at this biobank (repeatable)."
-)
-def apikey_create(
-    subject: str, operator: bool, admin_of: tuple[str, ...], approved_for: tuple[str, ...]
-) -> None:
-    """Make a new API key: print the key once and the hashed entry for `auth.api_keys`."""
-    import yaml
-
-    from federation.gateway.auth import issue_api_key
-
-    try:
-        issued = issue_api_key(
-            subject, operator=operator, admin_of=admin_of, approved_for=approved_for
-        )
-    except ValueError as err:
-        raise click.UsageError(str(err)) from None
-    click.echo("The API key (shown only now; hand it to its holder, it is not stored):", err=True)
-    click.echo(issued.key)
-    click.echo(
-        "\nAdd this entry under `auth: api_keys:` in the settings file; it holds only a salted "
-        "hash of the key, then restart the gateway:",
-        err=True,
-    )
-    click.echo(yaml.safe_dump([issued.entry], sort_keys=False, default_flow_style=None).rstrip())
-
-
 @main.command()
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--subject", default=None, help="Only this subject's searches.")
@@ -563,9 +533,11 @@ def connectors_group() -> None:
     """Connector plugins."""
 
 
+from federation.gateway.apikey_command import apikey_group  # noqa: E402 (registered below)
 from federation.state.commands import migrate  # noqa: E402 (registered with the group)
 
 main.add_command(migrate)
+main.add_command(apikey_group)
 
 
 @connectors_group.command("list")

@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -282,6 +283,7 @@ def announce(keys: Sequence[DemoKey], node: LocalSearchNode | None, say: Say) ->
     say("demo API keys (send as `Authorization: Bearer KEY`; the web UI has a sign-in field):")
     for issued in keys:
         say(f"  {issued.role:<17} {issued.key}  {issued.holder}")
+    say("a sync worker runs beside the server: Start sync in /admin runs within seconds")
     if node is not None and not node.started:
         say(f"the {node.product} node was already running; it stays up: {node.stop_command}")
     elif node is not None:
@@ -312,3 +314,40 @@ def serve_until_stopped(args: Sequence[str], env: Mapping[str, str]) -> int:
                 return server.wait()
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+# How often the demo's sync worker looks for requested syncs: a click on "Start sync" shows
+# a running, then a finished run within seconds, not at the next 30 s poll.
+DEMO_WORKER_POLL_SECONDS = 2.0
+WORKER_STOP_GRACE = 30
+
+
+@dataclass
+class Beside:
+    """What the demo runs beside the server and stops with it: the local search node it
+    started, and a sync worker so that a requested sync runs."""
+
+    node: LocalSearchNode | None = None
+    worker: bool = False
+
+    @property
+    def needed(self) -> bool:
+        """Whether anything runs beside the server (else the server replaces this process)."""
+        return self.worker or (self.node is not None and self.node.started)
+
+
+def start_sync_worker(env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """`biofed worker` with the server's settings (the same environment), polling often."""
+    command = [sys.executable, "-m", "federation.cli", "worker"]
+    return subprocess.Popen([*command, "--poll", str(DEMO_WORKER_POLL_SECONDS)], env=dict(env))
+
+
+def stop_sync_worker(worker: subprocess.Popen[bytes]) -> None:
+    """Stop the worker as Ctrl-C would (it lets its running syncs end), then for good."""
+    if worker.poll() is None:
+        worker.send_signal(signal.SIGINT)
+        try:
+            worker.wait(timeout=WORKER_STOP_GRACE)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+            worker.wait()

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from federation.cli import main
@@ -23,6 +24,7 @@ from federation.launch import (
     prepare_demo_network,
     recorded_parameters,
 )
+from tests.support.server import free_port, graphql, running
 
 TINY = DemoParameters(biobanks=2, samples=40, seed=3)
 
@@ -128,3 +130,37 @@ def test_demo_data_prints_progress_per_biobank(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     progress = [line for line in result.output.splitlines() if line.startswith("  [")]
     assert [line.split("]")[0] for line in progress] == ["  [1/3", "  [2/3", "  [3/3"]
+
+
+@pytest.mark.slow
+def test_the_demo_runs_a_sync_worker_so_start_sync_runs(tmp_path: Path) -> None:
+    """An admin's "Start sync" on the demo is queued, taken by the demo's worker and run."""
+    data, port = tmp_path / "data", free_port()
+    command = [
+        *(sys.executable, "-m", "federation.cli", "--data-dir", str(data), "demo"),
+        *("--biobanks", "2", "--samples", "40", "--port", str(port)),
+    ]
+    with running(command, {}, port, tmp_path / "demo.log", timeout=240) as url:
+        keys = yaml.safe_load((data / "demo" / "demo-keys.yaml").read_text(encoding="utf-8"))
+        admin = {"Authorization": f"Bearer {keys['admin']['key']}"}
+        [biobank] = keys["admin"]["entry"]["admin_of"]
+        start = "mutation($b: ID!) { startSync(biobank: $b) { requestId } }"
+        asked = graphql(url, start, {"b": biobank}, admin)
+        assert "errors" not in asked, asked
+        watch = "{ syncRequests { requestId state run { outcome triggeredBy } } }"
+        deadline = time.monotonic() + 120
+        states = []
+        while time.monotonic() < deadline:
+            [request] = graphql(url, watch, headers=admin)["data"]["syncRequests"]
+            states.append(request["state"])
+            if request["state"] == "FINISHED":
+                break
+            time.sleep(0.5)
+        assert request["requestId"] == asked["data"]["startSync"]["requestId"]
+        assert request["state"] == "FINISHED", (states, (tmp_path / "demo.log").read_text())
+        assert request["run"] == {
+            "outcome": "SUCCEEDED",
+            "triggeredBy": f"request:{keys['admin']['entry']['subject']}",
+        }
+    log = (tmp_path / "demo.log").read_text()
+    assert "a sync worker runs beside the server" in log

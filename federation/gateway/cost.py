@@ -97,6 +97,8 @@ COST_MAP: Mapping[str, Mapping[str, FieldCost]] = {
         "search": FieldCost(10),  # a backend round of counts, per biobank and consent split
         "diseases": FieldCost(1, PAGE_ARGUMENT),
         "syncRuns": FieldCost(1, PAGE_ARGUMENT),
+        "syncRequests": FieldCost(1, PAGE_ARGUMENT),
+        "syncSchedules": FieldCost(1, items=NETWORK_LIST_ITEMS),
         "quarantine": FieldCost(1, PAGE_ARGUMENT),
         "auditLog": FieldCost(1, PAGE_ARGUMENT),
         "biobanks": FieldCost(1, items=NETWORK_LIST_ITEMS),

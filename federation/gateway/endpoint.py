@@ -174,8 +174,14 @@ def _misplaced_key() -> str | None:
 _DESCRIPTION_CHARS = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
 
 
+def _asked_language(body: dict[str, Any]) -> dict[str, Any]:
+    """An early refusal (before a request context exists) in the Accept-Language's language."""
+    return localise_errors(body, language_of(None, request.accept_languages))
+
+
 def _unauthenticated(err: AuthenticationFailed) -> tuple[Response, int]:
-    response = jsonify({"errors": [error_body(str(err), ErrorCode.UNAUTHENTICATED)]})
+    body = {"errors": [error_body(str(err), ErrorCode.UNAUTHENTICATED)]}
+    response = jsonify(_asked_language(body))
     description = _DESCRIPTION_CHARS.sub("", str(err))
     response.headers["WWW-Authenticate"] = (
         f'Bearer realm="biofed", error="{err.error}", error_description="{description}"'
@@ -188,7 +194,7 @@ def _rate_limited(wait: float) -> tuple[Response, int]:
     body = error_body(
         f"too many requests; try again in {seconds} s", ErrorCode.RATE_LIMITED, retryAfter=seconds
     )
-    response = jsonify({"errors": [body]})
+    response = jsonify(_asked_language({"errors": [body]}))
     response.headers["Retry-After"] = str(seconds)
     return response, 429
 

@@ -2,14 +2,16 @@
 
 Error texts are written in English where they are raised (they name the argument and the
 value). For another language the edge puts the message in that language's frame for the
-error's code ("入力値を使えません：...") and translates the fixed messages (backend down,
-internal error) in full; the English text stays in `extensions.englishMessage` for logs.
+error's code ("入力値を使えません：...") with the detail translated where its sentence is
+known (federation/gateway/error_details.py), and translates the fixed messages (backend
+down, internal error) in full; the English text stays in `extensions.englishMessage`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from federation.gateway.error_details import detail_in
 from federation.gateway.errors import BACKEND_MESSAGE, INTERNAL_MESSAGE
 from federation.i18n import DEFAULT_LANGUAGE, Message, catalogue
 
@@ -35,5 +37,5 @@ def localise_error(error: dict[str, Any], language: str) -> dict[str, Any]:
         key = _FRAME + str(extensions.get("code", ""))
         if key not in catalogue(DEFAULT_LANGUAGE):
             return error
-        text = Message.of(key, detail=english).render(language)
+        text = Message.of(key, detail=detail_in(english, language)).render(language)
     return {**error, "message": text, "extensions": {**extensions, "englishMessage": english}}

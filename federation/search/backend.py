@@ -181,12 +181,18 @@ def encode_cursor(position: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str) -> list[Any]:
+def decode_cursor(cursor: str, size: int = 2) -> list[Any]:
+    """The position a cursor holds: `size` values, the last two strings (biobank, sample)."""
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         value = json.loads(base64.urlsafe_b64decode(padded.encode()))
     except (ValueError, UnicodeDecodeError):
         raise BadQuery("after", cursor, "not a cursor this service issued") from None
-    if not isinstance(value, list) or len(value) != 2 or not all(isinstance(v, str) for v in value):
+    if (
+        not isinstance(value, list)
+        or len(value) != size
+        or not all(isinstance(v, str) for v in value[-2:])
+        or not all(isinstance(v, str | int) and not isinstance(v, bool) for v in value)
+    ):
         raise BadQuery("after", cursor, "not a cursor this service issued")
     return value

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,10 +177,56 @@ class Criteria:
 FACET_CLAUSE = {f.key: f.clause for f in FACET_DEFINITIONS if f.clause is not None}
 
 
+# Record columns a page can be ordered by; ties fall back to biobank and sample id, so the
+# order is total and cursor paging neither skips nor repeats. A missing value sorts first
+# (ascending) as the smallest: '' for text, -1 for an age.
+RECORD_ORDERS = (
+    "biobank_id",
+    "sample_id",
+    "donor_id",
+    "sex",
+    "age",
+    "material_type",
+    "collection_date",
+    "storage_temperature",
+    "availability",
+)
+# The smallest value of a column's kind, which a missing value sorts as ('' for text).
+_SMALLEST: dict[str, int | str] = {"age": -1, "collection_date": "0001-01-01"}
+DEFAULT_ORDER = "biobank_id"
+
+
+def missing_sort_value(column: str) -> int | str:
+    """What a record without a value in `column` sorts as: the smallest of its kind."""
+    return _SMALLEST.get(column, "")
+
+
+def sort_position(row: Mapping[str, Any], keys: Sequence[str]) -> list[Any]:
+    """Where a record stands in an order by `keys` (a missing value as it sorts; a date as
+    its ISO text, which sorts the same and travels in a cursor)."""
+    position = []
+    for key in keys:
+        value = row.get(key)
+        if value is None:
+            value = missing_sort_value(key)
+        elif isinstance(value, dt.date):
+            value = value.isoformat()
+        position.append(value)
+    return position
+
+
 @dataclass(frozen=True)
 class PageRequest:
     first: int = DEFAULT_PAGE_SIZE
     after: str | None = None
+    order_by: str = DEFAULT_ORDER
+    descending: bool = False
+
+    def sort_keys(self) -> tuple[str, ...]:
+        """The columns the page is ordered by, the tie-breakers last."""
+        if self.order_by == DEFAULT_ORDER:
+            return ("biobank_id", "sample_id")
+        return (self.order_by, "biobank_id", "sample_id")
 
 
 @dataclass(frozen=True)
@@ -217,6 +264,8 @@ class RecordPage:
     records: tuple[dict[str, Any], ...]
     end_cursor: str | None
     has_next_page: bool
+    # Every record the page filter lets through, over all pages (None: not counted).
+    total: int | None = None
 
 
 @dataclass(frozen=True)

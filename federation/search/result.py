@@ -65,6 +65,8 @@ class RecordConnection:
     records: tuple[dict[str, Any], ...]
     end_cursor: str | None
     has_next_page: bool
+    # How many records the role may see over all pages (None where the backend did not count).
+    total_count: int | None = None
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from federation.search.facets import FACET
 from federation.search.query import (
     FACETS,
     MAX_PAGE_SIZE,
+    RECORD_ORDERS,
     BackendAnswer,
     BadQuery,
     Cell,
@@ -218,8 +219,12 @@ class SearchService:
             raise BadQuery("facets", unknown[0], f"unknown facet; known: {', '.join(FACETS)}")
         if page is not None and not 1 <= page.first <= MAX_PAGE_SIZE:
             raise BadQuery("first", page.first, f"must be between 1 and {MAX_PAGE_SIZE}")
+        if page is not None and page.order_by not in RECORD_ORDERS:
+            known = ", ".join(RECORD_ORDERS)
+            raise BadQuery("order_by", page.order_by, f"unknown column; known: {known}")
         if page is not None and page.after is not None:
-            decode_cursor(page.after)  # a bad cursor is bad input, whoever asks
+            # A bad cursor (or one of another order) is bad input, whoever asks.
+            decode_cursor(page.after, len(page.sort_keys()))
         self._check_biobanks(query.biobanks)
         criteria, text_codes = self.criteria(query)
         asker = _Asker(identity, self.policies, self.secret, {})
@@ -404,7 +409,7 @@ class SearchService:
                     ]
                 views.append(view)
             records = RecordConnection(
-                tuple(views), answer.page.end_cursor, answer.page.has_next_page
+                tuple(views), answer.page.end_cursor, answer.page.has_next_page, answer.page.total
             )
         return SearchResult(
             donors=total(r.donors for r in rows),

@@ -125,8 +125,14 @@ def _private_file(path: Path) -> None:
     """Create the SQLite file (and a missing folder) readable by its owner only."""
     if not path.parent.exists():
         path.parent.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
-    os.close(fd)
+    # Opened only when missing: closing any descriptor of a file drops every POSIX lock this
+    # process holds on it, so opening an open database once more would silently release the
+    # locks of this process's pooled SQLite connections; another process closing its last
+    # connection would then delete the -wal and -shm files under them ("disk I/O error",
+    # seen when a worker's sync ended while the gateway's store was open).
+    if not path.exists():
+        fd = os.open(path, os.O_CREAT | os.O_RDWR, FILE_MODE)
+        os.close(fd)
     # A file made world-readable by an older version is tightened too; SQLite gives its
     # -wal and -shm files the mode of the database file.
     if path.stat().st_mode & 0o077:

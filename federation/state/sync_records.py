@@ -519,3 +519,11 @@ class SyncRequests:
         )
         with reading(self.engine) as db:
             return [_request(r) for r in db.execute(query)]
+
+    def recent(self, biobank_ids: list[str] | None, limit: int) -> list[SyncRequest]:
+        """The latest requests, taken or not, newest first; of these biobanks (None: all)."""
+        query = select(sync_requests).order_by(sync_requests.c.id.desc()).limit(limit)
+        if biobank_ids is not None:
+            query = query.where(sync_requests.c.biobank_id.in_(biobank_ids))
+        with reading(self.engine) as db:
+            return [_request(r) for r in db.execute(query)]

@@ -8,6 +8,7 @@ BAD_USER_INPUT) that each entry point shows with its code.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,8 +17,9 @@ from federation.disclosure.roles import Identity
 from federation.errors import NotFound, check_range
 from federation.search.query import MAX_PAGE_SIZE
 from federation.settings import Network
+from federation.state.sync_records import SyncRequest
 from federation.sync.recovery import Published, settle
-from federation.sync.schedule import SyncQueue
+from federation.sync.schedule import SyncQueue, read_schedules
 from federation.sync.state import QuarantinedRecord, SyncRun, SyncState
 
 # What the gateway shows of runs and quarantine comes from here, so it needs no other
@@ -27,6 +29,8 @@ __all__ = [
     "DEFAULT_SYNC_RUNS",
     "QuarantinedRecord",
     "QueuedSync",
+    "RequestedSync",
+    "ScheduledSync",
     "SyncAdministration",
     "SyncRun",
 ]
@@ -45,6 +49,44 @@ class QueuedSync:
     requested_by: str
     requested_at: str
     already_queued: bool  # a request for the biobank was already waiting: this is it
+
+
+@dataclass(frozen=True)
+class RequestedSync:
+    """A sync an admin asked for and where it is: `queued` until the worker takes it,
+    `running` while its run runs (or is about to start), `finished` with the run's outcome."""
+
+    request: SyncRequest
+    state: str
+    run: SyncRun | None
+
+
+@dataclass(frozen=True)
+class ScheduledSync:
+    """A biobank's schedule from the network file, with its next and latest tick."""
+
+    biobank_id: str
+    mode: str
+    cron: str
+    next_at: str
+    last_at: str
+
+
+def request_state(request: SyncRequest, runs: list[SyncRun]) -> RequestedSync:
+    """Where a request is, from the runs of its biobank (newest first)."""
+    if request.claimed_at is None:
+        return RequestedSync(request, "queued", None)
+    # The worker records the run as triggered by `request:<who asked>` once it starts it.
+    started = [
+        run
+        for run in runs
+        if run.triggered_by == f"request:{request.requested_by}"
+        and run.started_at >= request.claimed_at
+    ]
+    run = started[-1] if started else None
+    if run is None or run.outcome == "running":
+        return RequestedSync(request, "running", run)
+    return RequestedSync(request, "finished", run)
 
 
 class SyncAdministration:
@@ -84,6 +126,50 @@ class SyncAdministration:
             require_admin(identity, "", "syncRuns", operators=True)
         runs = [run for bb in sorted(identity.admin_of) for run in self.state.runs(bb, limit=first)]
         return sorted(runs, key=lambda run: (run.started_at, run.id), reverse=True)[:first]
+
+    def requests(
+        self, identity: Identity, *, biobank: str | None = None, first: int = DEFAULT_SYNC_RUNS
+    ) -> list[RequestedSync]:
+        """Requested syncs, newest first, each queued, running or finished: for the same
+        people as `runs`."""
+        require_signed_in(identity, "syncRequests")
+        check_range("first", first, 1, MAX_PAGE_SIZE)
+        biobanks = self._visible(identity, biobank, "syncRequests")
+        if self._published is not None:
+            settle(self.state, self._published)
+        out = []
+        for request in SyncQueue(self.state).recent(biobanks, first):
+            out.append(request_state(request, self.state.runs(request.biobank_id, limit=50)))
+        return out
+
+    def schedules(self, identity: Identity, *, biobank: str | None = None) -> list[ScheduledSync]:
+        """When each biobank is synced by the worker (the network file's `schedule:`)."""
+        require_signed_in(identity, "syncSchedules")
+        biobanks = self._visible(identity, biobank, "syncSchedules")
+        at = dt.datetime.now(dt.UTC)
+        return [
+            ScheduledSync(
+                s.biobank_id,
+                s.mode,
+                s.cron,
+                s.next_tick(at).isoformat(timespec="seconds"),
+                s.last_tick(at).isoformat(timespec="seconds"),
+            )
+            for s in read_schedules(self._network().path)
+            if biobanks is None or s.biobank_id in biobanks
+        ]
+
+    def _visible(self, identity: Identity, biobank: str | None, field: str) -> list[str] | None:
+        """The biobanks whose sync data the identity may read (None: every one)."""
+        if biobank is not None:
+            self._require_biobank(biobank)
+            require_admin(identity, biobank, field, operators=True)
+            return [biobank]
+        if identity.operator:
+            return None
+        if not identity.admin_of:
+            require_admin(identity, "", field, operators=True)
+        return sorted(identity.admin_of)
 
     def quarantine(
         self,

@@ -50,6 +50,11 @@ class Schedule:
     mode: str  # auto | full | incremental
     cron: str
 
+    def next_tick(self, at: dt.datetime) -> dt.datetime:
+        """The first tick after `at`."""
+        value: dt.datetime = croniter(self.cron, at).get_next(dt.datetime)
+        return value
+
     def last_tick(self, at: dt.datetime) -> dt.datetime:
         """The most recent tick at or before `at`."""
         value: dt.datetime = croniter(self.cron, at + dt.timedelta(seconds=1)).get_prev(dt.datetime)
@@ -119,3 +124,7 @@ class SyncQueue:
     def pending(self) -> list[SyncRequest]:
         """Open requests, oldest first."""
         return self.requests.pending()
+
+    def recent(self, biobank_ids: list[str] | None, limit: int) -> list[SyncRequest]:
+        """The latest requests, taken or not, newest first; of these biobanks (None: all)."""
+        return self.requests.recent(biobank_ids, limit)

@@ -197,4 +197,12 @@ def test_errors_come_in_the_asked_language_with_the_english_kept(
     assert error["extensions"]["code"] == "BAD_USER_INPUT"
     assert error["message"].startswith("入力値を使えません：")
     assert error["extensions"]["englishMessage"].startswith("query.diseases: ")
-    assert error["extensions"]["englishMessage"] in error["message"]
+    # The detail is Japanese too (issue 19): the English stays in the extensions only.
+    assert error["message"] == (
+        "入力値を使えません：query.diseases：'C509999' は WHO の ICD-10 コードではありません"
+        '（ICD-10 コードの形をしていません）（入力値 "C509999"）'
+    )
+    assert error["extensions"]["englishMessage"] == (
+        "query.diseases: 'C509999' is not a WHO ICD-10 code (not shaped like an ICD-10 code) "
+        '(got "C509999")'
+    )

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from federation.model.query_errors import BadQuery
-from federation.search.query import PageRequest, SampleQuery
+from federation.search.query import RECORD_ORDERS, PageRequest, SampleQuery, sort_position
 from federation.search.result import SearchResult
 from tests.conftest import Federation
 
@@ -188,6 +188,47 @@ class BackendConformance:
             "consent": "GRU",
             "last_updated": None,
         }
+
+    @pytest.mark.parametrize("descending", [False, True])
+    def test_records_ordered_by_any_column_page_through_every_match_once(
+        self, network: Federation, descending: bool
+    ) -> None:
+        search = network.runtime.search
+        everything = search.search(SampleQuery(), facets=(), page=PageRequest(first=100))
+        assert everything.records is not None
+        rows = everything.records.records
+        assert everything.records.total_count == len(rows) == 9
+        for column in RECORD_ORDERS:
+            keys = PageRequest(order_by=column).sort_keys()
+            expected = [
+                r["sample_id"]
+                for r in sorted(rows, key=lambda r: sort_position(r, keys), reverse=descending)
+            ]
+            seen: list[str] = []
+            after = None
+            while True:
+                page = PageRequest(first=2, after=after, order_by=column, descending=descending)
+                records = search.search(SampleQuery(), facets=(), page=page).records
+                assert records is not None
+                assert records.total_count == 9  # every page tells the whole number
+                seen.extend(str(r["sample_id"]) for r in records.records)
+                if not records.has_next_page:
+                    break
+                after = records.end_cursor
+            assert seen == expected, column
+        narrowed = search.search(SampleQuery(biobanks=("beta",)), facets=(), page=PageRequest(1))
+        assert narrowed.records is not None and narrowed.records.total_count == 3
+
+    def test_unknown_order_and_a_cursor_of_another_order_are_bad_queries(
+        self, network: Federation
+    ) -> None:
+        search = network.runtime.search
+        with pytest.raises(BadQuery, match="order_by"):
+            search.search(SampleQuery(), page=PageRequest(5, order_by="diagnoses"))
+        by_age = search.search(SampleQuery(), facets=(), page=PageRequest(2, order_by="age"))
+        assert by_age.records is not None and by_age.records.end_cursor is not None
+        with pytest.raises(BadQuery, match="after"):
+            search.search(SampleQuery(), page=PageRequest(2, by_age.records.end_cursor))
 
     def test_bad_cursor_is_a_bad_query(self, network: Federation) -> None:
         with pytest.raises(BadQuery, match="after"):

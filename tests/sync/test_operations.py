@@ -85,3 +85,75 @@ def test_a_bad_cron_line_is_named(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"biobanks": [{"id": "bb1", "schedule": "every day"}]}))
     with pytest.raises(ScheduleError, match=r"bb1: schedule\.auto: 'every day'"):
         read_schedules(path)
+
+
+REQUESTS = """
+query($biobank: ID) {
+  syncRequests(biobank: $biobank) {
+    requestId biobankId state takenAt run { outcome triggeredBy }
+  }
+  syncSchedules(biobank: $biobank) { biobankId mode cron nextAt lastAt }
+}"""
+
+
+def requested(client: Any, who: str, biobank: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = client.post(
+        "/graphql",
+        json={"query": REQUESTS, "variables": {"biobank": biobank}},
+        headers=headers(who),
+    ).get_json()
+    return body
+
+
+def test_requested_syncs_move_from_queued_to_running_to_finished_and_schedules_show(
+    federation: Federation,
+) -> None:
+    federation.biobank("bb1").donor("D1").sample("S1", "D1")
+    federation.biobank("bb2").donor("D1").sample("S1", "D1")
+    path = federation.write()
+    document = yaml.safe_load(path.read_text())
+    document["biobanks"][0]["schedule"] = {"incremental": "*/15 * * * *", "full": "0 3 * * 0"}
+    document["biobanks"][1]["schedule"] = "0 * * * *"
+    path.write_text(yaml.safe_dump(document))
+    app = create_app({"settings": with_test_access(federation.settings), "TESTING": True})
+    client = app.test_client()
+    queued = post(client, {"biobank": "bb1"}, "bb1_admin")["data"]["startSync"]
+
+    answer = requested(client, "bb1_admin")["data"]
+    assert [
+        (r["requestId"], r["state"], r["takenAt"], r["run"]) for r in answer["syncRequests"]
+    ] == [(queued["requestId"], "QUEUED", None, None)]
+    # An admin sees their own biobanks' schedules only; an operator sees every one.
+    assert [(s["biobankId"], s["mode"], s["cron"]) for s in answer["syncSchedules"]] == [
+        ("bb1", "full", "0 3 * * 0"),  # as in the file (safe_dump sorts the keys)
+        ("bb1", "incremental", "*/15 * * * *"),
+    ]
+    for schedule in answer["syncSchedules"]:
+        assert schedule["lastAt"] < schedule["nextAt"]
+    everyone = requested(client, "operator")["data"]
+    assert {s["biobankId"] for s in everyone["syncSchedules"]} == {"bb1", "bb2"}
+    assert len(everyone["syncRequests"]) == 1
+    other = requested(client, "bb2_admin")["data"]
+    assert other["syncRequests"] == [] and [s["biobankId"] for s in other["syncSchedules"]] == [
+        "bb2"
+    ]
+    refused = requested(client, "bb2_admin", "bb1")
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+
+    # The worker takes it and runs it: finished, with the run's outcome.
+    SyncWorker(federation.settings, Runtime).run(poll=0.1, once=True)
+    [done] = requested(client, "bb1_admin")["data"]["syncRequests"]
+    assert (done["requestId"], done["state"], done["run"]) == (
+        queued["requestId"],
+        "FINISHED",
+        {"outcome": "SUCCEEDED", "triggeredBy": "request:admin@bb1.example"},
+    )
+    # Asked again and taken by a worker that has not recorded its run yet: running.
+    again = post(client, {"biobank": "bb1"}, "bb1_admin")["data"]["startSync"]
+    assert not again["alreadyQueued"]
+    assert [r.id for r in SyncQueue(federation.runtime.state).claim()] == [int(again["requestId"])]
+    latest = requested(client, "bb1_admin")["data"]["syncRequests"]
+    assert [(r["state"], r["run"]) for r in latest] == [
+        ("RUNNING", None),
+        ("FINISHED", done["run"]),
+    ]

@@ -8,15 +8,17 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
+import urllib.error
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from tests.support.server import graphql
-from tests.web.conftest import Tab, WebNetwork, catalogue, screenshot
+from tests.support.server import graphql, gunicorn
+from tests.web.conftest import ARTIFACTS, Tab, WebNetwork, catalogue, screenshot
 
 pytestmark = pytest.mark.slow
 expect = pytest.importorskip("playwright.sync_api").expect
@@ -340,6 +342,30 @@ def test_a_shared_url_restores_the_search(web_network: WebNetwork, tabs: Tabs) -
     check_table(page, answer, EN)
 
 
+AUDIT = """query($after: String) {
+  auditLog(first: 100, after: $after, subject: "researcher@example.org") {
+    nodes { id recordsReturned recordCount }
+    pageInfo { endCursor hasNextPage }
+  }
+}"""
+
+
+def researcher_record_searches(net: WebNetwork) -> dict[str, int]:
+    """The researcher's audited searches that returned records: entry id -> record count."""
+    found: dict[str, int] = {}
+    after = None
+    while True:
+        body = graphql(
+            net.url, AUDIT, {"after": after}, {"Authorization": f"Bearer {net.operator_key}"}
+        )
+        assert "errors" not in body, body
+        log = body["data"]["auditLog"]
+        found.update({e["id"]: e["recordCount"] for e in log["nodes"] if e["recordsReturned"]})
+        if not log["pageInfo"]["hasNextPage"]:
+            return found
+        after = log["pageInfo"]["endCursor"]
+
+
 def test_records_paging_and_csv_export(web_network: WebNetwork, tabs: Tabs) -> None:
     page = tabs("en-US").page
     page.goto(web_network.url + "/")
@@ -363,14 +389,27 @@ def test_records_paging_and_csv_export(web_network: WebNetwork, tabs: Tabs) -> N
     page.locator("#records-next").click()
     settle(page, since=mark)
     assert page.locator("#records tbody tr").count() == total - 20
-    assert page.locator("#records-page").inner_text() == f"21–{total}"
+    assert page.locator("#records-page").inner_text() == f"21–{total} of {total}"
     assert page.locator("#records-prev").is_enabled()
 
+    # The export holds every record the role may see, not the page on screen; each of its
+    # pages is an audited search of the signed-in researcher.
+    audited_before = researcher_record_searches(web_network)
     with page.expect_download() as download:
         page.locator("#export-records").click()
     rows = list(csv.reader(io.StringIO(download.value.path().read_text(encoding="utf-8-sig"))))
     assert rows[0][:2] == [EN["records.biobank"], EN["records.sample"]]
-    assert len(rows) == 1 + total - 20
+    assert len(rows) == 1 + total
+    assert len({tuple(row[:2]) for row in rows[1:]}) == total  # no record twice
+    expect(page.locator("#records-export-status")).to_have_text(
+        EN["records.export.done"].replace("{n}", str(total))
+    )
+    export_searches = {
+        entry: count
+        for entry, count in researcher_record_searches(web_network).items()
+        if entry not in audited_before
+    }
+    assert sum(export_searches.values()) == total, export_searches
 
     with page.expect_download() as download:
         page.locator("#export-biobanks").click()
@@ -453,6 +492,8 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
         web_network.url, RUNS, headers={"Authorization": f"Bearer {web_network.operator_key}"}
     )["data"]["syncRuns"]
     assert page.locator("#sync-runs tbody tr").count() == len(runs) == 4
+    # The operator is offered every biobank.
+    assert page.locator("#sync-biobank").evaluate("el => el.options.length") == 1 + 4
     for run in runs:
         row = page.locator(f'#sync-runs tr[data-run="{run["id"]}"]')
         for field in ("read", "indexed", "rejected"):
@@ -482,6 +523,12 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
     assert quarantined.count() == 1
     assert "BLOODY_MARY" in quarantined.locator(".reason").inner_text()
     assert page.locator("#sync-runs tbody tr").count() == 1  # only osaka's runs
+    # An admin of one biobank is offered that biobank only, in every dropdown.
+    values = "el => [...el.options].map(o => o.value)"
+    assert page.locator("#sync-biobank").evaluate(values) == ["", "osaka"]
+    assert page.locator("#quarantine-biobank").evaluate(values) == ["osaka"]
+    # No biobank of this network has a schedule: the schedules view says so.
+    expect(page.locator("#schedules-table")).to_have_text(EN["schedules.empty"])
     if can_start:
         # The admin asks for a sync of their biobank; the worker queue takes it.
         page.select_option("#sync-biobank", "osaka")
@@ -490,8 +537,95 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
         expect(page.locator("#start-sync-status")).to_have_text(
             EN["sync.start.done"].replace("{biobank}", "Osaka University Biobank")
         )
+        # Queued until a worker takes it (this test server runs none), and watched meanwhile.
+        queued = page.locator('#sync-requests tbody tr[data-state="QUEUED"]')
+        expect(queued).to_have_count(1)
+        assert queued.locator(".badge").inner_text() == EN["requests.state.QUEUED"]
+        expect(page.locator("#requests-status")).to_have_text(
+            EN["requests.watching"].replace("{n}", "1")
+        )
+        screenshot(page, "admin-sync-queued")
     page.locator('.lang-button[data-lang="ja"]').click()
     page.wait_for_selector("html[lang=ja]")
     assert page.locator("#sync-heading").inner_text() == JA["sync.heading"]
     assert page.locator("#sync-runs .badge").first.inner_text() == JA["sync.outcome.SUCCEEDED"]
     screenshot(page, "admin-quarantine-ja")
+
+
+def test_records_sort_by_a_column_across_pages(web_network: WebNetwork, tabs: Tabs) -> None:
+    page = tabs("en-US").page
+    page.context.add_init_script(
+        f"sessionStorage.setItem('biofed.credential', {web_network.researcher_key!r})"
+    )
+    page.goto(web_network.url + "/")
+    settle(page)
+    page.wait_for_selector("#signout:not([hidden])", state="attached")
+    age = page.locator('#records th button[data-sort="age"]')
+    mark = rendered(page)
+    age.click()
+    settle(page, since=mark)
+    header = page.locator("#records th", has=page.locator('button[data-sort="age"]'))
+    assert header.get_attribute("aria-sort") == "ascending"
+    # Focus stays on the header the reader sorted by.
+    assert page.evaluate("document.activeElement.dataset.sort") == "age"
+    position = page.locator("#records thead th").all_inner_texts().index(header.inner_text())
+
+    def ages() -> list[int]:
+        cells = page.locator(f"#records tbody tr > :nth-child({position + 1})").all_inner_texts()
+        return [int(a) for a in cells]
+
+    first = ages()
+    mark = rendered(page)
+    page.locator("#records-next").click()
+    settle(page, since=mark)
+    seen = first + ages()
+    assert seen == sorted(seen) and len(seen) == int(
+        page.locator("#records-page").inner_text().rsplit(" ", 1)[-1]
+    )
+    # Again: the largest first, from the first page.
+    mark = rendered(page)
+    page.locator('#records th button[data-sort="age"]').press("Enter")
+    settle(page, since=mark)
+    assert header.get_attribute("aria-sort") == "descending"
+    assert ages()[0] == max(seen)
+    assert page.locator("#records-page").inner_text().startswith("1–20")
+    screenshot(page, "search-en-records-sorted")
+
+
+def test_the_full_export_waits_out_the_rate_limit_and_goes_on(
+    web_network: WebNetwork, tabs: Tabs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each page of the export draws from the caller's rate limit like any search: refused,
+    the export waits the time the server gives and asks again, and the file is whole."""
+    # A second server on the same data, whose signed-in callers get 1 request per 2 s.
+    limits = {"rate_limit": {"enabled": True, "signed_in": {"per_minute": 30, "burst": 6}}}
+    monkeypatch.setenv("BIOFED_LIMITS", json.dumps(limits))
+    root = web_network.root
+    with gunicorn(root / "data", root / "network.yaml", ARTIFACTS / "server-limited.log") as url:
+        page = tabs("en-US").page
+        page.goto(url + "/")
+        settle(page)
+        page.locator("#signin summary").click()
+        page.fill("#credential", web_network.researcher_key)
+        mark = rendered(page)
+        page.locator("#signin-form button[type=submit]").click()
+        settle(page, since=mark)
+        total = page.locator("#records-page").inner_text().rsplit(" ", 1)[-1]
+        # Empty the researcher's bucket, as a burst of searches would.
+        researcher = {"Authorization": f"Bearer {web_network.researcher_key}"}
+        for _ in range(20):
+            try:
+                graphql(url, "{ me { subject } }", headers=researcher)
+            except urllib.error.HTTPError as refused:
+                assert refused.code == 429
+                break
+        else:
+            raise AssertionError("the rate limit never answered")
+        with page.expect_download(timeout=60_000) as download:
+            page.locator("#export-records").click()
+            expect(page.locator("#records-export-status")).to_contain_text(
+                EN["records.export.waiting"].split("{seconds}")[0].split("; ")[-1]
+            )
+        text = download.value.path().read_text(encoding="utf-8-sig")
+        rows = list(csv.reader(io.StringIO(text)))
+        assert len(rows) == 1 + int(total)

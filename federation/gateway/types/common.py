@@ -11,7 +11,7 @@ disclosure rules may round, noise or withhold it. A page of anything is built by
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import graphene
@@ -110,10 +110,17 @@ class PageInfo(graphene.ObjectType):
 
 
 def page_type(
-    name: str, node: type[graphene.ObjectType], *, description: str, items: str, nodes: str
+    name: str,
+    node: type[graphene.ObjectType],
+    *,
+    description: str,
+    items: str,
+    nodes: str,
+    extra: Mapping[str, Any] | None = None,
 ) -> type[graphene.ObjectType]:
     """A page of `node`s: `nodes` and `pageInfo`, over a parent with `items`, `end_cursor`
-    and `has_next_page` (the search's record page, the audit log's page, ...)."""
+    and `has_next_page` (the search's record page, the audit log's page, ...); `extra`
+    adds fields (and their resolvers) of one kind of page."""
     read_items = operator.attrgetter(items)
 
     def resolve_nodes(parent: Any, info: GraphQLResolveInfo) -> Sequence[Any]:
@@ -130,5 +137,6 @@ def page_type(
         ),
         "resolve_nodes": staticmethod(resolve_nodes),
         "resolve_page_info": staticmethod(resolve_page_info),
+        **(extra or {}),
     }
     return type(name, (graphene.ObjectType,), attributes)

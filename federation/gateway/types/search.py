@@ -31,6 +31,7 @@ from federation.gateway.types.purpose import (
 )
 from federation.i18n import language_of
 from federation.search.query import (
+    DEFAULT_ORDER,
     DEFAULT_PAGE_SIZE,
     FACETS,
     MAX_PAGE_SIZE,
@@ -51,6 +52,7 @@ _SEARCH_ARGUMENTS = {
     "facets": "facets.names",
     "first": "records.first",
     "after": "records.after",
+    "order_by": "records.orderBy",
     "biobanks": "query.biobanks",
 }
 
@@ -222,13 +224,43 @@ class SampleRecord(graphene.ObjectType):
         return biobank_node(context(info), str(parent["biobank_id"]))
 
 
+def _resolve_total_count(parent: RecordConnection, info: GraphQLResolveInfo) -> int | None:
+    return parent.total_count
+
+
 SampleConnection = page_type(
     "SampleConnection",
     SampleRecord,
-    description="A page of matching sample records, ordered by biobank and sample id.",
+    description="A page of matching sample records, in the order asked for (by default by "
+    "biobank and sample id).",
     items="records",
     nodes="The records of this page.",
+    extra={
+        "total_count": graphene.Int(
+            description="How many records you may see over all pages: those of the biobanks "
+            "whose records your role may read (and, with a purpose, whose consent permits it)."
+        ),
+        "resolve_total_count": staticmethod(_resolve_total_count),
+    },
 )
+
+
+class RecordOrder(graphene.Enum):
+    class Meta:
+        description = (
+            "A record column to order by; ties are ordered by biobank and sample id, and a "
+            "missing value sorts as the smallest."
+        )
+
+    BIOBANK = "biobank_id"
+    SAMPLE = "sample_id"
+    DONOR = "donor_id"
+    SEX = "sex"
+    AGE = "age"
+    MATERIAL_TYPE = "material_type"
+    COLLECTION_DATE = "collection_date"
+    STORAGE_TEMPERATURE = "storage_temperature"
+    AVAILABILITY = "availability"
 
 
 class SearchResult(graphene.ObjectType):
@@ -270,6 +302,10 @@ class SearchResult(graphene.ObjectType):
             default_value=DEFAULT_PAGE_SIZE, description=f"How many records (1 to {MAX_PAGE_SIZE})."
         ),
         after=graphene.String(description="The `endCursor` of the previous page."),
+        order_by=graphene.Argument(
+            RecordOrder, default_value="biobank_id", description="The column to order by."
+        ),
+        descending=graphene.Boolean(default_value=False, description="Largest value first."),
         description="Matching sample records, a page at a time; null where your role may not "
         "see records.",
     )
@@ -318,9 +354,13 @@ class SearchResult(graphene.ObjectType):
 
     @staticmethod
     def resolve_records(
-        parent: SearchAnswer, info: GraphQLResolveInfo, first: int | None, after: str | None = None
+        parent: SearchAnswer,
+        info: GraphQLResolveInfo,
+        first: int | None,
+        after: str | None = None,
+        **order: Any,
     ) -> RecordConnection | None:
-        page = _page_request({"first": first, "after": after})
+        page = _page_request({"first": first, "after": after, **order})
         if page == parent.page:
             return parent.result.records
         # A second `records` selection (an alias) with other arguments: its own backend round.
@@ -382,7 +422,14 @@ def _planned_page(info: GraphQLResolveInfo) -> PageRequest | None:
 
 
 def _page_request(args: Mapping[str, Any]) -> PageRequest:
-    return PageRequest(given(args.get("first"), DEFAULT_PAGE_SIZE), args.get("after"))
+    # graphene may hand an enum argument over as its member; the page wants the column.
+    order = args.get("order_by", args.get("orderBy")) or DEFAULT_ORDER
+    return PageRequest(
+        given(args.get("first"), DEFAULT_PAGE_SIZE),
+        args.get("after"),
+        str(getattr(order, "value", order)),
+        bool(args.get("descending")),
+    )
 
 
 class SearchQuery(graphene.ObjectType):

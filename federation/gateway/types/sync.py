@@ -16,8 +16,14 @@ from graphql import GraphQLResolveInfo
 
 from federation.gateway.types.common import context, given
 from federation.search.query import MAX_PAGE_SIZE
-from federation.sync.admin import DEFAULT_QUARANTINE_PAGE, DEFAULT_SYNC_RUNS, QueuedSync
+from federation.sync.admin import (
+    DEFAULT_QUARANTINE_PAGE,
+    DEFAULT_SYNC_RUNS,
+    QueuedSync,
+    ScheduledSync,
+)
 from federation.sync.admin import QuarantinedRecord as QuarantinedRecordData
+from federation.sync.admin import RequestedSync as RequestedSyncData
 from federation.sync.admin import SyncRun as SyncRunData
 
 
@@ -86,6 +92,67 @@ class QuarantinedRecord(graphene.ObjectType):
     last_seen = graphene.String(required=True, description="When it was last rejected.")
 
 
+class SyncRequestState(graphene.Enum):
+    class Meta:
+        description = "Where a requested sync is."
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    FINISHED = "finished"
+
+
+class RequestedSync(graphene.ObjectType):
+    class Meta:
+        description = (
+            "A sync an admin asked for: queued until the sync worker takes it, running while "
+            "its run runs, finished with the run's outcome."
+        )
+
+    request_id = graphene.ID(required=True, description="The request's id.")
+    biobank_id = graphene.ID(required=True, description="The biobank to sync.")
+    mode = graphene.String(required=True, description="`auto` or `full`.")
+    requested_by = graphene.String(required=True, description="Who asked for it.")
+    requested_at = graphene.String(required=True, description="When (ISO 8601).")
+    taken_at = graphene.String(description="When the worker took it (ISO 8601); null: queued.")
+    state = graphene.Field(SyncRequestState, required=True, description="Where it is.")
+    run = graphene.Field(SyncRun, description="Its run, once the worker started it.")
+
+    @staticmethod
+    def resolve_request_id(parent: RequestedSyncData, info: GraphQLResolveInfo) -> int:
+        return parent.request.id
+
+    @staticmethod
+    def resolve_biobank_id(parent: RequestedSyncData, info: GraphQLResolveInfo) -> str:
+        return parent.request.biobank_id
+
+    @staticmethod
+    def resolve_mode(parent: RequestedSyncData, info: GraphQLResolveInfo) -> str:
+        return parent.request.mode
+
+    @staticmethod
+    def resolve_requested_by(parent: RequestedSyncData, info: GraphQLResolveInfo) -> str:
+        return parent.request.requested_by
+
+    @staticmethod
+    def resolve_requested_at(parent: RequestedSyncData, info: GraphQLResolveInfo) -> str:
+        return parent.request.requested_at
+
+    @staticmethod
+    def resolve_taken_at(parent: RequestedSyncData, info: GraphQLResolveInfo) -> str | None:
+        return parent.request.claimed_at
+
+
+class SyncSchedule(graphene.ObjectType):
+    class Meta:
+        description = "When the sync worker syncs a biobank (the network file's `schedule:`)."
+
+    biobank_id = graphene.ID(required=True, description="The biobank.")
+    mode = graphene.String(required=True, description="`auto`, `incremental` or `full`.")
+    cron = graphene.String(required=True, description="The cron line (UTC).")
+    next_at = graphene.String(required=True, description="Its next tick (ISO 8601).")
+    last_at = graphene.String(required=True, description="Its latest tick (ISO 8601).")
+
+
 class SyncQuery(graphene.ObjectType):
     class Meta:
         abstract = True
@@ -112,6 +179,40 @@ class SyncQuery(graphene.ObjectType):
         description="Records of a biobank's source that failed validation, with the reasons. "
         "Only for admins of that biobank: the payloads are the biobank's own data.",
     )
+
+    sync_requests = graphene.List(
+        graphene.NonNull(RequestedSync),
+        required=True,
+        biobank=graphene.ID(description="Only this biobank's requests."),
+        first=graphene.Int(
+            default_value=DEFAULT_SYNC_RUNS,
+            description=f"How many requests, newest first (1 to {MAX_PAGE_SIZE}).",
+        ),
+        description="Syncs admins asked for (`startSync`): queued, running or finished. "
+        "For the same people as `syncRuns`.",
+    )
+    sync_schedules = graphene.List(
+        graphene.NonNull(SyncSchedule),
+        required=True,
+        biobank=graphene.ID(description="Only this biobank's schedules."),
+        description="When the sync worker syncs each biobank. For the same people as `syncRuns`.",
+    )
+
+    @staticmethod
+    def resolve_sync_requests(
+        root: None, info: GraphQLResolveInfo, first: int | None, biobank: str | None = None
+    ) -> list[RequestedSyncData]:
+        request = context(info)
+        return request.sync_admin.requests(
+            request.identity, biobank=biobank, first=given(first, DEFAULT_SYNC_RUNS)
+        )
+
+    @staticmethod
+    def resolve_sync_schedules(
+        root: None, info: GraphQLResolveInfo, biobank: str | None = None
+    ) -> list[ScheduledSync]:
+        request = context(info)
+        return request.sync_admin.schedules(request.identity, biobank=biobank)
 
     @staticmethod
     def resolve_sync_runs(

@@ -35,7 +35,7 @@ from federation.search.backend import (
     decode_cursor,
     encode_cursor,
 )
-from federation.search.documents import ARROW_SCHEMA, RECORD_COLUMNS
+from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET, FACET_DEFINITIONS
@@ -52,6 +52,8 @@ from federation.search.query import (
     FacetCell,
     PageRequest,
     RecordPage,
+    missing_sort_value,
+    sort_position,
 )
 
 log = logging.getLogger(__name__)
@@ -307,21 +309,29 @@ class EmbeddedBackend(SearchBackend):
         if page_filter is not None:
             condition = ex.all_of(condition, page_filter)
         where = to_sql(condition, params)
+        total = db.execute(f"SELECT count(*) FROM {table} WHERE {where}", params).fetchone()
+        keys = page.sort_keys()
+        # A missing value sorts as the smallest of its kind, the same on the engine.
+        sorted_by = [f"COALESCE({key}, {missing_sort_value(key)!r})" for key in keys]
+        direction = "DESC" if page.descending else "ASC"
         if page.after:
-            biobank, sample = decode_cursor(page.after)
-            where += " AND (biobank_id, sample_id) > (?, ?)"
-            params = [*params, biobank, sample]
+            position = decode_cursor(page.after, len(keys))
+            where += f" AND ({', '.join(sorted_by)}) {'<' if page.descending else '>'} "
+            # A date travels in the cursor as ISO text: compared as a date again.
+            where += f"({', '.join(_placeholder(key) for key in keys)})"
+            params = [*params, *position]
         result = db.execute(
             f"SELECT {_RECORD_COLUMNS} FROM {table} WHERE {where} "
-            f"ORDER BY biobank_id, sample_id LIMIT {int(page.first) + 1}",
+            f"ORDER BY {', '.join(f'{s} {direction}' for s in sorted_by)} "
+            f"LIMIT {int(page.first) + 1}",
             params,
         )
         names = [d[0] for d in result.description]
         rows = [dict(zip(names, r, strict=True)) for r in result.fetchall()]
         more = len(rows) > page.first
         rows = rows[: page.first]
-        end = encode_cursor((rows[-1]["biobank_id"], rows[-1]["sample_id"])) if rows else None
-        return RecordPage(tuple(rows), end, more)
+        end = encode_cursor(sort_position(rows[-1], keys)) if rows else None
+        return RecordPage(tuple(rows), end, more, int(total[0]) if total else 0)
 
     def published(self) -> dict[str, GenerationInfo]:
         manifest = self.store.read_manifest()
@@ -414,6 +424,10 @@ class EmbeddedBackend(SearchBackend):
 
     def close(self) -> None:
         self._db.close()
+
+
+def _placeholder(column: str) -> str:
+    return "CAST(? AS DATE)" if COLUMNS.get(column) == "date" else "?"
 
 
 def _answer_key(

@@ -21,6 +21,7 @@ from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS
 from federation.search.query import (
     Criteria,
     PageRequest,
+    missing_sort_value,
 )
 
 
@@ -347,14 +348,31 @@ def facet_groups(criteria: Criteria, facets: Sequence[str]) -> dict[Criteria, li
 
 
 def page_search(expr: ex.Expr, page: PageRequest) -> dict[str, Any]:
-    """One page of sample records in (biobank_id, sample_id) order, after the cursor."""
+    """One page of sample records in the page's order (ties by biobank_id, sample_id),
+    after the cursor, with the exact number of records over all pages."""
+    order = "desc" if page.descending else "asc"
+    keys = page.sort_keys()
+    sort: list[dict[str, Any]] = [{"biobank_id": order}, {"sample_id": order}]
+    if len(keys) > len(sort):
+        # A missing value sorts as the embedded backend sorts it: the smallest of its kind.
+        missing = _sort_value(keys[0], missing_sort_value(keys[0]))
+        sort.insert(0, {keys[0]: {"order": order, "missing": missing}})
     body: dict[str, Any] = {
         "size": page.first + 1,  # one more tells whether there is a next page
-        "track_total_hits": False,
+        "track_total_hits": True,
         "query": {"bool": {"filter": [{"term": {"kind": SAMPLE_KIND}}, compile_filter(expr)]}},
-        "sort": [{"biobank_id": "asc"}, {"sample_id": "asc"}],
+        "sort": sort,
         "_source": list(RECORD_COLUMNS),
     }
     if page.after:
-        body["search_after"] = decode_cursor(page.after)
+        position = decode_cursor(page.after, len(keys))
+        body["search_after"] = [_sort_value(k, v) for k, v in zip(keys, position, strict=True)]
     return body
+
+
+def _sort_value(column: str, value: Any) -> Any:
+    """A cursor value as the engine sorts it: a date (ISO text in the cursor) as epoch ms."""
+    if COLUMNS.get(column) != "date" or not isinstance(value, str):
+        return value
+    midnight = dt.datetime.combine(dt.date.fromisoformat(value), dt.time(), dt.UTC)
+    return int(midnight.timestamp() * 1000)

@@ -17,6 +17,7 @@ from federation.search.query import (
     FacetCell,
     PageRequest,
     RecordPage,
+    sort_position,
 )
 
 
@@ -103,5 +104,5 @@ def read_page(response: Mapping[str, Any], page: PageRequest) -> RecordPage:
     """Rows of a page, the cursor after its last row, and whether more follow."""
     hits = response["hits"]["hits"]
     rows = [_from_source(hit["_source"]) for hit in hits[: page.first]]
-    end = encode_cursor((rows[-1]["biobank_id"], rows[-1]["sample_id"])) if rows else None
-    return RecordPage(tuple(rows), end, len(hits) > page.first)
+    end = encode_cursor(sort_position(rows[-1], page.sort_keys())) if rows else None
+    return RecordPage(tuple(rows), end, len(hits) > page.first, response["hits"]["total"]["value"])

@@ -18,7 +18,19 @@ const QUARANTINE = `query Quarantine($biobank: ID!, $first: Int, $offset: Int) {
     biobankId stream sourceId position field value reason payload runId firstSeen lastSeen
   }
 }`;
+const REQUESTS = `query Requests($biobank: ID, $first: Int) {
+  syncRequests(biobank: $biobank, first: $first) {
+    requestId biobankId mode requestedBy requestedAt takenAt state
+    run { id outcome finishedAt error }
+  }
+}`;
+const SCHEDULES = `query Schedules($biobank: ID) {
+  syncSchedules(biobank: $biobank) { biobankId mode cron nextAt lastAt }
+}`;
 const BIOBANKS = '{ biobanks { id name nameJa country } }';
+const REQUEST_PAGE = 10;
+// While a requested sync is queued or running, the page asks again this often (ms).
+const WATCH_INTERVAL = 2000;
 const RUN_PAGE = 50;
 const QUARANTINE_PAGE = 25;
 const COUNTS = ['read', 'indexed', 'rejected', 'deleted', 'withdrawn'];
@@ -27,10 +39,13 @@ const biobanks = new Map();
 let runs = null;
 let runsError = null;
 let quarantine = { offset: 0, rows: null, error: null };
+let requests = { rows: null, error: null };
+let schedules = { rows: null, error: null };
+let watchTimer = null;
 let startSync = null; // {field, argument} when the API has a usable `startSync` mutation
 // Each load takes a ticket; an answer that arrives after a newer load started is dropped
 // (signing out and in again quickly must not show the earlier answer last).
-const tickets = { runs: 0, quarantine: 0, all: 0 };
+const tickets = { runs: 0, quarantine: 0, all: 0, requests: 0, schedules: 0 };
 
 function biobankName(id) {
   const bb = biobanks.get(id);
@@ -146,6 +161,130 @@ function exportRuns() {
   download(datedName('sync-runs'), [columns.map((c) => t(`sync.${c}`)), ...rows]);
 }
 
+// --- requested syncs and schedules -----------------------------------------------------
+
+async function loadRequests() {
+  const biobank = byId('sync-biobank').value || null;
+  const ticket = ++tickets.requests;
+  const { data, errors } = await request(REQUESTS, { biobank, first: REQUEST_PAGE }).catch((err) => ({
+    data: null,
+    errors: [{ code: err.code, message: err.message }],
+  }));
+  if (ticket !== tickets.requests) return;
+  const before = requests.rows;
+  requests = { rows: data && data.syncRequests ? data.syncRequests : null, error: errors.length ? errors[0] : null };
+  renderRequests();
+  // A request that finished since the last look has a new run: show it in the history.
+  const open = (rows) => new Set((rows || []).filter((r) => r.state !== 'FINISHED').map((r) => r.requestId));
+  const wasOpen = open(before);
+  if ((requests.rows || []).some((r) => r.state === 'FINISHED' && wasOpen.has(r.requestId))) loadRuns();
+  watchRequests();
+}
+
+// Ask again while anything is queued or running, so the states move on screen.
+function watchRequests() {
+  clearTimeout(watchTimer);
+  const open = (requests.rows || []).filter((r) => r.state !== 'FINISHED').length;
+  byId('requests-status').textContent = open ? t('requests.watching', { n: formatNumber(open) }) : '';
+  if (open) watchTimer = setTimeout(loadRequests, WATCH_INTERVAL);
+}
+
+function requestBadge(row) {
+  const finished = row.state === 'FINISHED' && row.run;
+  return h(
+    'span',
+    { class: `badge request-${row.state.toLowerCase()}${finished ? ` outcome-${row.run.outcome.toLowerCase()}` : ''}` },
+    t(`requests.state.${row.state}`),
+    finished ? ` · ${t(`sync.outcome.${row.run.outcome}`)}` : '',
+  );
+}
+
+function renderRequests() {
+  const { rows, error } = requests;
+  if (error || !rows) {
+    fill(byId('requests-table'), error ? errorNotice(error) : '');
+    return;
+  }
+  if (!rows.length) {
+    fill(byId('requests-table'), h('p', { class: 'hint', text: t('requests.empty') }));
+    return;
+  }
+  const columns = ['biobank', 'requested', 'state', 'mode', 'by'];
+  fill(
+    byId('requests-table'),
+    h(
+      'table',
+      { class: 'data', id: 'sync-requests' },
+      h('caption', { class: 'visually-hidden', text: t('requests.heading') }),
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: t(c === 'biobank' ? 'sync.biobank' : `requests.${c}`) })))),
+      h(
+        'tbody',
+        {},
+        rows.map((row) =>
+          h(
+            'tr',
+            { 'data-request': row.requestId, 'data-state': row.state },
+            h('th', { scope: 'row', text: biobankName(row.biobankId) }),
+            h('td', {}, h('time', { datetime: row.requestedAt, text: formatDateTime(row.requestedAt) })),
+            h('td', {}, requestBadge(row)),
+            h('td', { text: has(`sync.kind.${row.mode}`) ? t(`sync.kind.${row.mode}`) : row.mode }),
+            h('td', { text: row.requestedBy }),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
+async function loadSchedules() {
+  const biobank = byId('sync-biobank').value || null;
+  const ticket = ++tickets.schedules;
+  const { data, errors } = await request(SCHEDULES, { biobank }).catch((err) => ({
+    data: null,
+    errors: [{ code: err.code, message: err.message }],
+  }));
+  if (ticket !== tickets.schedules) return;
+  schedules = { rows: data && data.syncSchedules ? data.syncSchedules : null, error: errors.length ? errors[0] : null };
+  renderSchedules();
+}
+
+function renderSchedules() {
+  const { rows, error } = schedules;
+  if (error || !rows) {
+    fill(byId('schedules-table'), error ? errorNotice(error) : '');
+    return;
+  }
+  if (!rows.length) {
+    fill(byId('schedules-table'), h('p', { class: 'hint', text: t('schedules.empty') }));
+    return;
+  }
+  const columns = ['biobank', 'mode', 'cron', 'next', 'last'];
+  fill(
+    byId('schedules-table'),
+    h(
+      'table',
+      { class: 'data', id: 'sync-schedules' },
+      h('caption', { class: 'visually-hidden', text: t('schedules.heading') }),
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: t(c === 'biobank' ? 'sync.biobank' : `schedules.${c}`) })))),
+      h(
+        'tbody',
+        {},
+        rows.map((row) =>
+          h(
+            'tr',
+            { 'data-biobank': row.biobankId },
+            h('th', { scope: 'row', text: biobankName(row.biobankId) }),
+            h('td', { text: has(`sync.kind.${row.mode}`) ? t(`sync.kind.${row.mode}`) : row.mode }),
+            h('td', { class: 'mono', text: row.cron }),
+            h('td', {}, h('time', { datetime: row.nextAt, text: formatDateTime(row.nextAt) })),
+            h('td', {}, h('time', { datetime: row.lastAt, text: formatDateTime(row.lastAt) })),
+          ),
+        ),
+      ),
+    ),
+  );
+}
+
 // --- starting a sync ------------------------------------------------------------------
 
 async function checkStartSync() {
@@ -218,7 +357,7 @@ async function runStartSync() {
   }));
   const error = errors[0];
   showStartMessage(() => (error ? errorText(error) : t('sync.start.done', { biobank: biobankName(biobank) })));
-  await loadRuns();
+  await Promise.all([loadRuns(), loadRequests()]);
 }
 
 // --- quarantine -----------------------------------------------------------------------
@@ -291,19 +430,26 @@ function fillBiobankSelects() {
   const quarantineSelect = byId('quarantine-biobank');
   const chosenSync = syncSelect.value;
   const chosenQuarantine = quarantineSelect.value;
-  const options = () => [...biobanks.values()].map((bb) => h('option', { value: bb.id, text: `${biobankName(bb.id)} (${bb.id})` }));
+  // An admin is offered the biobanks they administer; an operator (or a server whose `me`
+  // does not say) every biobank.
+  const identity = currentIdentity();
+  const operator = identity && (identity.roles || []).includes('NETWORK_OPERATOR');
+  const mine = identity && Array.isArray(identity.adminOf) && identity.adminOf.length && !operator
+    ? [...biobanks.values()].filter((bb) => identity.adminOf.includes(bb.id))
+    : [...biobanks.values()];
+  const options = () => mine.map((bb) => h('option', { value: bb.id, text: `${biobankName(bb.id)} (${bb.id})` }));
   fill(syncSelect, h('option', { value: '', 'data-i18n': 'admin.biobank.all', text: t('admin.biobank.all') }), options());
   fill(quarantineSelect, options());
-  syncSelect.value = chosenSync;
-  const identity = currentIdentity();
+  syncSelect.value = mine.some((bb) => bb.id === chosenSync) ? chosenSync : '';
   const preferred = identity && identity.adminOf && identity.adminOf.find((id) => biobanks.has(id));
-  quarantineSelect.value = chosenQuarantine || preferred || (biobanks.size ? [...biobanks.keys()][0] : '');
+  const kept = mine.some((bb) => bb.id === chosenQuarantine) ? chosenQuarantine : '';
+  quarantineSelect.value = kept || preferred || (mine.length ? mine[0].id : '');
 }
 
 async function loadAll() {
   document.body.dataset.state = 'loading';
   const ticket = ++tickets.all;
-  await Promise.all([loadRuns(), loadQuarantine(0)]);
+  await Promise.all([loadRuns(), loadQuarantine(0), loadRequests(), loadSchedules()]);
   if (ticket !== tickets.all) return;
   // For tests and scripts that drive the page (as on the search page).
   document.body.dataset.state = 'ready';
@@ -324,6 +470,8 @@ async function start() {
   byId('sync-biobank').addEventListener('change', () => {
     updateStartButton();
     loadRuns();
+    loadRequests();
+    loadSchedules();
   });
   byId('quarantine-biobank').addEventListener('change', () => loadQuarantine(0));
   byId('quarantine-prev').addEventListener('click', () => loadQuarantine(Math.max(0, quarantine.offset - QUARANTINE_PAGE)));
@@ -333,6 +481,8 @@ async function start() {
   onLanguageChange(() => {
     fillBiobankSelects();
     renderRuns();
+    renderRequests();
+    renderSchedules();
     renderQuarantine();
     updateStartButton();
     showStartMessage(startMessage);

@@ -48,6 +48,7 @@ export async function request(query, variables = {}, { credentialOverride } = {}
   const errors = (body.errors || []).map((e) => ({
     message: e.message,
     code: (e.extensions && e.extensions.code) || 'ERROR',
+    retryAfter: e.extensions && e.extensions.retryAfter,
     path: e.path,
   }));
   if (response.status === 401 && secret && !credentialOverride) {

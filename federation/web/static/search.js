@@ -7,6 +7,7 @@ import { renderChart } from './chart.js';
 import { diseaseCombobox, hierarchy } from './combobox.js';
 import { countNode, countPhrase, initTooltips } from './counts.js';
 import { datedName, download } from './csv.js';
+import { exportAllRecords } from './export.js';
 import { byId, debounce, fill, h } from './dom.js';
 import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
@@ -24,7 +25,8 @@ const LABEL_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.label]));
 const SELECT_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.select]));
 
 const C = 'value precision reason exists';
-const RECORDS = `records(first: $first, after: $after) {
+const RECORDS = `records(first: $first, after: $after, orderBy: $orderBy, descending: $descending) {
+      totalCount
       nodes {
         sampleId biobankId collectionId donorId sex age materialType collectionDate
         storageTemperature availability diagnoses dataCategories consent
@@ -33,7 +35,8 @@ const RECORDS = `records(first: $first, after: $after) {
       pageInfo { endCursor hasNextPage }
     }
     recordsNote`;
-const SEARCH = `query Search($query: SampleQuery!, $purpose: ResearchPurpose, $first: Int, $after: String) {
+const PAGE_VARIABLES = '$query: SampleQuery!, $purpose: ResearchPurpose, $first: Int, $after: String, $orderBy: RecordOrder, $descending: Boolean';
+const SEARCH = `query Search(${PAGE_VARIABLES}) {
   search(query: $query, purpose: $purpose) {
     donors { ${C} }
     samples { ${C} }
@@ -51,7 +54,7 @@ const SEARCH = `query Search($query: SampleQuery!, $purpose: ResearchPurpose, $f
   }
   biobanks { id name nameJa country }
 }`;
-const PAGE = `query Page($query: SampleQuery!, $purpose: ResearchPurpose, $first: Int, $after: String) {
+const PAGE = `query Page(${PAGE_VARIABLES}) {
   search(query: $query, purpose: $purpose) {
     ${RECORDS}
   }
@@ -61,13 +64,24 @@ let state = readState();
 let answer = null; // the last search's `search` field
 const biobanks = new Map(); // id -> {id, name, nameJa, country}
 const paging = { cursors: [null], index: 0, loading: false };
+// The records' order: a column of the table (its API enum) and the direction.
+const order = { by: 'BIOBANK', descending: false };
+const SORTABLE = {
+  biobank: 'BIOBANK', sample: 'SAMPLE', donor: 'DONOR', sex: 'SEX', age: 'AGE',
+  material: 'MATERIAL_TYPE', collected: 'COLLECTION_DATE', storage: 'STORAGE_TEMPERATURE',
+  availability: 'AVAILABILITY',
+};
+let exporting = false;
 let ticket = 0;
 const expandedFacets = new Set();
 
 // --- running searches ------------------------------------------------------------------
 
 function variables(after = null) {
-  return { query: sampleQuery(state), purpose: researchPurpose(state), first: PAGE_SIZE, after };
+  return {
+    query: sampleQuery(state), purpose: researchPurpose(state), first: PAGE_SIZE, after,
+    orderBy: order.by, descending: order.descending,
+  };
 }
 
 async function runSearch({ push = false } = {}) {
@@ -150,7 +164,7 @@ function markRendered() {
   document.body.dataset.rendered = String(Number(document.body.dataset.rendered || 0) + 1);
 }
 
-async function loadPage(index) {
+async function loadPage(index, { focusSort = null } = {}) {
   if (paging.loading || !answer) return;
   paging.loading = true;
   document.body.dataset.state = 'loading';
@@ -170,7 +184,37 @@ async function loadPage(index) {
   renderRecords();
   markScrollable();
   markRendered();
+  if (focusSort) {
+    // The table was drawn anew: the reader stays on the header they sorted by.
+    const button = document.querySelector(`#records th button[data-sort="${focusSort}"]`);
+    if (button) button.focus();
+    return;
+  }
   byId('records-heading').scrollIntoView({ block: 'start' });
+}
+
+function sortBy(name) {
+  const by = SORTABLE[name];
+  order.descending = order.by === by ? !order.descending : false;
+  order.by = by;
+  paging.cursors = [null];
+  loadPage(0, { focusSort: name });
+}
+
+function headerCell(name) {
+  const label = t(`records.${name}`);
+  if (!SORTABLE[name]) return h('th', { scope: 'col', text: label });
+  const current = order.by === SORTABLE[name];
+  const direction = current ? (order.descending ? 'descending' : 'ascending') : null;
+  return h(
+    'th',
+    { scope: 'col', 'aria-sort': direction || undefined },
+    h(
+      'button',
+      { type: 'button', class: 'sort', 'data-sort': name, title: t('records.sort', { column: label }) },
+      label,
+    ),
+  );
 }
 
 function displayedCodes() {
@@ -692,9 +736,10 @@ function renderRecords() {
     return;
   }
   const first = paging.index * PAGE_SIZE + 1;
-  byId('records-page').textContent = t('records.range', {
+  byId('records-page').textContent = t(records.totalCount == null ? 'records.range' : 'records.range.total', {
     from: formatNumber(first),
     to: formatNumber(first + records.nodes.length - 1),
+    total: formatNumber(records.totalCount ?? 0),
   });
   const columns = recordColumns();
   const rows = records.nodes.map((record) =>
@@ -718,7 +763,7 @@ function renderRecords() {
       'table',
       { class: 'data records', id: 'records' },
       h('caption', { class: 'visually-hidden', text: t('records.caption') }),
-      h('thead', {}, h('tr', {}, columns.map(([name]) => h('th', { scope: 'col', text: t(`records.${name}`) })))),
+      h('thead', {}, h('tr', {}, columns.map(([name]) => headerCell(name)))),
       h('tbody', {}, rows),
     ),
   );
@@ -763,11 +808,35 @@ function exportBiobanks() {
   download(datedName('biobanks'), [header, ...rows]);
 }
 
-function exportRecords() {
+async function exportRecords() {
+  if (exporting) return;
+  exporting = true;
   const columns = recordColumns();
-  const header = columns.map(([name]) => t(`records.${name}`));
-  const rows = answer.records.nodes.map((record) => columns.map(([, value]) => value(record)));
-  download(datedName(`records-page-${paging.index + 1}`), [header, ...rows]);
+  const status = byId('records-export-status');
+  const button = byId('export-records');
+  button.setAttribute('aria-busy', 'true');
+  const mine = ticket; // a new search makes this export stale: it stops
+  status.textContent = t('records.export.started');
+  try {
+    const count = await exportAllRecords({
+      query: PAGE,
+      variables: variables(),
+      header: columns.map(([name]) => t(`records.${name}`)),
+      line: (record) => columns.map(([, value]) => value(record)),
+      stem: 'records',
+      cancelled: () => mine !== ticket,
+      progress: ({ done, total, waiting }) => {
+        const numbers = { done: formatNumber(done), total: formatNumber(total ?? done), seconds: waiting };
+        status.textContent = t(waiting ? 'records.export.waiting' : 'records.export.progress', numbers);
+      },
+    });
+    status.textContent = count === null ? '' : t('records.export.done', { n: formatNumber(count) });
+  } catch (err) {
+    status.textContent = t('records.export.failed', { error: err.message });
+  } finally {
+    exporting = false;
+    button.removeAttribute('aria-busy');
+  }
 }
 
 // --- wiring ---------------------------------------------------------------------------
@@ -861,6 +930,10 @@ function wire() {
   byId('purpose-clear').addEventListener('click', () => setState({ purpose: null }));
   byId('export-biobanks').addEventListener('click', exportBiobanks);
   byId('export-records').addEventListener('click', exportRecords);
+  byId('records-table').addEventListener('click', (event) => {
+    const button = event.target.closest('button[data-sort]');
+    if (button) sortBy(button.dataset.sort);
+  });
   byId('records-next').addEventListener('click', () => {
     const cursor = answer && answer.records && answer.records.pageInfo.endCursor;
     if (!cursor) return;
