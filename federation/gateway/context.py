@@ -18,6 +18,7 @@ from federation.search.audit import AuditLog, NoAuditLog
 from federation.search.backend import GenerationInfo
 from federation.search.service import SearchService
 from federation.settings import BiobankSource, Network
+from federation.state.access_requests import AccessRequestRecords
 from federation.sync.admin import SyncAdministration
 
 
@@ -67,15 +68,15 @@ class GatewayContext:
     @property
     def access_requests(self) -> AccessRequestService:
         """Access requests, with their permission checks; consent checks through this
-        request's audited search service."""
+        request's audited search service. The store is opened on first use, after the
+        service has checked who is asking."""
         runtime = self.runtime
-        runtime.deliverer.start()  # idempotent: one deliverer per process
-        return AccessRequestService(
-            runtime.state_store.access_requests,
-            self.search,
-            self.network,
-            runtime.requests_settings,
-        )
+
+        def records() -> AccessRequestRecords:
+            runtime.deliverer.start()  # idempotent: one deliverer per process
+            return runtime.state_store.access_requests
+
+        return AccessRequestService(records, self.search, self.network, runtime.requests_settings)
 
     def network(self) -> Network:
         """The network file as of this request (read once, even if edited meanwhile)."""
