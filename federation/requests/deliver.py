@@ -116,10 +116,10 @@ class Deliverer:
         now = time.time() if now is None else now
         delivered = 0
         for item in self.outbox.claim(now, CLAIM_LEASE_SECONDS, BATCH):
-            delivered += self._attempt(item)
+            delivered += self._attempt(item, now)
         return delivered
 
-    def _attempt(self, item: OutboxItem) -> int:
+    def _attempt(self, item: OutboxItem, now: float) -> int:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             self.send(item.notification)
@@ -137,7 +137,7 @@ class Deliverer:
             self.outbox.retry(
                 item.id,
                 str(err),
-                time.time() + backoff(self.settings, attempts),
+                now + backoff(self.settings, attempts),
                 failed_at=at if gave_up else None,
             )
             return 0
