@@ -15,17 +15,36 @@ import hashlib
 import hmac
 import logging
 import smtplib
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from email.message import EmailMessage
+from typing import Any
 
 from federation.requests.config import RequestsSettings
 from federation.requests.notices import EMAIL, WEBHOOK
 from federation.state.access_requests import Notification, NotificationOutbox, OutboxItem
 
 log = logging.getLogger(__name__)
+# E-mail in `log` mode (the demo) goes here, at INFO, to stderr unless the host application
+# configured this logger: gunicorn leaves the root logger without handlers, where INFO
+# lines would vanish.
+mail_log = logging.getLogger("biofed.mail")
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (a test's capture comes and goes)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
 
 SIGNATURE_HEADER = "X-Biofed-Signature"
 TIMESTAMP_HEADER = "X-Biofed-Timestamp"
@@ -59,6 +78,9 @@ class Deliverer:
         self.settings = settings
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if settings.email.mode == "log" and not mail_log.handlers:
+            mail_log.addHandler(_Stderr())
+            mail_log.setLevel(logging.INFO)
 
     def send(self, note: Notification) -> None:
         """Deliver one notification or raise DeliveryFailed."""
@@ -72,7 +94,7 @@ class Deliverer:
     def _email(self, note: Notification) -> None:
         email = self.settings.email
         if email.mode == "log":
-            log.info("e-mail to %s: %s\n%s", note.target, note.subject, note.body)
+            mail_log.info("e-mail to %s: %s\n%s", note.target, note.subject, note.body)
             return
         message = EmailMessage()
         message["From"] = email.sender

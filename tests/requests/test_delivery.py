@@ -146,3 +146,13 @@ def test_a_submission_does_not_wait_for_the_mail_server(synced_settings: Setting
     finally:
         runtime.deliverer.stop()
         runtime.backend.close()
+
+
+def test_the_demo_prints_mail_to_the_log(
+    store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    deliverer = Deliverer(store.outbox, settings(email={"mode": "log"}))
+    enqueue(store, Notification("email", "admin@bb1.example.org", "New request", "Look.\n"))
+    with caplog.at_level("INFO", logger="biofed.mail"):
+        assert deliverer.run_once() == 1
+    assert "e-mail to admin@bb1.example.org: New request\nLook." in caplog.text
