@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
+from federation.requests.alerts import SavedSearchService
 from federation.requests.service import AccessRequestService
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog, NoAuditLog
@@ -77,6 +78,19 @@ class GatewayContext:
             return runtime.state_store.access_requests
 
         return AccessRequestService(records, self.search, self.network, runtime.requests_settings)
+
+    @property
+    def saved_searches(self) -> SavedSearchService:
+        """Saved searches and alerts; the first check of a new one is this request's
+        audited search."""
+        runtime = self.runtime
+        runtime.deliverer.start()  # it checks saved searches after each publish
+        return SavedSearchService(
+            runtime.state_store.saved_searches,
+            self.search,
+            lambda: self.generations(),
+            runtime.requests_settings,
+        )
 
     def network(self) -> Network:
         """The network file as of this request (read once, even if edited meanwhile)."""

@@ -20,6 +20,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
 from typing import Any
 
@@ -73,9 +74,17 @@ def backoff(settings: RequestsSettings, attempts: int) -> float:
 class Deliverer:
     """Sends due notifications from the outbox; `start` runs it in a daemon thread."""
 
-    def __init__(self, outbox: NotificationOutbox, settings: RequestsSettings) -> None:
+    def __init__(
+        self,
+        outbox: NotificationOutbox,
+        settings: RequestsSettings,
+        tasks: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.outbox = outbox
         self.settings = settings
+        # Other background work of the same rhythm (checking saved searches after a
+        # publish, which fills the outbox).
+        self.tasks = tuple(tasks)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         if settings.email.mode == "log" and not mail_log.handlers:
@@ -175,10 +184,11 @@ class Deliverer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a store outage must not end the thread
-                log.exception("notification delivery failed; trying again")
+            for task in (*self.tasks, self.run_once):
+                try:
+                    task()
+                except Exception:  # a store outage must not end the thread
+                    log.exception("background task %s failed; trying again", task)
             self._stop.wait(self.settings.poll_seconds)
 
     def stop(self) -> None:

@@ -13,6 +13,7 @@ from federation.runtime import Runtime
 from federation.settings import Settings
 from tests.gateway.access import with_test_access
 from tests.gateway.conftest import client, runtime, synced_settings
+from tests.requests.api import SLOW_MACHINE
 
 __all__ = ["app", "client", "runtime", "synced_settings"]
 
@@ -22,7 +23,9 @@ def app(synced_settings: Settings) -> Iterator[Flask]:
     """The gateway app accepting the test keys, with its state store open (a worker opens
     it at start; opening and migrating it inside a request's deadline can time out on a
     loaded machine); its deliverer is stopped afterwards."""
-    app = create_app({"settings": with_test_access(synced_settings), "TESTING": True})
+    app = create_app(
+        {"settings": with_test_access(synced_settings, **SLOW_MACHINE), "TESTING": True}
+    )
     runtime = app.extensions["biofed"]
     assert isinstance(runtime, Runtime)
     runtime.state_store  # noqa: B018 -- opened for its side effect

@@ -19,7 +19,7 @@ from federation.state.access_requests import Notification
 from federation.state.store import StateStore, open_state_store
 from tests.gateway.access import headers, with_test_access
 from tests.gateway.conftest import graphql
-from tests.requests.api import SUBMIT, submission
+from tests.requests.api import SLOW_MACHINE, SUBMIT, submission
 from tests.requests.receivers import loopback_port, smtp_server, webhook_receiver
 
 SECRET = "test-webhook-secret"
@@ -118,7 +118,9 @@ def test_a_submission_does_not_wait_for_the_mail_server(synced_settings: Setting
     requests = {"email": {"mode": "smtp", "smtp_port": port}, "poll_seconds": 0.05}
     app: Flask = create_app(
         {
-            "settings": with_test_access(synced_settings.with_overrides(requests=requests)),
+            "settings": with_test_access(
+                synced_settings.with_overrides(requests=requests), **SLOW_MACHINE
+            ),
             "TESTING": True,
         }
     )

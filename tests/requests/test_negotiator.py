@@ -17,7 +17,7 @@ from federation.gateway import create_app
 from federation.settings import Settings
 from tests.gateway.access import headers, with_test_access
 from tests.gateway.conftest import graphql, only_error
-from tests.requests.api import GET, PAYLOAD, SEND, SUBMIT, submission
+from tests.requests.api import GET, PAYLOAD, SEND, SLOW_MACHINE, SUBMIT, submission
 from tests.requests.receivers import negotiator, negotiator_errors
 
 APPLY = "https://bb1.example.org/apply?project={title}&question={query}"
@@ -39,7 +39,7 @@ def apply_app(synced_settings: Settings, negotiator_url: tuple[str, object]) -> 
     path.write_text(yaml.safe_dump(network), encoding="utf-8")
     requests = {"negotiator_url": negotiator_url[0], "public_url": "https://biofed.example.org"}
     settings = synced_settings.with_overrides(network=str(path), requests=requests)
-    app = create_app({"settings": with_test_access(settings), "TESTING": True})
+    app = create_app({"settings": with_test_access(settings, **SLOW_MACHINE), "TESTING": True})
     runtime = app.extensions["biofed"]
     runtime.state_store  # noqa: B018 -- opened before the first request
     yield app
