@@ -9,15 +9,15 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from federation.disclosure.ledger import LEDGER_FILE, PrivacyLedger
+from federation.disclosure.ledger import BudgetLedger
 from federation.requests.alerts import SavedSearchService
 from federation.requests.config import RequestsSettings
 from federation.requests.deliver import Deliverer
-from federation.search.audit import AUDIT_FILE, AuditLog
+from federation.search.audit import AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
 from federation.settings import Network, Settings, SettingsError, load_network
-from federation.state.store import StateStore, open_state_store
+from federation.state import StateStore, open_state_store
 from federation.sync.state import SyncState
 
 
@@ -46,23 +46,23 @@ class Runtime:
         raise SettingsError(f"backend {self.settings.backend!r} is not available in this build yet")
 
     @cached_property
-    def state(self) -> SyncState:
-        return SyncState(self.settings.state_path)
+    def store(self) -> StateStore:
+        """The state store the settings name: `state_url`, else state.db in the data folder."""
+        return open_state_store(self.settings.state_url, self.settings.data_dir)
 
     @cached_property
-    def ledger(self) -> PrivacyLedger:
-        """The privacy ledger, shared by every process on the host (docs/privacy.md)."""
-        return PrivacyLedger(self.settings.data_dir / LEDGER_FILE)
+    def state(self) -> SyncState:
+        return SyncState(self.store)
+
+    @cached_property
+    def ledger(self) -> BudgetLedger:
+        """The privacy ledger, shared by every process and host (docs/privacy.md)."""
+        return self.store.ledger
 
     @cached_property
     def audit(self) -> AuditLog:
-        """The audit log of answered searches, in the data folder."""
-        return AuditLog(self.settings.data_dir / AUDIT_FILE)
-
-    @cached_property
-    def state_store(self) -> StateStore:
-        """The shared state store (docs/state.md); access requests live here."""
-        return open_state_store(self.settings.state_url, self.settings.data_dir)
+        """The audit log of answered searches, in the state store."""
+        return AuditLog(self.store.audit)
 
     @cached_property
     def requests_settings(self) -> RequestsSettings:
@@ -73,7 +73,7 @@ class Runtime:
     def saved_searches(self) -> SavedSearchService:
         """Saved searches, checked again after each publish (docs/requests.md)."""
         return SavedSearchService(
-            self.state_store.saved_searches,
+            self.store.saved_searches,
             self.search,
             lambda: self.backend.published(),
             self.requests_settings,
@@ -84,7 +84,7 @@ class Runtime:
         """This process's deliverer of the notification outbox, which also checks saved
         searches after a publish (started by the gateway)."""
         return Deliverer(
-            self.state_store.outbox,
+            self.store.outbox,
             self.requests_settings,
             tasks=(self.saved_searches.check_all,),
         )

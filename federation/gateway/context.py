@@ -75,7 +75,7 @@ class GatewayContext:
 
         def records() -> AccessRequestRecords:
             runtime.deliverer.start()  # idempotent: one deliverer per process
-            return runtime.state_store.access_requests
+            return runtime.store.access_requests
 
         return AccessRequestService(records, self.search, self.network, runtime.requests_settings)
 
@@ -86,7 +86,7 @@ class GatewayContext:
         runtime = self.runtime
         runtime.deliverer.start()  # it checks saved searches after each publish
         return SavedSearchService(
-            runtime.state_store.saved_searches,
+            runtime.store.saved_searches,
             self.search,
             lambda: self.generations(),
             runtime.requests_settings,

@@ -28,7 +28,7 @@ def app(synced_settings: Settings) -> Iterator[Flask]:
     )
     runtime = app.extensions["biofed"]
     assert isinstance(runtime, Runtime)
-    runtime.state_store  # noqa: B018 -- opened for its side effect
+    runtime.store  # noqa: B018 -- opened for its side effect
     yield app
     runtime.deliverer.stop()
     if "backend" in vars(runtime):

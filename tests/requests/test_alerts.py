@@ -56,7 +56,7 @@ def app(tmp_path: Path) -> Iterator[Flask]:
     runtime = app.extensions["biofed"]
     for source in runtime.network().biobanks:
         publish(runtime, source.biobank.id)
-    runtime.state_store  # noqa: B018 -- opened before the first request
+    runtime.store  # noqa: B018 -- opened before the first request
     yield app
     runtime.deliverer.stop()
     runtime.backend.close()
@@ -133,7 +133,7 @@ def test_alerts_follow_what_a_fresh_search_releases(app: Flask) -> None:
     # Each alert was also queued as an e-mail to its owner.
     mails = [
         i.notification.target
-        for i in runtime.state_store.outbox.items()
+        for i in runtime.store.outbox.items()
         if i.notification.subject == "[biofed] new samples for 'C50 women'"
     ]
     assert sorted(mails) == [

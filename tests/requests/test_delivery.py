@@ -125,7 +125,7 @@ def test_a_submission_does_not_wait_for_the_mail_server(synced_settings: Setting
         }
     )
     runtime = app.extensions["biofed"]
-    runtime.state_store  # noqa: B018 -- opened before the timed request
+    runtime.store  # noqa: B018 -- opened before the timed request
     try:
         body = graphql(
             app.test_client(), SUBMIT, {"input": submission()}, headers=headers("researcher")
@@ -137,7 +137,7 @@ def test_a_submission_does_not_wait_for_the_mail_server(synced_settings: Setting
         while time.monotonic() < deadline:
             mine = [
                 i
-                for i in runtime.state_store.outbox.items()
+                for i in runtime.store.outbox.items()
                 if request_id in i.notification.subject and i.attempts > 0
             ]
             if mine:

@@ -41,7 +41,7 @@ def apply_app(synced_settings: Settings, negotiator_url: tuple[str, object]) -> 
     settings = synced_settings.with_overrides(network=str(path), requests=requests)
     app = create_app({"settings": with_test_access(settings, **SLOW_MACHINE), "TESTING": True})
     runtime = app.extensions["biofed"]
-    runtime.state_store  # noqa: B018 -- opened before the first request
+    runtime.store  # noqa: B018 -- opened before the first request
     yield app
     runtime.deliverer.stop()
     runtime.backend.close()

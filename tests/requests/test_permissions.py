@@ -137,7 +137,7 @@ def test_the_log_has_every_change_and_refuses_edits(client: FlaskClient, runtime
     graphql(
         client, MESSAGE, {"id": rid, "b": "bb1", "m": "Thank you."}, headers=headers("researcher")
     )
-    events = runtime.state_store.access_requests.events(rid)
+    events = runtime.store.access_requests.events(rid)
     lines = [(e.biobank_id, e.actor_role, e.from_state, e.to_state, e.message) for e in events]
     assert lines == [
         ("bb1", "researcher", None, "submitted", None),
@@ -151,7 +151,7 @@ def test_the_log_has_every_change_and_refuses_edits(client: FlaskClient, runtime
         "UPDATE access_request_events SET message = 'rewritten'",
         "DELETE FROM access_request_events",
     ):
-        with pytest.raises(DBAPIError, match="append-only"), runtime.state_store.write() as db:
+        with pytest.raises(DBAPIError, match="append-only"), runtime.store.write() as db:
             db.execute(text(statement))
 
 
