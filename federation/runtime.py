@@ -10,6 +10,9 @@ from functools import cached_property
 from pathlib import Path
 
 from federation.disclosure.ledger import BudgetLedger
+from federation.requests.alerts import SavedSearchService
+from federation.requests.config import RequestsSettings
+from federation.requests.deliver import Deliverer
 from federation.search.audit import AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
@@ -60,6 +63,31 @@ class Runtime:
     def audit(self) -> AuditLog:
         """The audit log of answered searches, in the state store."""
         return AuditLog(self.store.audit)
+
+    @cached_property
+    def requests_settings(self) -> RequestsSettings:
+        """The `requests` section: e-mail, webhooks, the Negotiator (docs/requests.md)."""
+        return RequestsSettings.parse(self.settings.requests, self.settings.webhook_secret)
+
+    @cached_property
+    def saved_searches(self) -> SavedSearchService:
+        """Saved searches, checked again after each publish (docs/requests.md)."""
+        return SavedSearchService(
+            self.store.saved_searches,
+            self.search,
+            lambda: self.backend.published(),
+            self.requests_settings,
+        )
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        """This process's deliverer of the notification outbox, which also checks saved
+        searches after a publish (started by the gateway)."""
+        return Deliverer(
+            self.store.outbox,
+            self.requests_settings,
+            tasks=(self.saved_searches.check_all,),
+        )
 
     @cached_property
     def search(self) -> SearchService:

@@ -12,11 +12,14 @@ from dataclasses import dataclass, field
 from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
+from federation.requests.alerts import SavedSearchService
+from federation.requests.service import AccessRequestService
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog, NoAuditLog
 from federation.search.backend import GenerationInfo
 from federation.search.service import SearchService
 from federation.settings import BiobankSource, Network
+from federation.state.access_requests import AccessRequestRecords
 from federation.sync.admin import SyncAdministration
 
 
@@ -61,6 +64,32 @@ class GatewayContext:
         """Sync history, quarantine and sync requests, with their permission checks."""
         return SyncAdministration(
             self.runtime.state, self.network, lambda: self.runtime.backend.published()
+        )
+
+    @property
+    def access_requests(self) -> AccessRequestService:
+        """Access requests, with their permission checks; consent checks through this
+        request's audited search service. The store is opened on first use, after the
+        service has checked who is asking."""
+        runtime = self.runtime
+
+        def records() -> AccessRequestRecords:
+            runtime.deliverer.start()  # idempotent: one deliverer per process
+            return runtime.store.access_requests
+
+        return AccessRequestService(records, self.search, self.network, runtime.requests_settings)
+
+    @property
+    def saved_searches(self) -> SavedSearchService:
+        """Saved searches and alerts; the first check of a new one is this request's
+        audited search."""
+        runtime = self.runtime
+        runtime.deliverer.start()  # it checks saved searches after each publish
+        return SavedSearchService(
+            runtime.store.saved_searches,
+            self.search,
+            lambda: self.generations(),
+            runtime.requests_settings,
         )
 
     def network(self) -> Network:

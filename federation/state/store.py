@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from federation.state import schema_version
+from federation.state.access_requests import AccessRequestRecords, NotificationOutbox
 from federation.state.audit_trail import AuditTrail
 from federation.state.database import (
     SQLITE,
@@ -28,6 +29,7 @@ from federation.state.database import (
 )
 from federation.state.ledger import PrivacyLedger
 from federation.state.rate_buckets import RateBuckets
+from federation.state.saved_searches import SavedSearches
 from federation.state.sync_records import Checkpoints, Quarantine, SyncRequests, SyncRuns
 
 log = logging.getLogger(__name__)
@@ -35,7 +37,8 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets and the privacy ledger, in one database."""
+    buckets, the privacy ledger, access requests, saved searches and the notification
+    outbox, in one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -46,6 +49,9 @@ class StateStore:
         self.audit = AuditTrail(engine)
         self.rate_buckets = RateBuckets(engine)
         self.ledger = PrivacyLedger(engine)
+        self.outbox = NotificationOutbox(engine)
+        self.access_requests = AccessRequestRecords(engine, self.outbox)
+        self.saved_searches = SavedSearches(engine, self.outbox)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:
