@@ -27,6 +27,7 @@ from federation.state.database import (
     writing,
 )
 from federation.state.ledger import PrivacyLedger
+from federation.state.lock_takeovers import LockTakeovers
 from federation.state.rate_buckets import RateBuckets
 from federation.state.sync_records import Checkpoints, Quarantine, SyncRequests, SyncRuns
 
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets and the privacy ledger, in one database."""
+    buckets, the privacy ledger and engine lock takeovers, in one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -46,6 +47,7 @@ class StateStore:
         self.audit = AuditTrail(engine)
         self.rate_buckets = RateBuckets(engine)
         self.ledger = PrivacyLedger(engine)
+        self.lock_takeovers = LockTakeovers(engine)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:
