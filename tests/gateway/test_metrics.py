@@ -110,6 +110,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
             patch.setenv(name, value)
         with gunicorn(root / "data", network, log, workers=2) as url:
             yield Served(url, runs, synced_at, operator.key, researcher.key, log)
+            folder = _metrics_folder(log)
+            assert folder.is_dir() and folder.stat().st_mode & 0o777 == 0o700
+    # Each start has its own folder, removed when gunicorn exits.
+    assert not folder.exists(), f"gunicorn left its metrics folder {folder}"
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str, dict[str, str]]:
