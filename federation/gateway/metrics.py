@@ -44,7 +44,7 @@ from federation.gateway.ratelimit import client_address
 from federation.runtime import Runtime
 from federation.search import metrics as search_metrics
 from federation.search.metrics import LATENCY_BUCKETS
-from federation.state import StateStore, open_state_store
+from federation.state import StateStore
 from federation.sync.metrics import SyncCollector
 
 # Set by the gunicorn settings in the master before it forks the workers.
@@ -112,14 +112,11 @@ def init_app(app: Flask, runtime: Runtime) -> None:
     """Time every request and serve `/metrics` for this app."""
     settings = runtime.settings
     backend = settings.backend
-    stores: list[StateStore] = []
 
     def store() -> StateStore:
-        # Opened on the first scrape, not at start: a worker that is never scraped never
-        # opens it, and a store that failed to open is tried again on the next scrape.
-        if not stores:
-            stores.append(open_state_store(settings.state_url, settings.data_dir))
-        return stores[0]
+        # The runtime's store, opened on first use: a store that failed to open (a
+        # PostgreSQL server down) is tried again on the next scrape.
+        return runtime.store
 
     def biobanks() -> list[str]:
         return [source.biobank.id for source in runtime.network().biobanks]
