@@ -6,6 +6,8 @@ gateway and `biofed` agree on them; the defaults are 127.0.0.1:8000 with 2 worke
 """
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 from federation.settings import load_settings
@@ -53,3 +55,32 @@ def post_worker_init(worker: object) -> None:
     from federation.model.disease_names import default_names
 
     default_names()
+
+
+# /metrics in multiprocess mode (docs/metrics.md): each worker writes its counters to files
+# in one folder and a scrape sums them. The folder is private to this gunicorn (mode 0700
+# from mkdtemp), made empty at each start so no counts of an earlier run are summed in,
+# and removed at exit. Set in the master before any worker forks and imports the client.
+METRICS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def on_starting(server: object) -> None:
+    """Give this gunicorn's workers a fresh private folder for their metrics."""
+    folder = tempfile.mkdtemp(prefix="biofed-metrics-")
+    os.environ[METRICS_ENV] = folder
+    getattr(server, "log").info("metrics folder: %s", folder)  # noqa: B009
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Drop the live gauges of a worker that ended; its counters stay summed in."""
+    from prometheus_client import multiprocess
+
+    pid = getattr(worker, "pid")  # noqa: B009
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: object) -> None:
+    """Remove the metrics folder of this gunicorn."""
+    folder = os.environ.pop(METRICS_ENV, None)
+    if folder:
+        shutil.rmtree(folder, ignore_errors=True)

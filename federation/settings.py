@@ -7,6 +7,7 @@ settings because a biobank admin edits it; secrets come only from the environmen
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -196,6 +197,9 @@ class Settings:
     # federation.requests.config. The key webhooks are signed with is a secret.
     requests: dict[str, Any] = field(default_factory=dict)
     webhook_secret: str = field(default="", repr=False)
+    # Client addresses or networks that may read /metrics without an operator key
+    # (docs/metrics.md); empty: only the network operator's key.
+    metrics_allow: tuple[str, ...] = ()
 
     @property
     def index_dir(self) -> Path:
@@ -310,6 +314,8 @@ def _coerce(name: str, value: Any) -> Any:
             "state_url: the URL carries a password; take it out and set "
             "BIOFED_STATE_PASSWORD in the environment instead"
         )
+    if name == "metrics_allow":
+        return _networks(name, value)
     if name == "sync_max_shrink":
         try:
             fraction = float(value)
@@ -321,6 +327,24 @@ def _coerce(name: str, value: Any) -> Any:
     if name == "backend" and value not in ("embedded", "elasticsearch", "opensearch"):
         raise SettingsError(f"backend: {value!r} is not embedded, elasticsearch or opensearch")
     return value
+
+
+def _networks(name: str, value: Any) -> tuple[str, ...]:
+    """Addresses or CIDR networks from a YAML list or a comma-separated BIOFED_* value."""
+    if value is None or value == "":
+        return ()
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, list | tuple):
+        raise SettingsError(f"{name}: {value!r} is not a list of addresses or networks")
+    out = []
+    for item in items:
+        try:
+            out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+        except ValueError:
+            raise SettingsError(
+                f"{name}: {item!r} is not an IP address or network (e.g. 127.0.0.1, 10.0.0.0/8)"
+            ) from None
+    return tuple(out)
 
 
 # Settings that are whole YAML sections rather than single values.

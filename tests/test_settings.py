@@ -74,3 +74,17 @@ def test_the_engine_section_layers_under_its_flat_names(tmp_path: Path) -> None:
     config.write_text("engine:\n  password: hunter2\n")
     with pytest.raises(SettingsError, match="secret; set BIOFED_ENGINE_PASSWORD"):
         load_settings(config, environ={})
+
+
+def test_metrics_allow_takes_addresses_and_networks_from_a_file_or_the_environment() -> None:
+    from_file = load_settings(
+        overrides={"metrics_allow": ["127.0.0.1", "10.20.0.0/16"]}, read_files=False, environ={}
+    )
+    assert from_file.metrics_allow == ("127.0.0.1/32", "10.20.0.0/16")
+    from_env = load_settings(
+        read_files=False, environ={"BIOFED_METRICS_ALLOW": "::1, 192.168.1.7/24"}
+    )
+    assert from_env.metrics_allow == ("::1/128", "192.168.1.0/24")
+    assert load_settings(read_files=False, environ={}).metrics_allow == ()
+    with pytest.raises(SettingsError, match="metrics_allow: 'ten' is not an IP address"):
+        load_settings(overrides={"metrics_allow": ["ten"]}, read_files=False, environ={})

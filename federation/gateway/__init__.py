@@ -12,7 +12,7 @@ from flask import Flask, Response, jsonify, request
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.exceptions import HTTPException, InternalServerError, MethodNotAllowed
 
-from federation.gateway import beacon, endpoint, health, web
+from federation.gateway import beacon, endpoint, health, metrics, web
 from federation.gateway.auth import Authenticator
 from federation.gateway.auth_config import AuthConfig
 from federation.gateway.errors import INTERNAL_MESSAGE, ErrorCode, error_body
@@ -28,7 +28,7 @@ MAX_REQUEST_BYTES = 64 * 1024
 
 # Paths whose HTTP errors (405, 413, ...) are answered as JSON with a code, because their
 # clients are programs; other paths (the web UI) keep Flask's HTML error pages.
-_API_PATHS = ("/graphql", "/healthz", "/readyz")
+_API_PATHS = ("/graphql", "/healthz", "/readyz", "/metrics")
 
 _HTTP_CODES = {
     404: ErrorCode.NOT_FOUND,
@@ -79,6 +79,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(health.blueprint)
     app.register_blueprint(web.blueprint)
     app.register_blueprint(beacon.blueprint)
+    metrics.init_app(app, runtime)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(Exception, _unexpected_error)
     return app

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, has_request_context, jsonify, request
 from graphql import (
     DocumentNode,
     ExecutionResult,
@@ -87,6 +87,9 @@ class GraphQLRequest:
 AUTH_EXTENSION = "biofed.auth"
 LIMITS_EXTENSION = "biofed.limits"
 AUDIT_EXTENSION = "biofed.audit"
+# Where `run` leaves the request's operation in `flask.g`, for the latency label of
+# gateway/metrics.py.
+OPERATION_KEY = "graphql_operation"
 
 _E = TypeVar("_E")
 
@@ -106,7 +109,7 @@ def graphql_endpoint() -> Response | tuple[Response, int]:
         request.headers.get("X-Forwarded-For"),
         limits.config.trusted_proxy_hops,
     )
-    misplaced = _misplaced_key()
+    misplaced = misplaced_key()
     if misplaced is not None:
         return _unauthenticated(AuthenticationFailed(misplaced, "invalid_request"))
     try:
@@ -160,7 +163,8 @@ MISPLACED_KEY_HEADERS = ("Api-Key", "Apikey")
 KEY_GOES = "send the API key as `Authorization: Bearer <key>` or `X-API-Key: <key>`"
 
 
-def _misplaced_key() -> str | None:
+def misplaced_key() -> str | None:
+    """Where the request put a key that is never read there, as a message; else None."""
     for name in request.args:
         if name.lower() in MISPLACED_KEY_PARAMETERS:
             return f"{KEY_GOES}, never in the URL (got a `{name}` query parameter)"
@@ -251,6 +255,8 @@ def run(
     operation = _operation(document, graphql_request.operation_name)
     if isinstance(operation, dict):
         return operation
+    if has_request_context():
+        setattr(g, OPERATION_KEY, operation)
     if operation.operation is OperationType.SUBSCRIPTION:
         message = "subscription operations are not supported: send a query or a mutation"
         return {"errors": [error_body(message, ErrorCode.GRAPHQL_VALIDATION_FAILED)]}

@@ -12,6 +12,7 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from federation.i18n import Message, render_all
 from federation.model import expr as ex
 from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
+from federation.search import metrics
 from federation.search.audit import AnsweredSearch, SearchAudit
 from federation.search.backend import SearchBackend, decode_cursor
 from federation.search.documents import record_view
@@ -226,6 +228,7 @@ class SearchService:
             # A bad cursor (or one of another order) is bad input, whoever asks.
             decode_cursor(page.after, len(page.sort_keys()))
         self._check_biobanks(query.biobanks)
+        started = time.perf_counter()
         criteria, text_codes = self.criteria(query)
         asker = _Asker(identity, self.policies, self.secret, {})
         rules = compile_purpose(purpose) if purpose else None
@@ -259,6 +262,7 @@ class SearchService:
         if self.audit is not None:
             # Fail-closed: a search the sink cannot record raises here and is not answered.
             self.audit.record(AnsweredSearch(identity, self.client_ip, query, purpose, result))
+        metrics.searched(self.backend, time.perf_counter() - started, len(asker.refused))
         return result
 
     def _spend(

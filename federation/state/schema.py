@@ -345,3 +345,20 @@ saved_search_alerts = Table(
 )
 
 APPEND_ONLY_TABLES = ("audit_searches", "access_request_events")
+
+# --- metrics -------------------------------------------------------------------------------
+
+# Each time a sync took over the engine lock of a biobank from a holder that had died or
+# let it expire; counted by `/metrics` (docs/metrics.md), whichever host the sync ran on.
+lock_takeovers = Table(
+    "lock_takeovers",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("biobank_id", Text, nullable=False),
+    Column("taken_at", Text, nullable=False),
+    Column("host", Text, nullable=False),
+    Column("previous_host", Text),
+    Column("previous_pid", Integer),
+    Index("lock_takeovers_biobank", "biobank_id"),
+    sqlite_autoincrement=True,
+)

@@ -28,6 +28,7 @@ from federation.state.database import (
     writing,
 )
 from federation.state.ledger import PrivacyLedger
+from federation.state.lock_takeovers import LockTakeovers
 from federation.state.rate_buckets import RateBuckets
 from federation.state.saved_searches import SavedSearches
 from federation.state.sync_records import Checkpoints, Quarantine, SyncRequests, SyncRuns
@@ -37,8 +38,8 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets, the privacy ledger, access requests, saved searches and the notification
-    outbox, in one database."""
+    buckets, the privacy ledger, engine lock takeovers, access requests, saved searches and the
+    notification outbox, in one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -52,6 +53,7 @@ class StateStore:
         self.outbox = NotificationOutbox(engine)
         self.access_requests = AccessRequestRecords(engine, self.outbox)
         self.saved_searches = SavedSearches(engine, self.outbox)
+        self.lock_takeovers = LockTakeovers(engine)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:

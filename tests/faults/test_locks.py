@@ -8,6 +8,7 @@ import socket
 import time
 from pathlib import Path
 
+from federation.state import open_state_store
 from federation.sync.locks import biobank_lock
 from federation.sync.state import INTERRUPTED, REFUSED, SUCCEEDED
 from tests.faults.harness import KILLED, FaultNetwork
@@ -29,6 +30,12 @@ def test_an_engine_lock_left_by_a_killed_sync_is_taken_over_at_once(
         assert time.monotonic() - started < 60
         assert "took over the stale sync lock of bb-a from" in again.stderr
         assert [r.outcome for r in network.runs("bb-a")] == [INTERRUPTED, SUCCEEDED]
+        # Recorded in the state store, where /metrics counts it for every host.
+        store = open_state_store(network.settings.state_url, network.settings.data_dir)
+        try:
+            assert store.lock_takeovers.counts() == {"bb-a": 1}
+        finally:
+            store.close()
     finally:
         network.close()
 

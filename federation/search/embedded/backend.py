@@ -26,6 +26,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from federation.model import expr as ex
+from federation.search import metrics
 from federation.search.backend import (
     BackendUnavailable,
     ChangeOutcome,
@@ -87,10 +88,11 @@ class AnswerCache:
             answer = self._entries.get(key)
             if answer is None:
                 self.misses += 1
-                return None
-            self._entries.move_to_end(key)
-            self.hits += 1
-            return answer
+            else:
+                self._entries.move_to_end(key)
+                self.hits += 1
+        metrics.answer_cache_lookup(hit=answer is not None)
+        return answer
 
     def put(self, key: Hashable, answer: BackendAnswer) -> None:
         if self.size == 0:

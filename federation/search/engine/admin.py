@@ -7,6 +7,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 from federation.search.engine.client import (
@@ -16,7 +17,8 @@ from federation.search.engine.client import (
 )
 from federation.search.engine.config import EngineConfig
 from federation.search.engine.layout import IndexNames, load_index_schema
-from federation.search.engine.locks import EngineLocks, Lease
+from federation.search.engine.locks import EngineLocks, Lease, TakeoverRecorder
+from federation.state import open_state_store
 
 log = logging.getLogger(__name__)
 
@@ -25,6 +27,22 @@ T = TypeVar("T")
 # Retries of engine writes (bulk, create, alias swap) back off from this, doubling.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 15.0
+
+
+def _takeover_recorder(state: tuple[str, Path]) -> TakeoverRecorder:
+    """Record takeovers in the state store, where /metrics counts them for every host."""
+
+    def record(biobank_id: str, holder: dict[str, Any]) -> None:
+        store = open_state_store(*state)
+        try:
+            pid = holder.get("pid")
+            store.lock_takeovers.record(
+                biobank_id, holder.get("host"), pid if isinstance(pid, int) else None
+            )
+        finally:
+            store.close()
+
+    return record
 
 
 class IndexAdmin:
@@ -37,7 +55,11 @@ class IndexAdmin:
         self.client = client
         self.names = IndexNames(config.engine.index_prefix)
         self.locks = EngineLocks(
-            client, self.names.locks, config.engine.lock_ttl, config.engine.replicas
+            client,
+            self.names.locks,
+            config.engine.lock_ttl,
+            config.engine.replicas,
+            on_takeover=_takeover_recorder(config.state) if config.state else None,
         )
         self._held: dict[str, tuple[Lease, int]] = {}
         self._held_lock = threading.Lock()

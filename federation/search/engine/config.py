@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from federation.search.engine.bulk import BULK_IN_FLIGHT
 from federation.search.engine.client import ClientOptions
@@ -15,11 +16,14 @@ class EngineConfig:
 
     distribution: str
     engine: EngineSettings
+    # The state store's location (`state_url`, data folder), where lock takeovers are
+    # recorded for /metrics; None (a bare config in tests): they are only logged.
+    state: tuple[str, Path] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> EngineConfig:
         """The engine part of the settings."""
-        return cls(settings.backend, settings.engine)
+        return cls(settings.backend, settings.engine, (settings.state_url, settings.data_dir))
 
     def client_options(self, *, bulk: bool) -> ClientOptions:
         """Searches: short timeout, few immediate retries. Writes: long timeout; the

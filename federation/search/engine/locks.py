@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from federation.errors import FederationError
@@ -23,6 +24,9 @@ from federation.search.engine.client import (
 from federation.search.engine.layout import ENGINE_SCHEMA_DIR, biobank_key
 
 log = logging.getLogger(__name__)
+
+# Called with the biobank and the previous holder's lock document after a takeover.
+TakeoverRecorder = Callable[[str, dict[str, Any]], None]
 
 
 class BiobankLockHeld(FederationError, BlockingIOError):
@@ -148,11 +152,19 @@ class EngineLocks:
     be far above their skew (minutes against NTP's milliseconds).
     """
 
-    def __init__(self, client: EngineClient, index: str, ttl: float, replicas: int) -> None:
+    def __init__(
+        self,
+        client: EngineClient,
+        index: str,
+        ttl: float,
+        replicas: int,
+        on_takeover: TakeoverRecorder | None = None,
+    ) -> None:
         self.client = client
         self.index = index
         self.ttl = ttl
         self.replicas = replicas
+        self.on_takeover = on_takeover
         self._index_ready = False
 
     def _ensure_index(self) -> None:
@@ -225,3 +237,10 @@ class EngineLocks:
             holder.get("host"),
             holder.get("pid"),
         )
+        if self.on_takeover is not None:
+            try:
+                self.on_takeover(lease.biobank_id, holder)
+            except Exception:
+                # The lock is ours either way; a count that could not be written must not
+                # fail the sync that took it.
+                log.exception("lock takeover of %s not recorded", lease.biobank_id)
