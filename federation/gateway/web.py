@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 from flask.blueprints import BlueprintSetupState
 from markupsafe import Markup
 
@@ -65,6 +65,16 @@ _MODULES = {
         "names.js",
     ),
     "admin": ("admin.js", "shell.js", "i18n.js", "api.js", "dom.js", "csv.js"),
+    "biobank": (
+        "biobank.js",
+        "shell.js",
+        "i18n.js",
+        "api.js",
+        "dom.js",
+        "counts.js",
+        "names.js",
+        "biobank-links.js",
+    ),
 }
 
 blueprint = Blueprint("web", __name__, template_folder=WEB_DIR / "templates")
@@ -108,10 +118,13 @@ def translate(messages: Mapping[str, str], key: str, **params: Any) -> str:
     return text
 
 
-def _render(template: str, page: str) -> Response:
+def _render(
+    template: str, page: str, status: int = 200, extra: Mapping[str, Any] | None = None
+) -> Response:
     language = reader_language()
     messages = catalogue(language)
     config = {
+        **(extra or {}),
         "page": page,
         "language": language,
         "languages": list(LANGUAGES),
@@ -133,7 +146,7 @@ def _render(template: str, page: str) -> Response:
         config_json=Markup(_script_json(config)),
         messages_json=Markup(_script_json(messages)),
     )
-    response = Response(html, mimetype="text/html")
+    response = Response(html, status=status, mimetype="text/html")
     response.headers["Content-Language"] = language
     response.headers["Vary"] = "Accept-Language, Cookie"
     response.headers["Cache-Control"] = "no-cache"
@@ -155,6 +168,16 @@ def search_page() -> Response:
 def admin_page() -> Response:
     """Biobank admins' page: sync history, starting a sync, quarantined records."""
     return _render("admin.html", "admin")
+
+
+@blueprint.get("/biobank/<biobank_id>")
+def biobank_page(biobank_id: str) -> Response:
+    """A biobank's page: description, access, data freshness, collections and holdings."""
+    # The shell says "no such biobank" itself; the status tells crawlers and scripts.
+    known = any(
+        s.biobank.id == biobank_id for s in current_app.extensions["biofed"].network().biobanks
+    )
+    return _render("biobank.html", "biobank", 200 if known else 404, {"biobank": biobank_id})
 
 
 @blueprint.after_request

@@ -147,7 +147,21 @@ def test_every_message_the_ui_names_is_in_the_catalogues() -> None:
         ("granularity", ["none", "boolean", "count", "record"]),
         (
             "facets",
-            ["material_type", "sex", "age", "chapter", "block", "biobank", "collection_type"],
+            [
+                "material_type",
+                "sex",
+                "age",
+                "chapter",
+                "block",
+                "biobank",
+                "country",
+                "collection_type",
+            ],
+        ),
+        ("freshness", ["FRESH", "STALE", "FAILING", "NEVER"]),
+        (
+            "biobank.column",
+            ["collection", "donors", "samples", "materials", "diseases", "consent"],
         ),
         ("sync.outcome", ["RUNNING", "SUCCEEDED", "FAILED", "INTERRUPTED"]),
         ("purpose.kind", ["DISEASE", "HEALTH", "ANCESTRY", "METHODS", "GENERAL", "CLINICAL_CARE"]),

@@ -9,6 +9,7 @@ import { countNode, countPhrase, initTooltips } from './counts.js';
 import { datedName, download } from './csv.js';
 import { byId, debounce, fill, h } from './dom.js';
 import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
+import { biobankHref, countryName } from './biobank-links.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
 import { initShell } from './shell.js';
 import { readState, researchPurpose, sampleQuery, writeState } from './state.js';
@@ -212,6 +213,7 @@ function bucketLabel(facet, bucket) {
   if (rule === 'vocabulary') return vocabulary(facet, bucket.key, bucket.label);
   if (rule === 'disease') return diseaseLabel(bucket.key, bucket.label);
   if (rule === 'biobank') return biobankName(bucket.key);
+  if (rule === 'country') return countryName(bucket.key);
   if (rule === 'age') {
     const [from, to] = bucket.key.split('-');
     return t('facets.age.bucket', { from, to });
@@ -340,7 +342,8 @@ function renderFilters() {
   }
   for (const [facet, field] of Object.entries(FACET_FIELDS)) {
     for (const key of state[field]) {
-      const label = LABEL_RULE[facet] === 'biobank' ? biobankName(key) : vocabulary(facet, key, key);
+      const rule = LABEL_RULE[facet];
+      const label = rule === 'biobank' ? biobankName(key) : rule === 'country' ? countryName(key) : vocabulary(facet, key, key);
       chips.push(chip(`${t(`facets.${facet}`)}: ${label}`, () => setState({ [field]: without(state[field], key) })));
     }
   }
@@ -555,8 +558,9 @@ function renderBiobanks() {
     return h(
       'tr',
       { 'data-biobank': row.biobank.id },
-      h('th', { scope: 'row', text: biobankName(row.biobank.id) }),
-      h('td', { text: row.biobank.country || '' }),
+      // The name leads to the biobank's page: who they are, their collections, how to apply.
+      h('th', { scope: 'row' }, h('a', { href: biobankHref(row.biobank.id), class: 'biobank-link', text: biobankName(row.biobank.id) })),
+      h('td', { title: row.biobank.country || undefined, text: row.biobank.country ? countryName(row.biobank.country) : '' }),
       h('td', { class: 'num', 'data-field': 'donors' }, countNode(row.donors, rule)),
       h('td', { class: 'num', 'data-field': 'samples' }, countNode(row.samples, rule)),
       withConsent
