@@ -10,10 +10,13 @@ from functools import cached_property
 from pathlib import Path
 
 from federation.disclosure.ledger import LEDGER_FILE, PrivacyLedger
+from federation.requests.config import RequestsSettings
+from federation.requests.deliver import Deliverer
 from federation.search.audit import AUDIT_FILE, AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
 from federation.settings import Network, Settings, SettingsError, load_network
+from federation.state.store import StateStore, open_state_store
 from federation.sync.state import SyncState
 
 
@@ -54,6 +57,21 @@ class Runtime:
     def audit(self) -> AuditLog:
         """The audit log of answered searches, in the data folder."""
         return AuditLog(self.settings.data_dir / AUDIT_FILE)
+
+    @cached_property
+    def state_store(self) -> StateStore:
+        """The shared state store (docs/state.md); access requests live here."""
+        return open_state_store(self.settings.state_url, self.settings.data_dir)
+
+    @cached_property
+    def requests_settings(self) -> RequestsSettings:
+        """The `requests` section: e-mail, webhooks, the Negotiator (docs/requests.md)."""
+        return RequestsSettings.parse(self.settings.requests, self.settings.webhook_secret)
+
+    @cached_property
+    def deliverer(self) -> Deliverer:
+        """This process's deliverer of the notification outbox (started by the gateway)."""
+        return Deliverer(self.state_store.outbox, self.requests_settings)
 
     @cached_property
     def search(self) -> SearchService:

@@ -28,7 +28,7 @@ from federation.model.records import Biobank, BiobankSchema, describe_errors
 
 ENV_PREFIX = "BIOFED_"
 # Settings that may only come from the environment (or a caller), never from a file.
-SECRET_SETTINGS = ("secret_key", "engine_password", "engine_api_key")
+SECRET_SETTINGS = ("secret_key", "engine_password", "engine_api_key", "webhook_secret")
 _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 
 
@@ -192,6 +192,10 @@ class Settings:
     limits: dict[str, Any] = field(default_factory=dict)
     # Who runs the Beacon v2 API (docs/beacon.md): id, name, organization, environment.
     beacon: dict[str, Any] = field(default_factory=dict)
+    # Access requests (docs/requests.md): e-mail, webhooks, the Negotiator; validated by
+    # federation.requests.config. The key webhooks are signed with is a secret.
+    requests: dict[str, Any] = field(default_factory=dict)
+    webhook_secret: str = field(default="", repr=False)
 
     @property
     def index_dir(self) -> Path:
@@ -320,7 +324,7 @@ def _coerce(name: str, value: Any) -> Any:
 
 
 # Settings that are whole YAML sections rather than single values.
-ACCESS_SECTIONS = ("auth", "limits", "beacon")
+ACCESS_SECTIONS = ("auth", "limits", "beacon", "requests")
 
 
 def _access_section(name: str, value: Any) -> dict[str, Any]:
@@ -377,6 +381,9 @@ class Network:
     invalid: tuple[InvalidEntry, ...] = ()  # entries left out (load_network skip_invalid)
     # Privacy budgets per role (`privacy_budget`); none listed: no role's noise is bounded.
     budgets: PrivacyBudgets = field(default_factory=lambda: PrivacyBudgets({}))
+    # Who may request samples and where biobanks take applications (`access_requests`),
+    # as written; federation.requests.config reads it (docs/requests.md).
+    access_requests: dict[str, Any] = field(default_factory=dict)
 
     def policy(self, biobank_id: str) -> DisclosurePolicy:
         """The biobank's policy; the network default for a biobank not (or no longer) listed."""
@@ -460,7 +467,10 @@ def load_network(path: Path, *, skip_invalid: bool = False) -> Network:
             continue
         seen.add(source.biobank.id)
         sources.append(source)
-    return Network(tuple(sources), path, default_policy, tuple(invalid), budgets)
+    requests_section = data.get("access_requests") or {}
+    if not isinstance(requests_section, dict):
+        raise SettingsError(f"{path}: access_requests must be a mapping")
+    return Network(tuple(sources), path, default_policy, tuple(invalid), budgets, requests_section)
 
 
 def _source(

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("settings",),
     ("state",),
     ("search",),
-    ("beacon", "sync"),
+    ("beacon", "sync", "requests"),
     ("connectors",),
     ("demo",),
     ("runtime",),

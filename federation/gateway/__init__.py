@@ -69,6 +69,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # The log the runtime's search service writes every answered search to; read by
     # `auditLog` for operators.
     app.extensions[endpoint.AUDIT_EXTENSION] = runtime.audit
+    # A bad `requests` section stops the worker at start too; its deliverer sends the
+    # notification outbox in the background (tests start it when they use requests).
+    runtime.requests_settings  # noqa: B018 -- parsed for its errors
+    if not app.config.get("TESTING"):
+        runtime.deliverer.start()
 
     app.register_blueprint(endpoint.blueprint)
     app.register_blueprint(health.blueprint)

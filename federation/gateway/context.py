@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
+from federation.requests.service import AccessRequestService
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog, NoAuditLog
 from federation.search.backend import GenerationInfo
@@ -61,6 +62,19 @@ class GatewayContext:
         """Sync history, quarantine and sync requests, with their permission checks."""
         return SyncAdministration(
             self.runtime.state, self.network, lambda: self.runtime.backend.published()
+        )
+
+    @property
+    def access_requests(self) -> AccessRequestService:
+        """Access requests, with their permission checks; consent checks through this
+        request's audited search service."""
+        runtime = self.runtime
+        runtime.deliverer.start()  # idempotent: one deliverer per process
+        return AccessRequestService(
+            runtime.state_store.access_requests,
+            self.search,
+            self.network,
+            runtime.requests_settings,
         )
 
     def network(self) -> Network:

@@ -105,7 +105,10 @@ COST_MAP: Mapping[str, Mapping[str, FieldCost]] = {
         "auditLog": FieldCost(1, PAGE_ARGUMENT),
         "biobanks": FieldCost(1, items=NETWORK_LIST_ITEMS),
         "collections": FieldCost(1, items=NETWORK_LIST_ITEMS),
+        # A consent check is a search.
+        "previewAccessRequest": FieldCost(10),
     },
+    "Mutation": {"submitAccessRequest": FieldCost(10)},
     "Biobank": {"collections": FieldCost(1, items=NETWORK_LIST_ITEMS)},
     "SearchResult": {
         "facets": FacetsCost(),

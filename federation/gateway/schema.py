@@ -17,6 +17,7 @@ from federation.gateway.types.catalogue import CatalogueQuery
 from federation.gateway.types.diseases import DiseaseNamesQuery, DiseaseQuery
 from federation.gateway.types.holdings import HoldingsQuery
 from federation.gateway.types.identity import IdentityQuery
+from federation.gateway.types.requests import RequestsMutation, RequestsQuery
 from federation.gateway.types.search import SearchQuery
 from federation.gateway.types.sync import SyncMutation, SyncQuery
 
@@ -24,6 +25,7 @@ from federation.gateway.types.sync import SyncMutation, SyncQuery
 # graphene gathers an ObjectType's fields from its bases last to first (reversed MRO), so
 # the areas are listed in the reverse of the order the schema shows their fields in.
 class Query(
+    RequestsQuery,
     DiseaseNamesQuery,
     AuditQuery,
     IdentityQuery,
@@ -37,9 +39,9 @@ class Query(
         description = "Find samples and donors across the biobanks of the network."
 
 
-class Mutation(SyncMutation):
+class Mutation(RequestsMutation, SyncMutation):
     class Meta:
-        description = "Operations on the network (for biobank admins)."
+        description = "Operations on the network: syncs (biobank admins), access requests."
 
 
 schema = graphene.Schema(query=Query, mutation=Mutation)

@@ -207,4 +207,84 @@ privacy_releases = Table(
     PrimaryKeyConstraint("subject", "scope", "period", "fingerprint"),
 )
 
-APPEND_ONLY_TABLES = ("audit_searches",)
+# --- access requests (issue 15; federation/requests/) ---------------------------------------
+
+# One request of a researcher: the exact question (a SampleQuery as JSON), its sentence in
+# the researcher's language, the declared purpose (DUO terms), title and description.
+access_requests = Table(
+    "access_requests",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("researcher", Text, nullable=False),
+    Column("researcher_email", Text),
+    Column("language", Text, nullable=False),
+    Column("title", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("question", Text, nullable=False),
+    Column("purpose", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("negotiator_link", Text),
+    Index("access_requests_by_researcher", "researcher", "created_at"),
+)
+
+# One biobank's part of a request: its own state, and the consent check as released to the
+# researcher's role at submission (JSON).
+access_request_parts = Table(
+    "access_request_parts",
+    metadata,
+    Column("request_id", Text, nullable=False),
+    Column("biobank_id", Text, nullable=False),
+    Column("state", Text, nullable=False),
+    Column("consent", Text, nullable=False),
+    Column("updated_at", Text, nullable=False),
+    PrimaryKeyConstraint("request_id", "biobank_id"),
+    Index("access_request_parts_queue", "biobank_id", "state"),
+)
+
+# Every state change and message of every part: the request's audit log and its message
+# thread in one append-only table (the migrations refuse UPDATE and DELETE).
+access_request_events = Table(
+    "access_request_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("request_id", Text, nullable=False),
+    Column("biobank_id", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Column("actor", Text, nullable=False),
+    Column("actor_role", Text, nullable=False),
+    Column("from_state", Text),
+    Column("to_state", Text),
+    Column("message", Text),
+    Index("access_request_events_by_request", "request_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Notifications waiting to go out (e-mail, webhooks): written in the transaction of the
+# change they tell about, delivered by a background deliverer with retries and back-off.
+notification_outbox = Table(
+    "notification_outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("channel", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, server_default=text("0")),
+    # Epoch seconds: the deliverer does arithmetic on them.
+    Column("due_at", Float, nullable=False),
+    Column("claimed_until", Float),
+    Column("delivered_at", Text),
+    Column("failed_at", Text),
+    Column("last_error", Text),
+    Index(
+        "notification_outbox_due",
+        "due_at",
+        sqlite_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+        postgresql_where=text("delivered_at IS NULL AND failed_at IS NULL"),
+    ),
+    sqlite_autoincrement=True,
+)
+
+APPEND_ONLY_TABLES = ("audit_searches", "access_request_events")

@@ -17,6 +17,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.engine import URL
 
 from federation.state import schema_version
+from federation.state.access_requests import AccessRequestRecords, NotificationOutbox
 from federation.state.audit_trail import AuditTrail
 from federation.state.database import (
     SQLITE,
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets and the privacy ledger, in one database."""
+    buckets, the privacy ledger, access requests and the notification outbox, in one
+    database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -46,6 +48,8 @@ class StateStore:
         self.audit = AuditTrail(engine)
         self.rate_buckets = RateBuckets(engine)
         self.ledger = PrivacyLedger(engine)
+        self.outbox = NotificationOutbox(engine)
+        self.access_requests = AccessRequestRecords(engine, self.outbox)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:
