@@ -50,31 +50,24 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 # The modules each page imports, preloaded so the browser fetches them in parallel.
+_SHELL = ("shell.js", "i18n.js", "api.js", "dom.js", "cart.js")
 _MODULES = {
     "search": (
         "search.js",
-        "shell.js",
-        "i18n.js",
-        "api.js",
-        "dom.js",
+        *_SHELL,
         "counts.js",
         "combobox.js",
         "chart.js",
         "csv.js",
         "state.js",
         "names.js",
-    ),
-    "admin": ("admin.js", "shell.js", "i18n.js", "api.js", "dom.js", "csv.js"),
-    "biobank": (
-        "biobank.js",
-        "shell.js",
-        "i18n.js",
-        "api.js",
-        "dom.js",
-        "counts.js",
-        "names.js",
         "biobank-links.js",
     ),
+    "admin": ("admin.js", *_SHELL, "csv.js"),
+    "biobank": ("biobank.js", *_SHELL, "counts.js", "names.js", "biobank-links.js"),
+    "request": ("request.js", *_SHELL, "counts.js", "state.js", "biobank-links.js"),
+    "requests": ("requests.js", *_SHELL, "counts.js", "biobank-links.js"),
+    "queue": ("requests.js", *_SHELL, "counts.js", "biobank-links.js"),
 }
 
 blueprint = Blueprint("web", __name__, template_folder=WEB_DIR / "templates")
@@ -168,6 +161,24 @@ def search_page() -> Response:
 def admin_page() -> Response:
     """Biobank admins' page: sync history, starting a sync, quarantined records."""
     return _render("admin.html", "admin")
+
+
+@blueprint.get("/request")
+def request_page() -> Response:
+    """The request cart: the chosen biobanks, the purpose, the consent check, and sending."""
+    return _render("request.html", "request")
+
+
+@blueprint.get("/requests")
+def requests_page() -> Response:
+    """A researcher's access requests, each with a state and a message thread per biobank."""
+    return _render("requests.html", "requests", extra={"mode": "mine"})
+
+
+@blueprint.get("/admin/requests")
+def queue_page() -> Response:
+    """A biobank admin's queue: the parts of requests for the biobanks they administer."""
+    return _render("requests.html", "queue", extra={"mode": "queue"})
 
 
 @blueprint.get("/biobank/<biobank_id>")

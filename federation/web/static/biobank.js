@@ -4,6 +4,7 @@
 import { request } from './api.js';
 import { biobankHref, countryName } from './biobank-links.js';
 import { countNode, countPhrase, initTooltips } from './counts.js';
+import { addToCart, inCart, onCartChange, readCart, removeFromCart } from './cart.js';
 import { byId, fill, h } from './dom.js';
 import { currentLanguage, formatDateTime, has, onLanguageChange, pageConfig, t } from './i18n.js';
 import { diseaseName, ensureNames } from './names.js';
@@ -121,6 +122,7 @@ function render() {
   byId('search-biobank').href = `/?biobank=${encodeURIComponent(bb.id)}`;
   renderAbout(bb);
   renderAccess(bb);
+  renderCart(bb);
   renderFreshness(bb.freshness);
   renderHoldings(page.holdings);
   renderCollections(bb, page.holdings);
@@ -129,6 +131,37 @@ function render() {
     wrap.dataset.scrollable = String(wrap.scrollWidth > wrap.clientWidth + 1);
   }
   for (const listener of renderListeners) listener(page);
+}
+
+// The request cart: this biobank as a whole, or some of its collections. With an empty cart
+// the question is "this biobank's samples" (its search page's address); otherwise the cart
+// keeps the search it was filled from.
+function cartToggle(bb, collection = null) {
+  const collectionId = collection ? collection.id : null;
+  const chosen = inCart(bb.id, collectionId);
+  const name = collection ? collection.name : localName(bb);
+  return h('button', {
+    type: 'button',
+    class: collection ? 'cart-toggle' : 'cart-toggle primary',
+    'aria-pressed': String(chosen),
+    'data-cart': collectionId ?? '',
+    'aria-label': t(chosen ? 'cart.remove.named' : 'cart.add.named', { name }),
+    onclick: () => {
+      if (inCart(bb.id, collectionId)) {
+        removeFromCart(bb.id, collectionId);
+        byId('cart-status').textContent = t('cart.removed', { name });
+      } else {
+        const cart = readCart();
+        addToCart(bb.id, cart.biobanks.length ? null : `?biobank=${encodeURIComponent(bb.id)}`, collectionId);
+        byId('cart-status').textContent = t('cart.added', { name });
+      }
+    },
+    text: t(chosen ? 'cart.in' : collection ? 'cart.add' : 'cart.add.biobank'),
+  });
+}
+
+function renderCart(bb) {
+  fill(byId('cart-controls'), cartToggle(bb), h('a', { href: '/request', class: 'button-link', text: t('cart.open') }));
 }
 
 function external(href, text) {
@@ -272,6 +305,7 @@ function renderCollections(bb, holdings) {
       h('td', { 'data-field': 'materials' }, topList('material_type', held.materials, rule, held.described)),
       h('td', { 'data-field': 'diseases' }, topList('block', held.diseases, rule, held.described)),
       h('td', { class: 'mono', 'data-field': 'consent', text: collection.defaultConsent || '' }),
+      h('td', { class: 'cart-cell' }, cartToggle(bb, collection)),
     );
   });
   fill(
@@ -286,7 +320,7 @@ function renderCollections(bb, holdings) {
         h(
           'tr',
           {},
-          ['collection', 'donors', 'samples', 'materials', 'diseases', 'consent'].map((c) => h('th', {
+          ['collection', 'donors', 'samples', 'materials', 'diseases', 'consent', 'request'].map((c) => h('th', {
             scope: 'col',
             class: c === 'donors' || c === 'samples' ? 'num' : undefined,
             text: t(`biobank.column.${c}`),
@@ -299,6 +333,19 @@ function renderCollections(bb, holdings) {
 }
 
 export { biobankHref };
+
+// The cart changed (here or in another tab): re-draw its buttons, keeping focus on the
+// one pressed.
+onCartChange(() => {
+  if (!page) return;
+  const focused = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.cart : undefined;
+  renderCart(page.biobank);
+  renderCollections(page.biobank, page.holdings);
+  if (focused !== undefined) {
+    const again = [...document.querySelectorAll('[data-cart]')].find((el) => el.dataset.cart === focused);
+    if (again) again.focus();
+  }
+});
 
 initTooltips();
 onLanguageChange(() => load());

@@ -10,6 +10,7 @@ import { datedName, download } from './csv.js';
 import { byId, debounce, fill, h } from './dom.js';
 import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
 import { biobankHref, countryName } from './biobank-links.js';
+import { addToCart, inCart, onCartChange, removeFromCart } from './cart.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
 import { initShell } from './shell.js';
 import { readState, researchPurpose, sampleQuery, writeState } from './state.js';
@@ -533,6 +534,43 @@ function accessCell(access) {
   );
 }
 
+// Choosing a biobank for an access request: a toggle per row; the cart keeps this search
+// (its URL query string) as the request's question.
+function cartButton(biobankId) {
+  const chosen = inCart(biobankId);
+  const name = biobankName(biobankId);
+  return h('button', {
+    type: 'button',
+    class: 'cart-toggle',
+    'aria-pressed': String(chosen),
+    'data-cart': biobankId,
+    'aria-label': t(chosen ? 'cart.remove.named' : 'cart.add.named', { name }),
+    onclick: () => {
+      if (inCart(biobankId)) {
+        removeFromCart(biobankId);
+        byId('cart-status').textContent = t('cart.removed', { name });
+      } else {
+        const replaced = addToCart(biobankId, writeState(state));
+        byId('cart-status').textContent = t(replaced ? 'cart.added.replaced' : 'cart.added', { name });
+      }
+    },
+    text: t(chosen ? 'cart.in' : 'cart.add'),
+  });
+}
+
+function refreshCartButtons() {
+  for (const button of document.querySelectorAll('#biobank-results [data-cart]')) {
+    const id = button.dataset.cart;
+    const chosen = inCart(id);
+    const name = biobankName(id);
+    button.setAttribute('aria-pressed', String(chosen));
+    button.setAttribute('aria-label', t(chosen ? 'cart.remove.named' : 'cart.add.named', { name }));
+    button.textContent = t(chosen ? 'cart.in' : 'cart.add');
+  }
+}
+
+onCartChange(() => refreshCartButtons());
+
 function renderBiobanks() {
   const container = byId('biobank-table');
   const exportButton = byId('export-biobanks');
@@ -552,6 +590,7 @@ function renderBiobanks() {
     h('th', { scope: 'col', class: 'num', text: t('biobanks.samples') }),
     withConsent ? OUTCOMES.map((o) => h('th', { scope: 'col', class: 'num', text: t(`outcome.${o}`) })) : null,
     h('th', { scope: 'col', text: t('biobanks.access') }),
+    h('th', { scope: 'col', text: t('cart.column') }),
   ];
   const body = rows.map((row) => {
     const rule = row.access.explanation;
@@ -570,6 +609,7 @@ function renderBiobanks() {
         })
         : null,
       accessCell(row.access),
+      h('td', { class: 'cart-cell' }, cartButton(row.biobank.id)),
     );
   });
   const total = h(
@@ -585,6 +625,7 @@ function renderBiobanks() {
         return h('td', { class: 'num', 'data-field': `consent-${o}` }, split ? countNode(split.samples) : '');
       })
       : null,
+    h('td'),
     h('td'),
   );
   fill(
