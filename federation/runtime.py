@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from federation.disclosure.ledger import LEDGER_FILE, PrivacyLedger
+from federation.requests.alerts import SavedSearchService
 from federation.requests.config import RequestsSettings
 from federation.requests.deliver import Deliverer
 from federation.search.audit import AUDIT_FILE, AuditLog
@@ -69,9 +70,24 @@ class Runtime:
         return RequestsSettings.parse(self.settings.requests, self.settings.webhook_secret)
 
     @cached_property
+    def saved_searches(self) -> SavedSearchService:
+        """Saved searches, checked again after each publish (docs/requests.md)."""
+        return SavedSearchService(
+            self.state_store.saved_searches,
+            self.search,
+            lambda: self.backend.published(),
+            self.requests_settings,
+        )
+
+    @cached_property
     def deliverer(self) -> Deliverer:
-        """This process's deliverer of the notification outbox (started by the gateway)."""
-        return Deliverer(self.state_store.outbox, self.requests_settings)
+        """This process's deliverer of the notification outbox, which also checks saved
+        searches after a publish (started by the gateway)."""
+        return Deliverer(
+            self.state_store.outbox,
+            self.requests_settings,
+            tasks=(self.saved_searches.check_all,),
+        )
 
     @cached_property
     def search(self) -> SearchService:

@@ -22,7 +22,8 @@ PACKAGES = ("federation", "connectors")
 # disclosure policies it parses and below search, which builds its backend from it;
 # `runtime` wires settings to the backend, the sync state and the search service for the
 # entry points above it; `beacon` speaks the Beacon v2 protocol over the search service,
-# and the gateway serves it.
+# and the gateway serves it; `requests` (access requests) checks consent through the
+# search service and keeps its state in the store.
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("federation", "errors", "faults", "sqlite_wal"),
     ("package_data",),

@@ -429,6 +429,8 @@ def _write_network_yaml(
                 "sources": sources,
             },
             "privacy_budget": DEMO_PRIVACY_BUDGET,
+            # Signed-in researchers may request samples (docs/requests.md).
+            "access_requests": {"roles": ["registered", "approved"]},
             "biobanks": entries,
         },
         sort_keys=False,

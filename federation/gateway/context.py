@@ -12,12 +12,14 @@ from dataclasses import dataclass, field
 from federation.disclosure.budget import BudgetStatus
 from federation.disclosure.roles import ANONYMOUS, Identity
 from federation.errors import NotFound
+from federation.requests.alerts import SavedSearchService
 from federation.requests.service import AccessRequestService
 from federation.runtime import Runtime
 from federation.search.audit import AuditLog, NoAuditLog
 from federation.search.backend import GenerationInfo
 from federation.search.service import SearchService
 from federation.settings import BiobankSource, Network
+from federation.state.access_requests import AccessRequestRecords
 from federation.sync.admin import SyncAdministration
 
 
@@ -67,13 +69,26 @@ class GatewayContext:
     @property
     def access_requests(self) -> AccessRequestService:
         """Access requests, with their permission checks; consent checks through this
-        request's audited search service."""
+        request's audited search service. The store is opened on first use, after the
+        service has checked who is asking."""
         runtime = self.runtime
-        runtime.deliverer.start()  # idempotent: one deliverer per process
-        return AccessRequestService(
-            runtime.state_store.access_requests,
+
+        def records() -> AccessRequestRecords:
+            runtime.deliverer.start()  # idempotent: one deliverer per process
+            return runtime.state_store.access_requests
+
+        return AccessRequestService(records, self.search, self.network, runtime.requests_settings)
+
+    @property
+    def saved_searches(self) -> SavedSearchService:
+        """Saved searches and alerts; the first check of a new one is this request's
+        audited search."""
+        runtime = self.runtime
+        runtime.deliverer.start()  # it checks saved searches after each publish
+        return SavedSearchService(
+            runtime.state_store.saved_searches,
             self.search,
-            self.network,
+            lambda: self.generations(),
             runtime.requests_settings,
         )
 

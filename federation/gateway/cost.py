@@ -108,7 +108,7 @@ COST_MAP: Mapping[str, Mapping[str, FieldCost]] = {
         # A consent check is a search.
         "previewAccessRequest": FieldCost(10),
     },
-    "Mutation": {"submitAccessRequest": FieldCost(10)},
+    "Mutation": {"submitAccessRequest": FieldCost(10), "saveSearch": FieldCost(10)},
     "Biobank": {"collections": FieldCost(1, items=NETWORK_LIST_ITEMS)},
     "SearchResult": {
         "facets": FacetsCost(),

@@ -18,6 +18,7 @@ from federation.gateway.types.diseases import DiseaseNamesQuery, DiseaseQuery
 from federation.gateway.types.holdings import HoldingsQuery
 from federation.gateway.types.identity import IdentityQuery
 from federation.gateway.types.requests import RequestsMutation, RequestsQuery
+from federation.gateway.types.saved_searches import SavedSearchMutation, SavedSearchQuery
 from federation.gateway.types.search import SearchQuery
 from federation.gateway.types.sync import SyncMutation, SyncQuery
 
@@ -25,6 +26,7 @@ from federation.gateway.types.sync import SyncMutation, SyncQuery
 # graphene gathers an ObjectType's fields from its bases last to first (reversed MRO), so
 # the areas are listed in the reverse of the order the schema shows their fields in.
 class Query(
+    SavedSearchQuery,
     RequestsQuery,
     DiseaseNamesQuery,
     AuditQuery,
@@ -39,9 +41,11 @@ class Query(
         description = "Find samples and donors across the biobanks of the network."
 
 
-class Mutation(RequestsMutation, SyncMutation):
+class Mutation(SavedSearchMutation, RequestsMutation, SyncMutation):
     class Meta:
-        description = "Operations on the network: syncs (biobank admins), access requests."
+        description = (
+            "Operations on the network: syncs (biobank admins), access requests, saved searches."
+        )
 
 
 schema = graphene.Schema(query=Query, mutation=Mutation)

@@ -15,17 +15,37 @@ import hashlib
 import hmac
 import logging
 import smtplib
+import sys
 import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from email.message import EmailMessage
+from typing import Any
 
 from federation.requests.config import RequestsSettings
 from federation.requests.notices import EMAIL, WEBHOOK
 from federation.state.access_requests import Notification, NotificationOutbox, OutboxItem
 
 log = logging.getLogger(__name__)
+# E-mail in `log` mode (the demo) goes here, at INFO, to stderr unless the host application
+# configured this logger: gunicorn leaves the root logger without handlers, where INFO
+# lines would vanish.
+mail_log = logging.getLogger("biofed.mail")
+
+
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever sys.stderr is at the time (a test's capture comes and goes)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
 
 SIGNATURE_HEADER = "X-Biofed-Signature"
 TIMESTAMP_HEADER = "X-Biofed-Timestamp"
@@ -54,11 +74,22 @@ def backoff(settings: RequestsSettings, attempts: int) -> float:
 class Deliverer:
     """Sends due notifications from the outbox; `start` runs it in a daemon thread."""
 
-    def __init__(self, outbox: NotificationOutbox, settings: RequestsSettings) -> None:
+    def __init__(
+        self,
+        outbox: NotificationOutbox,
+        settings: RequestsSettings,
+        tasks: Sequence[Callable[[], object]] = (),
+    ) -> None:
         self.outbox = outbox
         self.settings = settings
+        # Other background work of the same rhythm (checking saved searches after a
+        # publish, which fills the outbox).
+        self.tasks = tuple(tasks)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        if settings.email.mode == "log" and not mail_log.handlers:
+            mail_log.addHandler(_Stderr())
+            mail_log.setLevel(logging.INFO)
 
     def send(self, note: Notification) -> None:
         """Deliver one notification or raise DeliveryFailed."""
@@ -72,7 +103,7 @@ class Deliverer:
     def _email(self, note: Notification) -> None:
         email = self.settings.email
         if email.mode == "log":
-            log.info("e-mail to %s: %s\n%s", note.target, note.subject, note.body)
+            mail_log.info("e-mail to %s: %s\n%s", note.target, note.subject, note.body)
             return
         message = EmailMessage()
         message["From"] = email.sender
@@ -116,10 +147,10 @@ class Deliverer:
         now = time.time() if now is None else now
         delivered = 0
         for item in self.outbox.claim(now, CLAIM_LEASE_SECONDS, BATCH):
-            delivered += self._attempt(item)
+            delivered += self._attempt(item, now)
         return delivered
 
-    def _attempt(self, item: OutboxItem) -> int:
+    def _attempt(self, item: OutboxItem, now: float) -> int:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         try:
             self.send(item.notification)
@@ -137,7 +168,7 @@ class Deliverer:
             self.outbox.retry(
                 item.id,
                 str(err),
-                time.time() + backoff(self.settings, attempts),
+                now + backoff(self.settings, attempts),
                 failed_at=at if gave_up else None,
             )
             return 0
@@ -153,10 +184,11 @@ class Deliverer:
 
     def _loop(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.run_once()
-            except Exception:  # a store outage must not end the thread
-                log.exception("notification delivery failed; trying again")
+            for task in (*self.tasks, self.run_once):
+                try:
+                    task()
+                except Exception:  # a store outage must not end the thread
+                    log.exception("background task %s failed; trying again", task)
             self._stop.wait(self.settings.poll_seconds)
 
     def stop(self) -> None:

@@ -165,16 +165,21 @@ class AccessRequestService:
 
     def __init__(
         self,
-        records: AccessRequestRecords,
+        records: Callable[[], AccessRequestRecords],
         search: SearchService,
         network: Callable[[], Network],
         settings: RequestsSettings,
     ) -> None:
-        self.records = records
+        self._records = records
         self.search = search
         self.network = network
         self.settings = settings
         self.clock: Callable[[], str] = now_text
+
+    @property
+    def records(self) -> AccessRequestRecords:
+        """The store's requests (opened on first use)."""
+        return self._records()
 
     # --- who may do what -----------------------------------------------------------------
 

@@ -94,6 +94,7 @@ class OutboxItem:
     delivered_at: str | None = None
     failed_at: str | None = None
     last_error: str | None = None
+    due_at: float = 0.0  # epoch seconds of the next attempt
 
 
 def _part(row: Row[Any]) -> StoredPart:
@@ -131,6 +132,7 @@ def _item(row: Row[Any]) -> OutboxItem:
         row.delivered_at,
         row.failed_at,
         row.last_error,
+        row.due_at,
     )
 
 

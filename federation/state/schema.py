@@ -287,4 +287,42 @@ notification_outbox = Table(
     sqlite_autoincrement=True,
 )
 
+# --- saved searches and their alerts (issue 15 point 6) --------------------------------------
+
+# A researcher's saved question, with who they were when they saved it (the identity its
+# alerts are computed as), the generation of each biobank it was last checked against and
+# the figures then released (JSON).
+saved_searches = Table(
+    "saved_searches",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("owner", Text, nullable=False),
+    Column("owner_email", Text),
+    Column("identity", Text, nullable=False),
+    Column("name", Text, nullable=False),
+    Column("query", Text, nullable=False),
+    Column("purpose", Text),
+    Column("language", Text, nullable=False),
+    Column("created_at", Text, nullable=False),
+    Column("generations", Text, nullable=False),
+    Column("baseline", Text, nullable=False),
+    Index("saved_searches_by_owner", "owner", "created_at"),
+)
+
+# One alert: new matching samples at a biobank after a publish, with the figures a fresh
+# search released to the owner then (JSON).
+saved_search_alerts = Table(
+    "saved_search_alerts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("search_id", Text, nullable=False),
+    Column("owner", Text, nullable=False),
+    Column("at", Text, nullable=False),
+    Column("biobank_id", Text, nullable=False),
+    Column("generation", Text, nullable=False),
+    Column("released", Text, nullable=False),
+    Index("saved_search_alerts_by_owner", "owner", "id"),
+    sqlite_autoincrement=True,
+)
+
 APPEND_ONLY_TABLES = ("audit_searches", "access_request_events")

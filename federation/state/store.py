@@ -29,6 +29,7 @@ from federation.state.database import (
 )
 from federation.state.ledger import PrivacyLedger
 from federation.state.rate_buckets import RateBuckets
+from federation.state.saved_searches import SavedSearches
 from federation.state.sync_records import Checkpoints, Quarantine, SyncRequests, SyncRuns
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets, the privacy ledger, access requests and the notification outbox, in one
-    database."""
+    buckets, the privacy ledger, access requests, saved searches and the notification
+    outbox, in one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -50,6 +51,7 @@ class StateStore:
         self.ledger = PrivacyLedger(engine)
         self.outbox = NotificationOutbox(engine)
         self.access_requests = AccessRequestRecords(engine, self.outbox)
+        self.saved_searches = SavedSearches(engine, self.outbox)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:

@@ -29,6 +29,7 @@ from federation.state.access_requests import RequestEvent, StoredPart
 
 AccessRequestState = graphene.Enum.from_enum(
     PartState,
+    name="AccessRequestState",
     description=lambda member: (
         "Where one biobank's part of an access request stands (after the BBMRI-ERIC "
         "Negotiator's lifecycle)."

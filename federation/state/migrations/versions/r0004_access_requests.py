@@ -1,5 +1,6 @@
 """Access requests (issue 15): requests, their parts per biobank, the append-only log of
-their state changes and messages, and the outbox of notifications.
+their state changes and messages, the outbox of notifications, saved searches and their
+alerts.
 
 Revision ID: 0004
 Revises: 0001
@@ -88,6 +89,34 @@ def upgrade() -> None:
         postgresql_where=sa.text(where),
     )
 
+    op.create_table(
+        "saved_searches",
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("owner_email", sa.Text),
+        sa.Column("identity", sa.Text, nullable=False),
+        sa.Column("name", sa.Text, nullable=False),
+        sa.Column("query", sa.Text, nullable=False),
+        sa.Column("purpose", sa.Text),
+        sa.Column("language", sa.Text, nullable=False),
+        sa.Column("created_at", sa.Text, nullable=False),
+        sa.Column("generations", sa.Text, nullable=False),
+        sa.Column("baseline", sa.Text, nullable=False),
+    )
+    op.create_index("saved_searches_by_owner", "saved_searches", ["owner", "created_at"])
+    op.create_table(
+        "saved_search_alerts",
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("search_id", sa.Text, nullable=False),
+        sa.Column("owner", sa.Text, nullable=False),
+        sa.Column("at", sa.Text, nullable=False),
+        sa.Column("biobank_id", sa.Text, nullable=False),
+        sa.Column("generation", sa.Text, nullable=False),
+        sa.Column("released", sa.Text, nullable=False),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("saved_search_alerts_by_owner", "saved_search_alerts", ["owner", "id"])
+
 
 def _append_only(table: str, dialect: str) -> None:
     """Refuse UPDATE and DELETE (and TRUNCATE) of the log in the database itself."""
@@ -110,5 +139,12 @@ def _append_only(table: str, dialect: str) -> None:
 
 
 def downgrade() -> None:
-    for table in ("notification_outbox", EVENTS, "access_request_parts", "access_requests"):
+    for table in (
+        "saved_search_alerts",
+        "saved_searches",
+        "notification_outbox",
+        EVENTS,
+        "access_request_parts",
+        "access_requests",
+    ):
         op.drop_table(table)
