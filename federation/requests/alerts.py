@@ -184,9 +184,12 @@ class SavedSearchService:
     def check_all(self) -> int:
         """Check every saved search whose biobanks published since its last check; the
         number of alerts recorded."""
+        searches = self.store.all()
+        if not searches:
+            return 0  # nothing to check: not even the backend is asked
         current = {b: info.generation for b, info in self.published().items()}
         recorded = 0
-        for saved in self.store.all():
+        for saved in searches:
             if saved.generations == current:
                 continue
             try:

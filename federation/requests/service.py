@@ -316,9 +316,7 @@ class AccessRequestService:
                 raise BadInput(argument, text[:40] + "...", f"longer than {limit} characters")
         if submission.language not in LANGUAGES:
             raise BadInput("language", submission.language, f"not one of {', '.join(LANGUAGES)}")
-        for biobank_id in submission.collections:
-            if biobank_id not in submission.biobanks:
-                raise BadInput("collections", biobank_id, "names a biobank not selected")
+        self._check_collections(submission)
         preview = self.preview(
             identity,
             submission.query,
@@ -378,6 +376,23 @@ class AccessRequestService:
         notes = [n for e in events for n in notices.for_event(request, e)]
         self.records.create(request, events, notes)
         return self._view(identity, request)
+
+    def _check_collections(self, submission: Submission) -> None:
+        """Each named collection belongs to a selected biobank's published data."""
+        published = self.search.backend.published()
+        for biobank_id, collection_ids in submission.collections.items():
+            if biobank_id not in submission.biobanks:
+                raise BadInput("collections", biobank_id, "names a biobank not selected")
+            info = published.get(biobank_id)
+            known = {str(c["id"]) for c in info.metadata.get("collections", ())} if info else set()
+            for collection_id in collection_ids:
+                if collection_id not in known:
+                    raise BadInput(
+                        "collections",
+                        collection_id,
+                        f"no collection of {biobank_id} has this id "
+                        f"(known: {', '.join(sorted(known)) or 'none'})",
+                    )
 
     def _notices(self) -> Notices:
         return Notices(self.settings, self.network())

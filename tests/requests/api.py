@@ -11,7 +11,7 @@ CHECK = f"""
   permitted {{ donors {{ {COUNT} }} samples {{ {COUNT} }} }}
   conditional {{ donors {{ {COUNT} }} samples {{ {COUNT} }} }}
   notPermitted {{ donors {{ {COUNT} }} samples {{ {COUNT} }} }}
-  conditions {{ code }}
+  conditions {{ code }} collections
 """
 REQUEST = f"""
   id title researcher question query purpose createdAt

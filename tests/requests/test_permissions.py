@@ -210,6 +210,12 @@ def test_a_purpose_nothing_permits_warns_and_needs_acknowledging(client: FlaskCl
     ) == (False, None)
 
 
+def test_collections_of_the_selected_biobanks_are_kept(client: FlaskClient) -> None:
+    request = submit(client, collections=[{"biobank": "bb1", "collections": ["C1"]}])
+    assert part(request, "bb1")["consentCheck"]["collections"] == ["C1"]
+    assert part(request, "bb2")["consentCheck"]["collections"] == []
+
+
 def test_bad_input_names_the_field(client: FlaskClient) -> None:
     cases = [
         (submission(biobanks=[]), "biobanks"),
@@ -220,6 +226,8 @@ def test_bad_input_names_the_field(client: FlaskClient) -> None:
             "biobanks",
         ),
         (submission(language="fr"), "language"),
+        (submission(collections=[{"biobank": "bb1", "collections": ["C9"]}]), "collections"),
+        (submission(collections=[{"biobank": "bb9", "collections": ["C1"]}]), "collections"),
         (submission(query={"diseases": ["not-a-code"]}), "input.query.diseases"),
     ]
     for data, argument in cases:
