@@ -24,10 +24,10 @@ const REQUEST = `id title description researcher language question createdAt
     events { id at actor actorRole fromState toState message }
   }`;
 const MINE = `{ myAccessRequests { ${REQUEST} } }`;
-const QUEUE = `query Queue($biobank: ID, $state: PartState) {
+const QUEUE = `query Queue($biobank: ID, $state: AccessRequestState) {
   biobankAccessRequests(biobank: $biobank, state: $state) { ${REQUEST} }
 }`;
-const MOVE = `mutation Move($id: ID!, $biobank: ID!, $to: PartState!, $message: String) {
+const MOVE = `mutation Move($id: ID!, $biobank: ID!, $to: AccessRequestState!, $message: String) {
   moveAccessRequest(id: $id, biobank: $biobank, to: $to, message: $message) { ${REQUEST} }
 }`;
 const MESSAGE = `mutation Message($id: ID!, $biobank: ID!, $message: String!) {
