@@ -79,6 +79,7 @@ _SQL_FACET_KEY = {
     "chapter": "unnest(chapters)",
     "block": "unnest(blocks)",
     "biobank": "biobank_id",
+    "country": "biobank_id",  # counted per biobank; the service names the country
     "collection_type": "unnest(collection_types)",
 }
 
@@ -271,7 +272,7 @@ def dsl_searches(
     for facet in FACETS:
         drop = _FACET_CONDITION.get(facet)
         aggs = by_drop.setdefault(drop if drop in conditions else None, {})
-        if facet == "biobank":
+        if facet in ("biobank", "country"):  # the per-biobank buckets themselves
             aggs["donors"] = donors
         elif facet == "age":
             aggs[facet] = {

@@ -98,6 +98,9 @@ class Runtime:
             record_biobanks=lambda: [s.biobank.id for s in self.network().biobanks],
         )
         service.budgets = lambda: self.network().budgets
+        service.countries = lambda: {
+            s.biobank.id: s.biobank.country for s in self.network().biobanks
+        }
         service.ledger = self.ledger
         return service.audited(self.audit) if self.audited else service
 

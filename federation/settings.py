@@ -366,6 +366,15 @@ def _access_section(name: str, value: Any) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class AccessTerms:
+    """How a researcher applies for a biobank's samples (the network file's `access`)."""
+
+    url: str | None = None  # the biobank's own application page
+    conditions: str | None = None  # who may apply and on what terms, in English
+    conditions_ja: str | None = None
+
+
+@dataclass(frozen=True)
 class BiobankSource:
     """A biobank of the network, the connector that pulls its data, and its disclosure policy."""
 
@@ -377,6 +386,7 @@ class BiobankSource:
     policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     # A full read of zero records after a successful one of some is taken as the truth.
     allow_empty: bool = False
+    access: AccessTerms = field(default_factory=AccessTerms)
 
 
 @dataclass(frozen=True)
@@ -415,6 +425,26 @@ class Network:
                 raise SettingsError(f"biobank {biobank_id!r} is invalid: {entry.error}")
         known = ", ".join(s.biobank.id for s in self.biobanks)
         raise SettingsError(f"no biobank {biobank_id!r} in {self.path} (known: {known})")
+
+
+def _access(where: str, value: Any) -> AccessTerms:
+    """A biobank entry's `access`: its application page and conditions, all optional."""
+    if value is None:
+        return AccessTerms()
+    if not isinstance(value, Mapping):
+        raise SettingsError(f"{where}.access: must be a mapping (url, conditions, conditions_ja)")
+    unknown = sorted(set(value) - {"url", "conditions", "conditions_ja"})
+    if unknown:
+        raise SettingsError(
+            f"{where}.access.{unknown[0]}: unknown (url, conditions, conditions_ja)"
+        )
+    for name, text in value.items():
+        if text is not None and not isinstance(text, str):
+            raise SettingsError(f"{where}.access.{name}: {text!r} is not text")
+    url = value.get("url")
+    if url is not None and not url.startswith(("https://", "http://")):
+        raise SettingsError(f"{where}.access.url: {url!r} is not an http(s) URL")
+    return AccessTerms(url, value.get("conditions"), value.get("conditions_ja"))
 
 
 def _allow_empty(where: str, value: Any) -> bool:
@@ -494,4 +524,5 @@ def _source(
         base_dir,
         policy,
         _allow_empty(where, entry.get("allow_empty", False)),
+        _access(where, entry.get("access")),
     )

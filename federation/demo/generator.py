@@ -368,8 +368,30 @@ def _describe(entry: _Entry, plan: BiobankPlan, connector: dict[str, Any]) -> di
         kind=entry.kind,
         disclosure=DEMO_DISCLOSURE[entry.kind],
         connector=connector,
+        access={"url": f"https://biobank.example.org/{entry.id}/apply", **DEMO_ACCESS[entry.kind]},
     )
     return item
+
+
+# What a demo biobank's page says about applying for samples, by kind of biobank.
+DEMO_ACCESS: dict[str, dict[str, str]] = {
+    "population": {
+        "conditions": "Research on health and disease by academic or public institutions, "
+        "after ethics approval; data access committee review.",
+        "conditions_ja": "倫理審査の承認を受けた大学・公的機関による保健医療研究。"
+        "データアクセス委員会の審査があります。",
+    },
+    "hospital": {
+        "conditions": "Academic research with ethics approval; collaboration with the "
+        "hospital's clinicians is expected.",
+        "conditions_ja": "倫理審査の承認を受けた学術研究。病院の臨床医との共同研究が前提です。",
+    },
+    "disease": {
+        "conditions": "Research on the diseases the biobank collects for; samples are scarce "
+        "and shared in small amounts.",
+        "conditions_ja": "収集対象の疾患に関する研究に限ります。試料は少量ずつの提供です。",
+    },
+}
 
 
 # Disclosure policies of the demo biobanks, so the demo shows how answers differ by role:

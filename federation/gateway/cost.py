@@ -34,6 +34,8 @@ from federation.search.query import FACETS, MAX_PAGE_SIZE
 
 PAGE_ARGUMENT = "first"
 SEARCH_FIELD = "search"
+# Root fields that each ask searches: counted against the per-request search limit.
+SEARCH_FIELDS = frozenset({SEARCH_FIELD, "holdings"})
 INTROSPECTION_FIELDS = frozenset({"__schema", "__type"})
 
 
@@ -95,6 +97,8 @@ NETWORK_LIST_ITEMS = 10
 COST_MAP: Mapping[str, Mapping[str, FieldCost]] = {
     "Query": {
         "search": FieldCost(10),  # a backend round of counts, per biobank and consent split
+        # A search of the biobank and one per collection (a handful).
+        "holdings": FieldCost(10, items=NETWORK_LIST_ITEMS),
         "diseases": FieldCost(1, PAGE_ARGUMENT),
         "syncRuns": FieldCost(1, PAGE_ARGUMENT),
         "syncRequests": FieldCost(1, PAGE_ARGUMENT),
@@ -162,7 +166,7 @@ def measure(
     walk = _Walk(schema, fragments, dict(variables), max_depth, cost_map)
     fields = collect_fields(schema, fragments, walk.variables, root, operation.selection_set)
     introspection = any(nodes[0].name.value in INTROSPECTION_FIELDS for nodes in fields.values())
-    searches = sum(1 for nodes in fields.values() if nodes[0].name.value == SEARCH_FIELD)
+    searches = sum(1 for nodes in fields.values() if nodes[0].name.value in SEARCH_FIELDS)
     cost, depth = walk.fields(root, fields, 1, ())
     return Shape(cost, depth, introspection, searches)
 

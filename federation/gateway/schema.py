@@ -15,6 +15,7 @@ import graphene
 from federation.gateway.types.audit import AuditQuery
 from federation.gateway.types.catalogue import CatalogueQuery
 from federation.gateway.types.diseases import DiseaseNamesQuery, DiseaseQuery
+from federation.gateway.types.holdings import HoldingsQuery
 from federation.gateway.types.identity import IdentityQuery
 from federation.gateway.types.requests import RequestsMutation, RequestsQuery
 from federation.gateway.types.saved_searches import SavedSearchMutation, SavedSearchQuery
@@ -32,6 +33,7 @@ class Query(
     IdentityQuery,
     SyncQuery,
     DiseaseQuery,
+    HoldingsQuery,
     CatalogueQuery,
     SearchQuery,
 ):

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from flask import Blueprint, Response, render_template, request
+from flask import Blueprint, Response, current_app, render_template, request
 from flask.blueprints import BlueprintSetupState
 from markupsafe import Markup
 
@@ -50,21 +50,24 @@ CONTENT_SECURITY_POLICY = "; ".join(
 )
 
 # The modules each page imports, preloaded so the browser fetches them in parallel.
+_SHELL = ("shell.js", "i18n.js", "api.js", "dom.js", "cart.js")
 _MODULES = {
     "search": (
         "search.js",
-        "shell.js",
-        "i18n.js",
-        "api.js",
-        "dom.js",
+        *_SHELL,
         "counts.js",
         "combobox.js",
         "chart.js",
         "csv.js",
         "state.js",
         "names.js",
+        "biobank-links.js",
     ),
-    "admin": ("admin.js", "shell.js", "i18n.js", "api.js", "dom.js", "csv.js"),
+    "admin": ("admin.js", *_SHELL, "csv.js"),
+    "biobank": ("biobank.js", *_SHELL, "counts.js", "names.js", "biobank-links.js"),
+    "request": ("request.js", *_SHELL, "counts.js", "state.js", "biobank-links.js"),
+    "requests": ("requests.js", *_SHELL, "counts.js", "biobank-links.js"),
+    "queue": ("requests.js", *_SHELL, "counts.js", "biobank-links.js"),
 }
 
 blueprint = Blueprint("web", __name__, template_folder=WEB_DIR / "templates")
@@ -108,10 +111,13 @@ def translate(messages: Mapping[str, str], key: str, **params: Any) -> str:
     return text
 
 
-def _render(template: str, page: str) -> Response:
+def _render(
+    template: str, page: str, status: int = 200, extra: Mapping[str, Any] | None = None
+) -> Response:
     language = reader_language()
     messages = catalogue(language)
     config = {
+        **(extra or {}),
         "page": page,
         "language": language,
         "languages": list(LANGUAGES),
@@ -133,7 +139,7 @@ def _render(template: str, page: str) -> Response:
         config_json=Markup(_script_json(config)),
         messages_json=Markup(_script_json(messages)),
     )
-    response = Response(html, mimetype="text/html")
+    response = Response(html, status=status, mimetype="text/html")
     response.headers["Content-Language"] = language
     response.headers["Vary"] = "Accept-Language, Cookie"
     response.headers["Cache-Control"] = "no-cache"
@@ -155,6 +161,34 @@ def search_page() -> Response:
 def admin_page() -> Response:
     """Biobank admins' page: sync history, starting a sync, quarantined records."""
     return _render("admin.html", "admin")
+
+
+@blueprint.get("/request")
+def request_page() -> Response:
+    """The request cart: the chosen biobanks, the purpose, the consent check, and sending."""
+    return _render("request.html", "request")
+
+
+@blueprint.get("/requests")
+def requests_page() -> Response:
+    """A researcher's access requests, each with a state and a message thread per biobank."""
+    return _render("requests.html", "requests", extra={"mode": "mine"})
+
+
+@blueprint.get("/admin/requests")
+def queue_page() -> Response:
+    """A biobank admin's queue: the parts of requests for the biobanks they administer."""
+    return _render("requests.html", "queue", extra={"mode": "queue"})
+
+
+@blueprint.get("/biobank/<biobank_id>")
+def biobank_page(biobank_id: str) -> Response:
+    """A biobank's page: description, access, data freshness, collections and holdings."""
+    # The shell says "no such biobank" itself; the status tells crawlers and scripts.
+    known = any(
+        s.biobank.id == biobank_id for s in current_app.extensions["biofed"].network().biobanks
+    )
+    return _render("biobank.html", "biobank", 200 if known else 404, {"biobank": biobank_id})
 
 
 @blueprint.after_request

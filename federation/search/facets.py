@@ -17,9 +17,9 @@ from federation.search.documents import COLUMNS
 # Width of an age bucket in years: buckets are 0-9, 10-19, ...
 AGE_BUCKET_YEARS = 10
 
-# How a bucket key is shown: a vocabulary label, an ICD-10 name, a biobank's name, or an
-# age range (the web page translates each kind; the service labels the first two).
-LabelRule = Literal["vocabulary", "disease", "biobank", "age"]
+# How a bucket key is shown: a vocabulary label, an ICD-10 name, a biobank's name, an age
+# range or a country (the web page translates each kind; the service labels the first two).
+LabelRule = Literal["vocabulary", "disease", "biobank", "age", "country"]
 # What choosing a bucket does to the question: add its key to a list argument, set an age
 # range, or refine the diseases.
 SelectRule = Literal["values", "range", "diseases"]
@@ -93,6 +93,10 @@ FACET_DEFINITIONS: tuple[FacetDefinition, ...] = (
     FacetDefinition("chapter", "chapters", None, "diseases", "disease", "diseases"),
     FacetDefinition("block", "blocks", None, "diseases", "disease", "diseases"),
     FacetDefinition("biobank", "biobank_id", "biobank_id", "biobanks", "biobank", "values"),
+    # A biobank's country is in the network file, not in the index (it may change without
+    # a sync): the backends count this facet per biobank, without the country clause, and
+    # the service adds each biobank's released counts to its country's bucket.
+    FacetDefinition("country", "biobank_id", "country_biobanks", "countries", "country", "values"),
     FacetDefinition(
         "collection_type",
         "collection_types",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,8 @@ from federation.search.facets import age_bucket as age_bucket
 SURROGATE_REASON = "contains a lone UTF-16 surrogate, which is not text"
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
+# ISO 3166-1 alpha-2, as the network file writes a biobank's country.
+COUNTRY_CODE = re.compile(r"[A-Z]{2}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,10 @@ class SampleQuery:
     biobanks: tuple[str, ...] = ()
     collection_types: tuple[str, ...] = ()
     data_categories: tuple[str, ...] = ()
+    # ISO 3166-1 alpha-2 codes of the biobanks' countries (from the network file).
+    countries: tuple[str, ...] = ()
+    # Collection ids; an id is unique within its biobank, so ask with `biobanks` too.
+    collections: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, raw: Mapping[str, Any]) -> SampleQuery:
@@ -53,7 +60,7 @@ class SampleQuery:
         if unknown:
             raise BadQuery(unknown[0], raw[unknown[0]], "unknown filter")
         diseases = _diseases(raw, "diseases")
-        for name in ("text", "biobanks"):
+        for name in ("text", "biobanks", "collections"):
             value = raw.get(name)
             for item in [value] if isinstance(value, str) else value or ():
                 escaped = unencodable(str(item))
@@ -86,6 +93,8 @@ class SampleQuery:
             biobanks=tuple(dict.fromkeys(str(b) for b in raw.get("biobanks") or ())),
             collection_types=_codes(raw, "collection_types", vocab.collection_types()),
             data_categories=_codes(raw, "data_categories", vocab.data_categories()),
+            countries=_countries(raw),
+            collections=tuple(dict.fromkeys(str(c) for c in raw.get("collections") or ())),
         )
 
     def normalised(self) -> dict[str, Any]:
@@ -108,6 +117,16 @@ def _diseases(raw: Mapping[str, Any], name: str) -> tuple[str, ...]:
         except icd10.UnknownCode as err:
             raise BadQuery(name, value, str(err)) from None
     return tuple(dict.fromkeys(codes))
+
+
+def _countries(raw: Mapping[str, Any]) -> tuple[str, ...]:
+    out = []
+    for value in raw.get("countries") or ():
+        code = str(value).strip().upper()
+        if not COUNTRY_CODE.fullmatch(code):
+            raise BadQuery("countries", value, "not an ISO 3166-1 alpha-2 country code (JP, DE)")
+        out.append(code)
+    return tuple(dict.fromkeys(out))
 
 
 def _codes(raw: Mapping[str, Any], name: str, vocabulary: vocab.Vocabulary) -> tuple[str, ...]:
@@ -137,6 +156,10 @@ class Criteria:
     biobank_id: tuple[str, ...] = ()
     collection_types: tuple[str, ...] = ()
     data_categories: tuple[str, ...] = ()
+    # The biobanks of the asked countries; None: no country asked. A separate clause from
+    # `biobank_id` so the country facet drops only its own; empty: no biobank is there.
+    country_biobanks: tuple[str, ...] | None = None
+    collection_id: tuple[str, ...] = ()
 
     def to_expr(self) -> ex.Expr:
         """The criteria as a filter tree; withdrawn donors never match, whatever was asked."""
@@ -148,6 +171,7 @@ class Criteria:
             ("material_type", self.material_type),
             ("sex", self.sex),
             ("biobank_id", self.biobank_id),
+            ("collection_id", self.collection_id),
         ):
             if values:
                 parts.append(ex.In(column, values))
@@ -160,6 +184,10 @@ class Criteria:
                 parts.append(ex.HasAny(column, values))
         if self.age_min is not None or self.age_max is not None:
             parts.append(ex.Range("age", gte=self.age_min, lte=self.age_max))
+        if self.country_biobanks is not None:
+            parts.append(
+                ex.In("biobank_id", self.country_biobanks) if self.country_biobanks else ex.FALSE
+            )
         return ex.all_of(*parts)
 
     def without(self, facet: str) -> Criteria:
@@ -169,6 +197,8 @@ class Criteria:
             return self
         if clause == "age":
             return dataclasses.replace(self, age_min=None, age_max=None)
+        if clause == "country_biobanks":
+            return dataclasses.replace(self, country_biobanks=None)
         cleared: dict[str, Any] = {clause: ()}
         return dataclasses.replace(self, **cleared)
 

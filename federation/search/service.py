@@ -167,6 +167,8 @@ class SearchService:
         # Privacy budgets per role and the ledger they are spent in; no ledger: no budget.
         self.budgets: Callable[[], PrivacyBudgets] = lambda: PrivacyBudgets({})
         self.ledger: BudgetLedger | None = None
+        # Each biobank's country (from the network file), for the country filter and facet.
+        self.countries: Callable[[], Mapping[str, str | None]] = lambda: {}
         # Where every answered search is recorded (see `audited`); None: not audited.
         self.audit: SearchAudit | None = None
         self.client_ip: str | None = None
@@ -202,9 +204,17 @@ class SearchService:
                 biobank_id=query.biobanks,
                 collection_types=query.collection_types,
                 data_categories=query.data_categories,
+                country_biobanks=self._in_countries(query.countries),
+                collection_id=query.collections,
             ),
             text_codes,
         )
+
+    def _in_countries(self, countries: tuple[str, ...]) -> tuple[str, ...] | None:
+        """The biobanks in the asked countries; None when no country is asked."""
+        if not countries:
+            return None
+        return tuple(sorted(bb for bb, c in self.countries().items() if c in countries))
 
     def search(
         self,
@@ -433,10 +443,18 @@ class SearchService:
         released: dict[str, dict[str, list[tuple[Count, Count]]]] = defaultdict(
             lambda: defaultdict(list)
         )
+        countries = self.countries() if "country" in facets else {}
         for cell in answer.facets:
             if asker.rule(cell.biobank_id).granularity is Granularity.NONE:
                 continue
-            released[cell.facet][cell.key].append(asker.release(cell.biobank_id, cell.cell))
+            key = cell.key
+            if cell.facet == "country":
+                # The backends count the country facet per biobank (its key is the biobank);
+                # a biobank that has left the network file has no country to count under.
+                key = countries.get(cell.biobank_id) or ""
+                if not key:
+                    continue
+            released[cell.facet][key].append(asker.release(cell.biobank_id, cell.cell))
         out = []
         for name in facets:
             buckets = [

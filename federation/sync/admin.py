@@ -20,13 +20,15 @@ from federation.settings import Network
 from federation.state.sync_records import SyncRequest
 from federation.sync.recovery import Published, settle
 from federation.sync.schedule import SyncQueue, read_schedules
-from federation.sync.state import QuarantinedRecord, SyncRun, SyncState
+from federation.sync.staging import FULL, INCREMENTAL
+from federation.sync.state import FAILED, RUNNING, SUCCEEDED, QuarantinedRecord, SyncRun, SyncState
 
 # What the gateway shows of runs and quarantine comes from here, so it needs no other
 # import from the sync room.
 __all__ = [
     "DEFAULT_QUARANTINE_PAGE",
     "DEFAULT_SYNC_RUNS",
+    "Freshness",
     "QuarantinedRecord",
     "QueuedSync",
     "RequestedSync",
@@ -37,6 +39,23 @@ __all__ = [
 
 DEFAULT_SYNC_RUNS = 20
 DEFAULT_QUARANTINE_PAGE = 50
+# Data whose last successful sync is older than this is shown as stale: a biobank's
+# holdings change over weeks, and a weekly full sync is the slowest common schedule.
+STALE_AFTER = dt.timedelta(days=7)
+# How many recent runs are read to find the last attempt and the last success.
+FRESHNESS_RUNS = 20
+
+
+@dataclass(frozen=True)
+class Freshness:
+    """How current a biobank's searchable data is: public, no figure of the data in it."""
+
+    # FRESH, STALE (last success older than STALE_AFTER), FAILING (the latest attempt
+    # failed: the previous data still serves) or NEVER (no successful sync yet).
+    status: str
+    last_success: str | None  # when the last successful sync finished (ISO 8601)
+    last_attempt: str | None  # when the latest finished run finished, whatever its outcome
+    last_attempt_failed: bool
 
 
 @dataclass(frozen=True)
@@ -203,6 +222,28 @@ class SyncAdministration:
             request.requested_at,
             biobank in waiting,
         )
+
+    def freshness(self, biobank_id: str, at: dt.datetime | None = None) -> Freshness:
+        """How current the biobank's data is: anyone may ask (it reveals no figure)."""
+        self._require_biobank(biobank_id)
+        runs = [
+            r for r in self.state.runs(biobank_id, limit=FRESHNESS_RUNS) if r.outcome != RUNNING
+        ]
+        success = next((r for r in runs if r.outcome == SUCCEEDED), None)
+        if success is None:  # older than the runs read, or none at all
+            found = [self.state.last_success(biobank_id, kind) for kind in (FULL, INCREMENTAL)]
+            success = max((r for r in found if r), key=lambda r: r.id, default=None)
+        latest = runs[0] if runs else None
+        failed = latest is not None and latest.outcome == FAILED
+        finished = success.finished_at if success else None
+        if finished is None:
+            status = "NEVER"
+        elif failed:
+            status = "FAILING"
+        else:
+            age = (at or dt.datetime.now(dt.UTC)) - dt.datetime.fromisoformat(finished)
+            status = "STALE" if age > STALE_AFTER else "FRESH"
+        return Freshness(status, finished, latest.finished_at if latest else None, failed)
 
     def _require_biobank(self, biobank_id: str) -> None:
         if not any(s.biobank.id == biobank_id for s in self._network().biobanks):

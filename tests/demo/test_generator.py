@@ -317,6 +317,7 @@ def test_network_yaml_describes_every_export(
         assert entry["kind"] in ("population", "hospital", "disease")
         assert entry["country"].isupper() and len(entry["country"]) == 2
         assert entry["contact_email"].endswith(".example.org")
+        assert entry["access"]["url"].startswith("https://") and entry["access"]["conditions_ja"]
         if entry["country"] == "JP":
             assert entry.get("name_ja")
         options = entry["connector"]["options"]

@@ -98,6 +98,7 @@ def test_all_facets_by_default(client: FlaskClient) -> None:
         "chapter",
         "block",
         "biobank",
+        "country",
         "collection_type",
     ]
 

@@ -155,6 +155,39 @@ class BackendConformance:
             "COHORT": (1, 1),
         }
 
+    def test_country_filter_and_facet_count_the_biobanks_of_each_country(
+        self, network: Federation
+    ) -> None:
+        # alpha is in JP, beta in DE (the network file says so; the index does not).
+        result = self.search(network, materials=["PLASMA"])
+        assert facet(result, "country") == {"JP": (3, 3), "DE": (2, 2)}
+        chosen = self.search(network, materials=["PLASMA"], countries=["de"])
+        assert per_biobank(chosen) == {"beta": (2, 2)}
+        # The country facet drops only its own clause: the alternatives stay, and a chosen
+        # biobank still narrows it.
+        assert facet(chosen, "country") == {"JP": (3, 3), "DE": (2, 2)}
+        assert facet(chosen, "biobank") == {"beta": (2, 2)}
+        narrowed = self.search(network, biobanks=["alpha"], materials=["PLASMA"])
+        assert facet(narrowed, "country") == {"JP": (3, 3)}
+        # A country and a biobank elsewhere: nothing, not everything.
+        assert per_biobank(self.search(network, biobanks=["alpha"], countries=["DE"])) == {}
+        assert per_biobank(self.search(network, countries=["FR"])) == {}
+        with pytest.raises(BadQuery) as err:
+            self.search(network, countries=["Japan"])
+        assert (err.value.argument, err.value.value) == ("countries", "Japan")
+
+    def test_collection_filter_counts_one_collection(self, network: Federation) -> None:
+        assert per_biobank(self.search(network, biobanks=["alpha"], collections=["C2"])) == {
+            "alpha": (1, 2)
+        }
+        result = self.search(network, biobanks=["alpha"], collections=["C1"])
+        assert per_biobank(result) == {"alpha": (3, 4)}
+        assert facet(result, "material_type") == {
+            "PLASMA": (2, 2),
+            "DNA": (1, 1),
+            "SERUM": (1, 1),
+        }
+
     def test_records_page_through_every_match_once(self, network: Federation) -> None:
         seen: list[str] = []
         after = None

@@ -23,6 +23,7 @@ def test_every_facet_groups_an_index_column_and_refines_a_real_clause() -> None:
         "chapter",
         "block",
         "biobank",
+        "country",
         "collection_type",
     )
     arguments = {name.replace("_", "") for name in SampleQuery.__dataclass_fields__}
@@ -36,6 +37,7 @@ def test_every_facet_groups_an_index_column_and_refines_a_real_clause() -> None:
         "sex": "sex",
         "age": "age",
         "biobank": "biobank_id",
+        "country": "country_biobanks",
         "collection_type": "collection_types",
     }
 

@@ -43,6 +43,17 @@ CATALOGUES = PROJECT_ROOT / "federation" / "web" / "static"
 # tells them only whether it has matches. Both open up to signed-in (registered) users.
 KYOTO_DISCLOSURE = {"anonymous": {"granularity": "count", "min_count": 3, "rounding": 5}}
 TOHOKU_DISCLOSURE = {"anonymous": {"granularity": "boolean"}}
+# What osaka's page says about it and how to apply (the network file's words).
+OSAKA_ABOUT = {
+    "description": "Serum, plasma and tissue from patients of the university hospital.",
+    "url": "https://biobank.osaka.example.org",
+    "contact_email": "biobank@osaka.example.org",
+    "access": {
+        "url": "https://biobank.osaka.example.org/apply",
+        "conditions": "Academic research with ethics approval; samples are shipped frozen.",
+        "conditions_ja": "倫理審査の承認を受けた学術研究に限ります。試料は凍結で発送します。",
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -143,6 +154,8 @@ def build_network(root: Path) -> tuple[Path, list[dict[str, Any]]]:
             entry.update(name=name, name_ja=name_ja)
             if disclosure:
                 entry["disclosure"] = disclosure
+        if entry["id"] == "osaka":
+            entry.update(OSAKA_ABOUT)
     network.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), "utf-8")
 
     runtime = Runtime(make_settings(root, network))

@@ -540,9 +540,9 @@ def test_admin_sync_history(web_network: WebNetwork, tabs: Tabs) -> None:
         # Queued until a worker takes it (this test server runs none), and watched meanwhile.
         queued = page.locator('#sync-requests tbody tr[data-state="QUEUED"]')
         expect(queued).to_have_count(1)
-        assert queued.locator(".badge").inner_text() == EN["requests.state.QUEUED"]
+        assert queued.locator(".badge").inner_text() == EN["syncrequests.state.QUEUED"]
         expect(page.locator("#requests-status")).to_have_text(
-            EN["requests.watching"].replace("{n}", "1")
+            EN["syncrequests.watching"].replace("{n}", "1")
         )
         screenshot(page, "admin-sync-queued")
     page.locator('.lang-button[data-lang="ja"]').click()

@@ -23,6 +23,16 @@ from tests.web.conftest import catalogue
 TEMPLATES = web.WEB_DIR / "templates"
 EN, JA = catalogue("en"), catalogue("ja")
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
+# The states of one biobank's part of an access request (PartState in the API).
+_PART_STATES = [
+    "SUBMITTED",
+    "UNDER_REVIEW",
+    "MORE_INFO_NEEDED",
+    "APPROVED",
+    "DECLINED",
+    "SAMPLES_AVAILABLE",
+    "CLOSED",
+]
 PRECISIONS = ["EXACT", "ROUNDED", "NOISED", "BELOW_THRESHOLD", "BOOLEAN", "LOWER_BOUND", "HIDDEN"]
 
 
@@ -64,7 +74,10 @@ def test_the_page_comes_in_the_readers_language(
     assert f">{messages['search.disease.label']}<" in html
 
 
-@pytest.mark.parametrize("path", ["/", "/admin"])
+PAGES = ["/", "/admin", "/request", "/requests", "/admin/requests"]
+
+
+@pytest.mark.parametrize("path", PAGES)
 def test_pages_forbid_inline_script_and_framing(client: FlaskClient, path: str) -> None:
     response = client.get(path)
     assert response.status_code == 200
@@ -74,7 +87,7 @@ def test_pages_forbid_inline_script_and_framing(client: FlaskClient, path: str) 
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-@pytest.mark.parametrize("path", ["/", "/admin"])
+@pytest.mark.parametrize("path", PAGES)
 def test_every_asset_a_page_names_is_served_and_cached(client: FlaskClient, path: str) -> None:
     html = client.get(path).get_data(as_text=True)
     assets = re.findall(r'(?:href|src)="(/static/[^"]+)"', html)
@@ -88,6 +101,17 @@ def test_every_asset_a_page_names_is_served_and_cached(client: FlaskClient, path
 def _size(client: FlaskClient, path: str, **headers: str) -> int:
     with client.get(path, headers=headers) as response:
         return len(response.get_data())
+
+
+def test_a_biobank_page_of_an_unknown_id_is_a_404_that_still_explains(
+    client: FlaskClient,
+) -> None:
+    response = client.get("/biobank/no-such-bank")
+    assert response.status_code == 404
+    html = response.get_data(as_text=True)
+    assert '"biobank":"no-such-bank"' in html  # the page's script names it to the reader
+    assert EN["biobank.loading"] in html
+    assert "script-src 'self'" in response.headers["Content-Security-Policy"]
 
 
 def test_the_shell_is_small(client: FlaskClient) -> None:
@@ -147,7 +171,24 @@ def test_every_message_the_ui_names_is_in_the_catalogues() -> None:
         ("granularity", ["none", "boolean", "count", "record"]),
         (
             "facets",
-            ["material_type", "sex", "age", "chapter", "block", "biobank", "collection_type"],
+            [
+                "material_type",
+                "sex",
+                "age",
+                "chapter",
+                "block",
+                "biobank",
+                "country",
+                "collection_type",
+            ],
+        ),
+        ("freshness", ["FRESH", "STALE", "FAILING", "NEVER"]),
+        ("part.state", _PART_STATES),
+        ("move", _PART_STATES),
+        ("role", ["researcher", "biobank_admin", "network_operator"]),
+        (
+            "biobank.column",
+            ["collection", "donors", "samples", "materials", "diseases", "consent", "request"],
         ),
         ("sync.outcome", ["RUNNING", "SUCCEEDED", "FAILED", "INTERRUPTED"]),
         ("purpose.kind", ["DISEASE", "HEALTH", "ANCESTRY", "METHODS", "GENERAL", "CLINICAL_CARE"]),

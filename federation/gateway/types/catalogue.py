@@ -17,6 +17,7 @@ from federation.gateway.types.common import context, strings
 from federation.model import duo
 from federation.model.records import ConsentField
 from federation.settings import BiobankSource
+from federation.sync.admin import Freshness
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,48 @@ class Collection(graphene.ObjectType):
         return consent.to_text() if isinstance(consent, duo.Consent) else None
 
 
+class FreshnessStatus(graphene.Enum):
+    class Meta:
+        description = "How current a biobank's searchable data is."
+
+    FRESH = "FRESH"
+    STALE = "STALE"
+    FAILING = "FAILING"
+    NEVER = "NEVER"
+
+
+class DataFreshness(graphene.ObjectType):
+    class Meta:
+        description = (
+            "When the biobank's data was last read from its source, and whether it is current."
+        )
+
+    status = graphene.Field(
+        FreshnessStatus,
+        required=True,
+        description="FRESH; STALE when the last successful sync is over 7 days old; FAILING "
+        "when the latest sync failed (the data of the last successful one still serves); "
+        "NEVER when no sync has succeeded.",
+    )
+    last_successful_sync = graphene.String(
+        description="When the last successful sync finished (ISO 8601)."
+    )
+    last_attempt = graphene.String(
+        description="When the latest finished sync finished, whatever its outcome (ISO 8601)."
+    )
+    last_attempt_failed = graphene.Boolean(
+        required=True, description="Whether the latest finished sync failed."
+    )
+
+    @staticmethod
+    def resolve_status(parent: Freshness, info: GraphQLResolveInfo) -> str:
+        return parent.status
+
+    @staticmethod
+    def resolve_last_successful_sync(parent: Freshness, info: GraphQLResolveInfo) -> str | None:
+        return parent.last_success
+
+
 class Biobank(graphene.ObjectType):
     class Meta:
         description = "A biobank of the network: who holds the samples and how to reach them."
@@ -122,6 +165,18 @@ class Biobank(graphene.ObjectType):
     last_published = graphene.String(
         description="When the biobank's searchable data was last published (ISO 8601); null "
         "when it has never been published."
+    )
+    access_url = graphene.String(
+        description="The biobank's own page for applying for samples, when it names one."
+    )
+    access_conditions = graphene.String(
+        description="Who may apply for samples and on what terms, in the request's language "
+        "when the network file gives it (else English)."
+    )
+    freshness = graphene.Field(
+        DataFreshness,
+        description="When the data was last read from the source; null for a biobank that "
+        "has left the network.",
     )
 
     @staticmethod
@@ -160,6 +215,25 @@ class Biobank(graphene.ObjectType):
     def resolve_last_published(parent: BiobankNode, info: GraphQLResolveInfo) -> str | None:
         published = context(info).generations().get(parent.id)
         return published.published_at if published else None
+
+    @staticmethod
+    def resolve_access_url(parent: BiobankNode, info: GraphQLResolveInfo) -> str | None:
+        return parent.source.access.url if parent.source else None
+
+    @staticmethod
+    def resolve_access_conditions(parent: BiobankNode, info: GraphQLResolveInfo) -> str | None:
+        if parent.source is None:
+            return None
+        terms = parent.source.access
+        if context(info).language == "ja" and terms.conditions_ja:
+            return terms.conditions_ja
+        return terms.conditions
+
+    @staticmethod
+    def resolve_freshness(parent: BiobankNode, info: GraphQLResolveInfo) -> Freshness | None:
+        if parent.source is None:
+            return None
+        return context(info).sync_admin.freshness(parent.id)
 
 
 class CatalogueQuery(graphene.ObjectType):

@@ -109,6 +109,15 @@ class SampleQueryInput(graphene.InputObjectType):
         graphene.NonNull(graphene.String),
         description="Data that must be available with the sample, such as GENOMIC_DATA.",
     )
+    countries = graphene.List(
+        graphene.NonNull(graphene.String),
+        description="Only biobanks in these countries (ISO 3166-1 alpha-2, such as JP or DE).",
+    )
+    collections = graphene.List(
+        graphene.NonNull(graphene.ID),
+        description="Only these collections (by id; an id is unique within its biobank, "
+        "so name the biobank in `biobanks` too).",
+    )
 
 
 class BiobankResult(graphene.ObjectType):

@@ -265,10 +265,12 @@ class EmbeddedBackend(SearchBackend):
                 return cached
             names = list(segments or {})
             filters = [segments[name] for name in names] if segments else []
-            # Without a biobank clause, the biobank facet counts the very rows the per-biobank
-            # counts do: it is copied from them instead of grouped again.
-            copied = "biobank" in facets and criteria.without("biobank") == criteria
-            grouped = [facet for facet in facets if not (copied and facet == "biobank")]
+            # Without a biobank (country) clause, the biobank (country) facet counts the very
+            # rows the per-biobank counts do: it is copied from them instead of grouped again.
+            copied = [
+                f for f in ("biobank", "country") if f in facets and criteria.without(f) == criteria
+            ]
+            grouped = [facet for facet in facets if facet not in copied]
             sql, params = summary_sql(table, criteria, grouped, filters)
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
@@ -283,12 +285,12 @@ class EmbeddedBackend(SearchBackend):
                 else:
                     label = FACET[facet].bucket_key(key)
                     cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:7]).figures))
-            if copied:
-                cells += [
-                    FacetCell("biobank", biobank_id, biobank_id, *cell.figures)
-                    for biobank_id, cell in by_biobank.items()
-                    if biobank_id is not None
-                ]
+            cells += [
+                FacetCell(facet, biobank_id, biobank_id, *cell.figures)
+                for facet in copied
+                for biobank_id, cell in by_biobank.items()
+                if biobank_id is not None
+            ]
             order = {facet: n for n, facet in enumerate(dict.fromkeys(facets))}
             cells.sort(key=lambda cell: order[cell.facet])
             record_page = self._page(db, table, criteria, page, page_filter) if page else None

@@ -185,7 +185,7 @@ async function loadRequests() {
 function watchRequests() {
   clearTimeout(watchTimer);
   const open = (requests.rows || []).filter((r) => r.state !== 'FINISHED').length;
-  byId('requests-status').textContent = open ? t('requests.watching', { n: formatNumber(open) }) : '';
+  byId('requests-status').textContent = open ? t('syncrequests.watching', { n: formatNumber(open) }) : '';
   if (open) watchTimer = setTimeout(loadRequests, WATCH_INTERVAL);
 }
 
@@ -194,7 +194,7 @@ function requestBadge(row) {
   return h(
     'span',
     { class: `badge request-${row.state.toLowerCase()}${finished ? ` outcome-${row.run.outcome.toLowerCase()}` : ''}` },
-    t(`requests.state.${row.state}`),
+    t(`syncrequests.state.${row.state}`),
     finished ? ` · ${t(`sync.outcome.${row.run.outcome}`)}` : '',
   );
 }
@@ -206,7 +206,7 @@ function renderRequests() {
     return;
   }
   if (!rows.length) {
-    fill(byId('requests-table'), h('p', { class: 'hint', text: t('requests.empty') }));
+    fill(byId('requests-table'), h('p', { class: 'hint', text: t('syncrequests.empty') }));
     return;
   }
   const columns = ['biobank', 'requested', 'state', 'mode', 'by'];
@@ -215,8 +215,8 @@ function renderRequests() {
     h(
       'table',
       { class: 'data', id: 'sync-requests' },
-      h('caption', { class: 'visually-hidden', text: t('requests.heading') }),
-      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: t(c === 'biobank' ? 'sync.biobank' : `requests.${c}`) })))),
+      h('caption', { class: 'visually-hidden', text: t('syncrequests.heading') }),
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', text: t(c === 'biobank' ? 'sync.biobank' : `syncrequests.${c}`) })))),
       h(
         'tbody',
         {},

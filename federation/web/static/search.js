@@ -10,6 +10,8 @@ import { datedName, download } from './csv.js';
 import { exportAllRecords } from './export.js';
 import { byId, debounce, fill, h } from './dom.js';
 import { currentLanguage, formatList, formatNumber, has, onLanguageChange, pageConfig, t } from './i18n.js';
+import { biobankHref, countryName } from './biobank-links.js';
+import { addToCart, inCart, onCartChange, removeFromCart } from './cart.js';
 import { disease, diseaseName, ensureNames, isWithin, remember } from './names.js';
 import { initShell } from './shell.js';
 import { readState, researchPurpose, sampleQuery, writeState } from './state.js';
@@ -256,6 +258,7 @@ function bucketLabel(facet, bucket) {
   if (rule === 'vocabulary') return vocabulary(facet, bucket.key, bucket.label);
   if (rule === 'disease') return diseaseLabel(bucket.key, bucket.label);
   if (rule === 'biobank') return biobankName(bucket.key);
+  if (rule === 'country') return countryName(bucket.key);
   if (rule === 'age') {
     const [from, to] = bucket.key.split('-');
     return t('facets.age.bucket', { from, to });
@@ -384,7 +387,8 @@ function renderFilters() {
   }
   for (const [facet, field] of Object.entries(FACET_FIELDS)) {
     for (const key of state[field]) {
-      const label = LABEL_RULE[facet] === 'biobank' ? biobankName(key) : vocabulary(facet, key, key);
+      const rule = LABEL_RULE[facet];
+      const label = rule === 'biobank' ? biobankName(key) : rule === 'country' ? countryName(key) : vocabulary(facet, key, key);
       chips.push(chip(`${t(`facets.${facet}`)}: ${label}`, () => setState({ [field]: without(state[field], key) })));
     }
   }
@@ -574,6 +578,43 @@ function accessCell(access) {
   );
 }
 
+// Choosing a biobank for an access request: a toggle per row; the cart keeps this search
+// (its URL query string) as the request's question.
+function cartButton(biobankId) {
+  const chosen = inCart(biobankId);
+  const name = biobankName(biobankId);
+  return h('button', {
+    type: 'button',
+    class: 'cart-toggle',
+    'aria-pressed': String(chosen),
+    'data-cart': biobankId,
+    'aria-label': t(chosen ? 'cart.remove.named' : 'cart.add.named', { name }),
+    onclick: () => {
+      if (inCart(biobankId)) {
+        removeFromCart(biobankId);
+        byId('cart-status').textContent = t('cart.removed', { name });
+      } else {
+        const replaced = addToCart(biobankId, writeState(state));
+        byId('cart-status').textContent = t(replaced ? 'cart.added.replaced' : 'cart.added', { name });
+      }
+    },
+    text: t(chosen ? 'cart.in' : 'cart.add'),
+  });
+}
+
+function refreshCartButtons() {
+  for (const button of document.querySelectorAll('#biobank-results [data-cart]')) {
+    const id = button.dataset.cart;
+    const chosen = inCart(id);
+    const name = biobankName(id);
+    button.setAttribute('aria-pressed', String(chosen));
+    button.setAttribute('aria-label', t(chosen ? 'cart.remove.named' : 'cart.add.named', { name }));
+    button.textContent = t(chosen ? 'cart.in' : 'cart.add');
+  }
+}
+
+onCartChange(() => refreshCartButtons());
+
 function renderBiobanks() {
   const container = byId('biobank-table');
   const exportButton = byId('export-biobanks');
@@ -593,14 +634,16 @@ function renderBiobanks() {
     h('th', { scope: 'col', class: 'num', text: t('biobanks.samples') }),
     withConsent ? OUTCOMES.map((o) => h('th', { scope: 'col', class: 'num', text: t(`outcome.${o}`) })) : null,
     h('th', { scope: 'col', text: t('biobanks.access') }),
+    h('th', { scope: 'col', text: t('cart.column') }),
   ];
   const body = rows.map((row) => {
     const rule = row.access.explanation;
     return h(
       'tr',
       { 'data-biobank': row.biobank.id },
-      h('th', { scope: 'row', text: biobankName(row.biobank.id) }),
-      h('td', { text: row.biobank.country || '' }),
+      // The name leads to the biobank's page: who they are, their collections, how to apply.
+      h('th', { scope: 'row' }, h('a', { href: biobankHref(row.biobank.id), class: 'biobank-link', text: biobankName(row.biobank.id) })),
+      h('td', { title: row.biobank.country || undefined, text: row.biobank.country ? countryName(row.biobank.country) : '' }),
       h('td', { class: 'num', 'data-field': 'donors' }, countNode(row.donors, rule)),
       h('td', { class: 'num', 'data-field': 'samples' }, countNode(row.samples, rule)),
       withConsent
@@ -610,6 +653,7 @@ function renderBiobanks() {
         })
         : null,
       accessCell(row.access),
+      h('td', { class: 'cart-cell' }, cartButton(row.biobank.id)),
     );
   });
   const total = h(
@@ -625,6 +669,7 @@ function renderBiobanks() {
         return h('td', { class: 'num', 'data-field': `consent-${o}` }, split ? countNode(split.samples) : '');
       })
       : null,
+    h('td'),
     h('td'),
   );
   fill(

@@ -1,6 +1,7 @@
 // The frame every page shares: the language switch and the API key / token sign-in.
 
 import { credential, request, schemaCapabilities, setCredential } from './api.js';
+import { showCartCount } from './cart.js';
 import { byId } from './dom.js';
 import { currentLanguage, onLanguageChange, setLanguage, t, translateElements } from './i18n.js';
 
@@ -16,6 +17,7 @@ export function currentIdentity() {
 export function initShell({ onAuthChange } = {}) {
   if (onAuthChange) authListeners.add(onAuthChange);
   translateElements(); // the catalogue may be newer than a cached page
+  showCartCount();
   for (const button of document.querySelectorAll('.lang-button')) {
     button.addEventListener('click', () => switchLanguage(button.dataset.lang));
   }

@@ -8,6 +8,8 @@ const LISTS = {
   biobanks: 'biobank',
   collectionTypes: 'collection_type',
   dataCategories: 'data_category',
+  // The biobanks' countries (`country` is the research purpose's country).
+  countries: 'biobank_country',
   // Codes the reader removed from what the free text resolved to.
   textExclude: 'text_exclude',
 };
@@ -29,6 +31,7 @@ export function emptyState() {
     biobanks: [],
     collectionTypes: [],
     dataCategories: [],
+    countries: [],
     ageMin: null,
     ageMax: null,
     purpose: null,
