@@ -5,8 +5,8 @@ donors or samples. A sync of a biobank through this connector yields one stream,
 `collections`, and publishes a generation with the biobank's collections and no sample
 rows. Each collection carries what it declares of itself (MIABIS-2.0 attributes), and a
 search matches those facts and shows the collection's sizes as *declared* counts beside the
-sample-level biobanks (search/declared.py, docs/search.md). Use it for a biobank listed in
-the Directory that has no sample-level source the network can read.
+sample-level biobanks (search/declared.py; docs/connectors.md, docs/privacy.md). Use it
+for a biobank listed in the Directory that has no sample-level source the network can read.
 
 What is read, from the Directory's EMX2 API (`api: graphql`, paged with limit/offset) or
 its CSV export (`api: csv`: `<base_url>/api/csv/Collections`, or `Collections.csv` in a

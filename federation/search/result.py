@@ -47,6 +47,8 @@ class BiobankResult:
     # What the biobank's collection-level collections declare (precision DECLARED), apart
     # from its sample rows; a biobank with only those has them as `donors`/`samples` too.
     declared: Declared | None = None
+    # True when `donors`/`samples` are the declared counts (no matching sample rows).
+    declared_only: bool = False
 
 
 @dataclass(frozen=True)

@@ -489,6 +489,7 @@ class SearchService:
                 )
                 generation = asker.generations.get(biobank_id)
                 row = BiobankResult(biobank_id, part.donors, part.samples, generation, access)
+                row = dataclasses.replace(row, declared_only=True)
             rows[biobank_id] = dataclasses.replace(row, declared=part)
         buckets: dict[tuple[str, str], list[Declared]] = defaultdict(list)
         for facet, key, biobank_id, found in declared_facet_cells(collections, criteria, facets):

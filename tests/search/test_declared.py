@@ -242,3 +242,23 @@ def test_noise_on_declared_counts_is_fixed_by_the_collections(tmp_path: Path) ->
     # Both questions match the same collections, so they are told the same figure.
     assert len(figures) == 1
     runtime.backend.close()
+
+
+@pytest.mark.parametrize("granularity", ["count", "record"])
+def test_beacon_counts_leave_declared_collections_out(
+    embedded_client: FlaskClient, granularity: str
+) -> None:
+    """A Beacon count is a count of records: collection-level biobanks, which have none,
+    add nothing to it and are not listed among the biobanks that answered."""
+    query = {
+        "filters": [{"id": "ICD10:C50"}, {"id": "material_type:PLASMA"}],
+        "requestedGranularity": granularity,
+    }
+    response = embedded_client.post(
+        "/beacon/biosamples", json={"meta": {"apiVersion": "v2.0.1"}, "query": query}
+    )
+    body = response.get_json()
+    counted = [sample_level_expected(t, "C50", "PLASMA")[1] for t in (BB1, BB2)]
+    assert body["responseSummary"]["numTotalResults"] == sum(counted)
+    assert body["responseSummary"]["countPrecision"] == "exact"
+    assert {b["id"] for b in body["info"]["biobanks"]} == {"bb1", "bb2"}
