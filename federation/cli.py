@@ -428,18 +428,12 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
             {
                 "donors": result.donors.value,
                 "samples": result.samples.value,
-                "byBiobank": {
+                "byBiobank": {  # collection-level biobanks: declared, not in the totals
                     b.biobank_id: {"donors": b.donors.value, "samples": b.samples.value}
                     | ({"precision": b.samples.precision.value} if b.declared_only else {})
                     for b in result.by_biobank
                 },
-            }
-            # What collection-level biobanks declare, never in the totals above.
-            | (
-                {"declared": {"donors": d.donors.value, "samples": d.samples.value}}
-                if (d := result.declared)
-                else {}
-            ),
+            },
             indent=2,
         )
     )
