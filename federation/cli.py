@@ -436,8 +436,9 @@ def search(ctx: click.Context, /, **filters: Any) -> None:
             {
                 "donors": result.donors.value,
                 "samples": result.samples.value,
-                "byBiobank": {
+                "byBiobank": {  # collection-level biobanks: declared, not in the totals
                     b.biobank_id: {"donors": b.donors.value, "samples": b.samples.value}
+                    | ({"precision": b.samples.precision.value} if b.declared_only else {})
                     for b in result.by_biobank
                 },
             },

@@ -316,9 +316,12 @@ class Released:
         donors = entry == "individual"
         return cls(
             result.donors if donors else result.samples,
+            # Collection-level biobanks declare sizes and hold no records a Beacon returns:
+            # their declared figures are never part of a Beacon count.
             tuple(
                 (row, row.donors if donors else row.samples, rule(row.biobank_id))
                 for row in result.by_biobank
+                if not row.declared_only
             ),
         )
 

@@ -18,6 +18,9 @@ class Precision(enum.Enum):
     BOOLEAN = "boolean"  # only whether there are any; see `exists`
     LOWER_BOUND = "lower_bound"  # a total that leaves out withheld cells
     BUDGET_SPENT = "budget_spent"  # the privacy budget is spent: a coarser release
+    # What collections declare of themselves (collection-level biobanks), not counted rows:
+    # the whole size of each collection whose declared facts overlap the query.
+    DECLARED = "declared"
     HIDDEN = "hidden"
 
 

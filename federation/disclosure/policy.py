@@ -11,6 +11,7 @@ from marshmallow import ValidationError, fields
 
 from federation.disclosure.roles import Role
 from federation.errors import FederationError
+from federation.i18n import Message, render_all
 from federation.model.config import SectionSchema, WholeNumber, section_errors
 
 DEFAULT_MIN_COUNT = 5
@@ -124,3 +125,27 @@ def _rule(entry: Mapping[str, Any], base: RoleRule, where: str) -> RoleRule:
     except ValidationError as err:
         raise PolicyError("; ".join(section_errors(err.messages, where))) from None
     return replace(base, **changes)
+
+
+def explain_rule(rule: RoleRule) -> str:
+    """The rule in a researcher's words (English), for the `access` of each biobank row."""
+    return render_all(rule_messages(rule)) or ""
+
+
+def rule_messages(rule: RoleRule) -> tuple[Message, ...]:
+    """The rule as catalogue messages: what is withheld, noised, rounded; whether records."""
+    if rule.granularity is Granularity.NONE:
+        return (Message.of("access.none"),)
+    if rule.granularity is Granularity.BOOLEAN:
+        return (Message.of("access.boolean"),)
+    parts = []
+    if rule.min_count > 1:
+        parts.append(Message.of("access.min_count", largest_withheld=rule.min_count - 1))
+    if rule.noise > 0:
+        parts.append(Message.of("access.noise", scale=rule.noise))
+    if rule.rounding > 1:
+        parts.append(Message.of("access.rounding", step=rule.rounding))
+    if not parts:
+        parts.append(Message.of("access.exact"))
+    records = "access.records" if rule.granularity is Granularity.RECORD else "access.no_records"
+    return (*parts, Message.of(records))

@@ -164,3 +164,31 @@ def total(cells: Iterable[Count]) -> Count:
     precision = next((p for p in _DOMINANCE if p in kinds), Precision.EXACT)
     summed = (Message.of("total.sum"), *reasons) if reasons else ()
     return Count.explained(value, precision, summed)
+
+
+def declared(count: Count, collections: int, undeclared: int) -> Count:
+    """A count released from what `collections` collections declare, marked as such.
+
+    The policy's rule has already been applied (threshold, rounding, noise): a withheld
+    figure stays withheld and keeps its precision, with the declared reason added.
+    `undeclared` collections matched but declare no such number (counted as none).
+    """
+    reasons = [Message.of("count.declared", collections=collections)]
+    if undeclared:
+        reasons.append(Message.of("count.declared_unknown", undeclared=undeclared))
+    if count.value is None:
+        return Count.explained(None, count.precision, (*count.messages, *reasons), count.exists)
+    return Count.explained(count.value, Precision.DECLARED, (*reasons, *count.messages))
+
+
+def declared_total(cells: Iterable[Count]) -> Count | None:
+    """The network sum of declared counts, kept apart from the sample-level total; None
+    when no collection-level biobank matched."""
+    parts = list(cells)
+    if not parts:
+        return None
+    summed = total(parts)
+    reasons = (Message.of("total.declared"), *summed.messages)
+    if summed.value is None:
+        return Count.explained(None, summed.precision, reasons, summed.exists)
+    return Count.explained(summed.value, Precision.DECLARED, reasons)

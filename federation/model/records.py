@@ -60,6 +60,20 @@ class Collection:
     types: tuple[str, ...]
     default_consent: duo.Consent | None = None
     description: str | None = None
+    # Collection-level facts (the Directory's): what the collection declares of itself,
+    # searched with counts marked as declared, never as sample rows (search/declared.py).
+    declared: bool = False
+    materials: tuple[str, ...] = ()
+    diagnoses: tuple[str, ...] = ()
+    orpha: tuple[str, ...] = ()
+    sexes: tuple[str, ...] = ()
+    data_categories: tuple[str, ...] = ()
+    storage_temperatures: tuple[str, ...] = ()
+    size: int | None = None  # samples
+    donors: int | None = None
+    age_low: int | None = None  # years at collection
+    age_high: int | None = None
+    country: str | None = None
 
 
 @dataclass(frozen=True)
@@ -197,6 +211,11 @@ def _iso_country(code: str) -> bool:
     return True
 
 
+# An ORPHA code as the Directory and Beacons write it.
+ORPHA_CODE = r"^ORPHA:\d+$"
+_PLAUSIBLE_AGE = validate.Range(0, MAX_AGE_YEARS, error="{input} is not a plausible age")
+
+
 # --- schemas ------------------------------------------------------------------------------
 
 
@@ -235,10 +254,31 @@ class CollectionSchema(_Canonical):
     types = fields.List(VocabularyCode("collection_types"), required=True)
     default_consent = ConsentField(load_default=None, allow_none=True)
     description = fields.String(load_default=None, allow_none=True)
+    declared = fields.Boolean(load_default=False)
+    materials = fields.List(VocabularyCode("material_types"), load_default=list)
+    diagnoses = fields.List(Icd10Diagnosis(), load_default=list)
+    orpha = fields.List(fields.String(validate=validate.Regexp(ORPHA_CODE)), load_default=list)
+    sexes = fields.List(VocabularyCode("sex"), load_default=list)
+    data_categories = fields.List(VocabularyCode("data_categories"), load_default=list)
+    storage_temperatures = fields.List(VocabularyCode("storage_temperatures"), load_default=list)
+    size = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0))
+    donors = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=0))
+    age_low = fields.Integer(load_default=None, allow_none=True, validate=_PLAUSIBLE_AGE)
+    age_high = fields.Integer(load_default=None, allow_none=True, validate=_PLAUSIBLE_AGE)
+    country = fields.String(load_default=None, allow_none=True, validate=_iso_country)
+
+    @validates_schema
+    def _age_range(self, data: dict[str, Any], **_: Any) -> None:
+        low, high = data.get("age_low"), data.get("age_high")
+        if low is not None and high is not None and low > high:
+            raise ValidationError(f"{high} is below age_low {low}", "age_high")
 
     @post_load
     def _make(self, data: dict[str, Any], **_: Any) -> Collection:
-        return Collection(**{**data, "types": tuple(data["types"])})
+        lists = ("types", "materials", "diagnoses", "orpha", "sexes", "data_categories")
+        tuples = {name: tuple(dict.fromkeys(data[name])) for name in lists}
+        temperatures = tuple(dict.fromkeys(data["storage_temperatures"]))
+        return Collection(**{**data, **tuples, "storage_temperatures": temperatures})
 
 
 class DonorSchema(_Canonical):

@@ -20,9 +20,15 @@ from typing import Any
 from marshmallow import Schema, ValidationError
 
 # Multi-valued fields whose bad items are dropped one by one.
-DROPPABLE_ITEMS = frozenset({"diagnoses", "orpha", "data_categories", "types"})
+DROPPABLE_ITEMS = frozenset(
+    {"diagnoses", "orpha", "data_categories", "types", "materials", "sexes", "storage_temperatures"}
+)
 # Optional fields left empty when their value is bad.
-DROPPABLE_VALUES = frozenset({"consent", "default_consent", "storage_temperature"})
+DROPPABLE_VALUES = frozenset(
+    {"consent", "default_consent", "storage_temperature"}
+    # A collection's declared facts: a bad one leaves the collection searchable without it.
+    | {"size", "donors", "age_low", "age_high", "country"}
+)
 # The key under which a connector lists values it left out while mapping (a code with no
 # mapping, say): `[{"field", "value", "reason"}]`. Canonical schemas ignore unknown keys.
 DROPPED_KEY = "_dropped"

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from federation.model import icd10
 from federation.model.duo import Consent
-from federation.model.records import Collection, Donor, Sample
+from federation.model.records import Collection, Donor, Sample, consent_to_json
 from federation.search.fingerprint import key_columns
 
 # Column name -> type; the embedded backend builds its Arrow schema from this and the
@@ -93,6 +93,49 @@ RECORD_COLUMNS = (
     "duo_ts_date",
     "duo_mor_date",
 )
+
+
+# The facts a collection-level collection declares of itself (the Directory's), published
+# with the generation's metadata beside the collection and matched by search/declared.py.
+DECLARED_FIELDS: dict[str, str] = {
+    "materials": "string[]",
+    "diagnoses": "string[]",
+    "disease_terms": "string[]",  # the diagnoses with their ancestors, as for sample rows
+    "chapters": "string[]",
+    "blocks": "string[]",
+    "orpha": "string[]",
+    "sexes": "string[]",
+    "data_categories": "string[]",
+    "storage_temperatures": "string[]",
+    "size": "int",  # samples
+    "donors": "int",
+    "age_low": "int",
+    "age_high": "int",
+    "country": "string",
+}
+
+
+def collection_json(collection: Collection) -> dict[str, Any]:
+    """A collection as published with a generation's metadata; a collection-level one
+    carries its declared facts under `declared` (see DECLARED_FIELDS)."""
+    published: dict[str, Any] = {
+        "id": collection.id,
+        "name": collection.name,
+        "types": list(collection.types),
+        "description": collection.description,
+        "default_consent": consent_to_json(collection.default_consent)
+        if collection.default_consent
+        else None,
+    }
+    if collection.declared:
+        terms, chapters, blocks = _disease_columns(collection.diagnoses)
+        facts = {name: getattr(collection, name, None) for name in DECLARED_FIELDS}
+        facts.update(disease_terms=terms, chapters=chapters, blocks=blocks)
+        published["declared"] = {
+            name: list(value) if isinstance(value, tuple) else value
+            for name, value in facts.items()
+        }
+    return published
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,20 @@ class BiobankResult:
     generation: str | None = None
     access: Access | None = None
     consent: tuple[OutcomeCounts, ...] | None = None  # only with a declared purpose
+    # What the biobank's collection-level collections declare (precision DECLARED), apart
+    # from its sample rows; a biobank with only those has them as `donors`/`samples` too.
+    declared: Declared | None = None
+    # True when `donors`/`samples` are the declared counts (no matching sample rows).
+    declared_only: bool = False
+
+
+@dataclass(frozen=True)
+class Declared:
+    """Donors and samples that matching collections declare, and which collections."""
+
+    donors: Count
+    samples: Count
+    collections: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class FacetBucket:
     label: str
     donors: Count
     samples: Count
+    declared: Declared | None = None  # the part collections declare, never in the above
 
 
 @dataclass(frozen=True)
@@ -81,6 +96,8 @@ class SearchResult:
     consent: tuple[OutcomeCounts, ...] | None = None  # network totals per consent outcome
     records_note: str | None = None  # why records are absent or limited (English)
     records_note_messages: tuple[Message, ...] = field(default=(), compare=False)
+    # The network sum of declared counts, kept apart from `donors`/`samples` (sample rows).
+    declared: Declared | None = None
 
     def records_note_in(self, language: str) -> str | None:
         """The records note in a language."""

@@ -21,11 +21,18 @@ from typing import Any
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
 from federation.disclosure.budget import BudgetStatus, PrivacyBudgets
 from federation.disclosure.ledger import BudgetKey, BudgetLedger, Charge, Outcome
-from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
+from federation.disclosure.policy import (
+    DisclosurePolicy,
+    Granularity,
+    RoleRule,
+    explain_rule,
+    rule_messages,
+)
 from federation.disclosure.release import (
     CountedSet,
     charge_id,
     coarse_release,
+    declared,
     noise_key,
     release_pair,
     total,
@@ -38,6 +45,15 @@ from federation.model.disease_names import DiseaseNames, NameMatch, default_name
 from federation.search import metrics
 from federation.search.audit import AnsweredSearch, SearchAudit
 from federation.search.backend import SearchBackend, decode_cursor
+from federation.search.declared import (
+    DeclaredCell,
+    DeclaredCollection,
+    bucket_order_samples,
+    declared_cells,
+    declared_collections,
+    declared_facet_cells,
+    summed_declared,
+)
 from federation.search.documents import record_view
 from federation.search.facets import FACET
 from federation.search.query import (
@@ -55,6 +71,7 @@ from federation.search.result import (
     Access,
     BiobankResult,
     Count,
+    Declared,
     Facet,
     FacetBucket,
     OutcomeCounts,
@@ -119,6 +136,32 @@ class _Asker:
         else:
             keys = _NO_NOISE
         return release_pair(cell.donors, cell.samples, rule, keys)
+
+    def release_declared(self, biobank_id: str, found: DeclaredCell) -> Declared:
+        """What collections declare, under the same rule as counted rows (threshold,
+        rounding, noise keyed on the matched collections), marked DECLARED. No budget is
+        spent: the figures are the collections' own published declarations."""
+        rule = self.rule(biobank_id)
+        keys = _NO_NOISE
+        if rule.noise > 0:
+            generation = self.generations.get(biobank_id)
+            keys = tuple(  # type: ignore[assignment]
+                noise_key(
+                    self.secret,
+                    CountedSet(
+                        biobank_id, f"declared_{kind}", value, found.fingerprint, generation
+                    ),
+                    rule,
+                )
+                for kind, value in (("donors", found.donors), ("samples", found.samples))
+            )
+        donors, samples = release_pair(found.donors, found.samples, rule, keys)
+        n = len(found.collections)
+        return Declared(
+            declared(donors, n, found.donors_unknown),
+            declared(samples, n, found.samples_unknown),
+            found.collections,
+        )
 
 
 _NO_NOISE = (b"", b"")
@@ -265,9 +308,14 @@ class SearchService:
         answer = self.backend.answer(
             criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
         )
-        asker = dataclasses.replace(asker, generations=answer.generation)
+        published = self.backend.published()
+        generations = {bb: info.generation for bb, info in published.items()}
+        asker = dataclasses.replace(asker, generations={**generations, **answer.generation})
         asker, budget = self._spend(answer, asker)
+        collections = declared_collections(published)
         result = self._result(answer, asker, facets, text_codes, rules, records_note)
+        if collections:
+            result = self._with_declared(result, asker, criteria, facets, collections)
         result = dataclasses.replace(result, budget=budget)
         if self.audit is not None:
             # Fail-closed: a search the sink cannot record raises here and is not answered.
@@ -437,6 +485,63 @@ class SearchService:
             records_note_messages=records_note,
         )
 
+    def _with_declared(
+        self,
+        result: SearchResult,
+        asker: _Asker,
+        criteria: Criteria,
+        facets: Sequence[str],
+        collections: Sequence[DeclaredCollection],
+    ) -> SearchResult:
+        """The result with what matching collection-level collections declare: per biobank
+        (a biobank with only those shows them as its counts), per facet bucket, and as a
+        network sum kept apart from the sample-level one."""
+        rows = {r.biobank_id: r for r in result.by_biobank}
+        parts = []
+        for biobank_id, found in sorted(declared_cells(collections, criteria).items()):
+            rule = asker.rule(biobank_id)
+            if rule.granularity is Granularity.NONE:
+                continue
+            part = asker.release_declared(biobank_id, found)
+            parts.append(part)
+            row = rows.get(biobank_id)
+            if row is None:
+                access = Access(
+                    asker.identity.role_for(biobank_id).value,
+                    rule.granularity.value,
+                    explain_rule(rule),
+                    rule_messages(rule),
+                )
+                generation = asker.generations.get(biobank_id)
+                row = BiobankResult(biobank_id, part.donors, part.samples, generation, access)
+                row = dataclasses.replace(row, declared_only=True)
+            rows[biobank_id] = dataclasses.replace(row, declared=part)
+        buckets: dict[tuple[str, str], list[Declared]] = defaultdict(list)
+        for facet, key, biobank_id, found in declared_facet_cells(collections, criteria, facets):
+            if asker.rule(biobank_id).granularity is not Granularity.NONE:
+                buckets[(facet, key)].append(asker.release_declared(biobank_id, found))
+        return dataclasses.replace(
+            result,
+            by_biobank=tuple(rows[bb] for bb in sorted(rows)),
+            facets=tuple(self._declared_facet(f, buckets) for f in result.facets),
+            declared=summed_declared(parts),
+        )
+
+    def _declared_facet(
+        self, facet: Facet, declared_parts: Mapping[tuple[str, str], list[Declared]]
+    ) -> Facet:
+        """A facet whose buckets also say what collections declare for each value."""
+        buckets = {b.key: b for b in facet.buckets}
+        for (name, key), parts in declared_parts.items():
+            if name != facet.name:
+                continue
+            bucket = buckets.get(key) or FacetBucket(
+                key, self.label(name, key), total(()), total(())
+            )
+            buckets[key] = dataclasses.replace(bucket, declared=summed_declared(parts))
+        ordered = sorted(buckets.values(), key=lambda b: (-bucket_order_samples(b), b.key))
+        return Facet(facet.name, tuple(ordered))
+
     def _facets(
         self, answer: BackendAnswer, asker: _Asker, facets: Sequence[str]
     ) -> tuple[Facet, ...]:
@@ -492,27 +597,3 @@ def _until(code: str, row: Mapping[str, Any]) -> str | None:
     if code == "MOR" and row.get("duo_mor_date") is not None:
         return str(row["duo_mor_date"])
     return None
-
-
-def explain_rule(rule: RoleRule) -> str:
-    """The rule in a researcher's words (English), for the `access` of each biobank row."""
-    return render_all(rule_messages(rule)) or ""
-
-
-def rule_messages(rule: RoleRule) -> tuple[Message, ...]:
-    """The rule as catalogue messages: what is withheld, noised, rounded; whether records."""
-    if rule.granularity is Granularity.NONE:
-        return (Message.of("access.none"),)
-    if rule.granularity is Granularity.BOOLEAN:
-        return (Message.of("access.boolean"),)
-    parts = []
-    if rule.min_count > 1:
-        parts.append(Message.of("access.min_count", largest_withheld=rule.min_count - 1))
-    if rule.noise > 0:
-        parts.append(Message.of("access.noise", scale=rule.noise))
-    if rule.rounding > 1:
-        parts.append(Message.of("access.rounding", step=rule.rounding))
-    if not parts:
-        parts.append(Message.of("access.exact"))
-    records = "access.records" if rule.granularity is Granularity.RECORD else "access.no_records"
-    return (*parts, Message.of(records))

@@ -22,13 +22,16 @@ from sqlalchemy.exc import OperationalError
 
 from federation import faults
 from federation.errors import FederationError
-from federation.model.records import QUICK_LOADERS, Collection, consent_to_json, describe_errors
+from federation.model.records import QUICK_LOADERS, Collection, describe_errors
 from federation.model.salvage import (
     dropped_by_connector,
     load_keeping_good_values,
     quarantine_text,
 )
 from federation.search.backend import SearchBackend
+
+# Published with each generation's metadata; re-exported for the sync runs.
+from federation.search.documents import collection_json as collection_json
 from federation.sync.completeness import check_not_empty
 from federation.sync.connector import Connector, RecordRejected, SourceRecord, Stream
 from federation.sync.state import FAILED, SUCCEEDED, SyncRun, SyncState
@@ -331,16 +334,3 @@ def _value_at(mapped: Any, path: str) -> Any:
         if index.isdigit() and int(index) < len(value):
             return value[int(index)]
     return value
-
-
-def collection_json(collection: Collection) -> dict[str, Any]:
-    """A collection as published with a generation's metadata."""
-    return {
-        "id": collection.id,
-        "name": collection.name,
-        "types": list(collection.types),
-        "description": collection.description,
-        "default_consent": consent_to_json(collection.default_consent)
-        if collection.default_consent
-        else None,
-    }

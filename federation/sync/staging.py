@@ -483,7 +483,9 @@ def _consent(value: Any) -> Any:
 
 def decode_collection(text: str) -> Collection:
     data = json.loads(text)
-    data["types"] = tuple(data["types"])
+    for name, value in data.items():
+        if isinstance(value, list) and name != "default_consent":
+            data[name] = tuple(value)
     data["default_consent"] = _consent(data.get("default_consent"))
     return Collection(**data)
 

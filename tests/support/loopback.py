@@ -388,19 +388,41 @@ class DirectoryApp:
         if request.path.endswith("/graphql"):
             variables = (request.body or {}).get("variables") or {}
             offset, limit = int(variables.get("offset", 0)), int(variables.get("limit", 100))
-            page = [
-                {
-                    "id": r["id"],
-                    "name": r["name"],
-                    "description": r["description"],
-                    "withdrawn": r["withdrawn"] == "true",
-                    "biobank": {"id": r["biobank"]},
-                    "type": [{"name": t} for t in r["type"].split(",") if t],
-                    "data_use": [{"name": t} for t in r["data_use"].split(",") if t],
-                }
-                for r in self.rows[offset : offset + limit]
-            ]
+            page = [directory_graphql_row(r) for r in self.rows[offset : offset + limit]]
             return Reply.json(
                 {"data": {"Collections": page, "Collections_agg": {"count": len(self.rows)}}}
             )
         return Reply.json({"error": "not found"}, 404)
+
+
+# EMX2 column kinds of the Directory's Collections table (molgenis.csv), as GraphQL shows them.
+DIRECTORY_ONTOLOGY_ARRAYS = (
+    "type",
+    "data_categories",
+    "data_use",
+    "materials",
+    "diagnosis_available",
+    "sex",
+    "storage_temperatures",
+)
+DIRECTORY_ONTOLOGIES = ("country", "age_unit")
+DIRECTORY_INTS = ("size", "number_of_donors", "age_low", "age_high")
+
+
+def directory_graphql_row(row: dict[str, str]) -> dict[str, Any]:
+    """A CSV export row as EMX2 GraphQL answers it: ontology arrays as [{name}], an ontology
+    as {name}, ints as numbers, refs as {id}; empty values as null (or [])."""
+    out: dict[str, Any] = {
+        "id": row["id"],
+        "name": row["name"],
+        "description": row["description"],
+        "withdrawn": row["withdrawn"] == "true",
+        "biobank": {"id": row["biobank"]},
+    }
+    for name in DIRECTORY_ONTOLOGY_ARRAYS:
+        out[name] = [{"name": t} for t in row.get(name, "").split(",") if t]
+    for name in DIRECTORY_ONTOLOGIES:
+        out[name] = {"name": row[name]} if row.get(name) else None
+    for name in DIRECTORY_INTS:
+        out[name] = int(row[name]) if row.get(name) else None
+    return out

@@ -51,6 +51,9 @@ _PRECISION_DESCRIPTIONS = {
     "boolean": "Only whether there are any matches may be told; the number is withheld.",
     "lower_bound": "A total that leaves out withheld counts: the true number is at least this.",
     "hidden": "Withheld: your role may not see counts for this biobank.",
+    "declared": "Declared by collections, not counted from sample rows: the whole declared "
+    "size of each collection whose facts overlap the query (an upper bound of the matching "
+    "part), after the biobank's disclosure rule; `reason` says how many collections.",
     "budget_spent": "Your privacy budget for this biobank is spent: the number is withheld "
     "and the coarser release the network names is shown (`exists`, and `reason` says when "
     "the budget refills).",

@@ -120,9 +120,36 @@ class SampleQueryInput(graphene.InputObjectType):
     )
 
 
+class DeclaredCounts(graphene.ObjectType):
+    class Meta:
+        description = (
+            "What collection-level collections declare of themselves (the BBMRI-ERIC "
+            "Directory's way: diseases, materials, sizes per collection, no sample rows). "
+            "Each matching collection counts whole: its facts are matched by overlap with "
+            "the filters, so these are upper bounds of the matching part, precision "
+            "DECLARED, and never added to counted donors and samples."
+        )
+
+    donors = graphene.Field(
+        Count, required=True, description="Donors the matching collections declare."
+    )
+    samples = graphene.Field(
+        Count, required=True, description="Samples the matching collections declare."
+    )
+    collections = graphene.List(
+        graphene.NonNull(graphene.ID),
+        required=True,
+        description="Ids of the matching collections (see `collections`).",
+    )
+
+
 class BiobankResult(graphene.ObjectType):
     class Meta:
-        description = "How many matching donors and samples one biobank holds."
+        description = (
+            "How many matching donors and samples one biobank holds. A collection-level "
+            "biobank (no sample rows) answers with what its collections declare: precision "
+            "DECLARED, and `declared` says which collections."
+        )
 
     biobank = graphene.Field(Biobank, required=True, description="The biobank.")
     donors = graphene.Field(Count, required=True, description="Matching donors in this biobank.")
@@ -136,6 +163,11 @@ class BiobankResult(graphene.ObjectType):
         graphene.NonNull(lambda: OutcomeCounts),
         description="With a declared purpose: the matches split by what their donors' consent "
         "says about that purpose (permitted, conditional, not permitted); null without one.",
+    )
+    declared = graphene.Field(
+        DeclaredCounts,
+        description="What this biobank's matching collection-level collections declare; "
+        "null when it has none.",
     )
 
     @staticmethod
@@ -174,6 +206,11 @@ class FacetBucket(graphene.ObjectType):
     label = graphene.String(required=True, description="The value as a person reads it.")
     donors = graphene.Field(Count, required=True, description="Matching donors with this value.")
     samples = graphene.Field(Count, required=True, description="Matching samples with this value.")
+    declared = graphene.Field(
+        DeclaredCounts,
+        description="What matching collections that declare this value declare (each counted "
+        "whole in every value it lists); never part of `donors`/`samples`.",
+    )
 
 
 class Facet(graphene.ObjectType):
@@ -283,13 +320,15 @@ class SearchResult(graphene.ObjectType):
         Count,
         required=True,
         description="Matching donors in the network, summed from the "
-        "per-biobank counts as released.",
+        "per-biobank counts of sample rows as released (collection-level counts are in "
+        "`declared`, never in this sum).",
     )
     samples = graphene.Field(
         Count,
         required=True,
         description="Matching samples in the network, summed from the "
-        "per-biobank counts as released.",
+        "per-biobank counts of sample rows as released (collection-level counts are in "
+        "`declared`, never in this sum).",
     )
     by_biobank = graphene.List(
         graphene.NonNull(BiobankResult),
@@ -331,6 +370,16 @@ class SearchResult(graphene.ObjectType):
     records_note = graphene.String(
         description="Why `records` is null or leaves biobanks out, when it does."
     )
+    declared = graphene.Field(
+        DeclaredCounts,
+        description="The network sum of what matching collection-level collections declare, "
+        "kept apart from `donors` and `samples` (which count sample rows only); null when "
+        "none matched.",
+    )
+
+    @staticmethod
+    def resolve_declared(parent: SearchAnswer, info: GraphQLResolveInfo) -> Any:
+        return parent.result.declared
 
     @staticmethod
     def resolve_consent(parent: SearchAnswer, info: GraphQLResolveInfo) -> Any:

@@ -11,6 +11,8 @@ const MARKERS = {
   BOOLEAN: '?',
   LOWER_BOUND: '≥',
   HIDDEN: '–',
+  // Declared by collections for their whole size: the matching part is at most this.
+  DECLARED: '≤',
 };
 
 /** The count as a short text: "1,230", "few", "some"... */

@@ -5,7 +5,7 @@
 import { request } from './api.js';
 import { renderChart } from './chart.js';
 import { diseaseCombobox, hierarchy } from './combobox.js';
-import { countNode, countPhrase, initTooltips } from './counts.js';
+import { countNode, countPhrase, initTooltips, isExact } from './counts.js';
 import { datedName, download } from './csv.js';
 import { exportAllRecords } from './export.js';
 import { byId, debounce, fill, h } from './dom.js';
@@ -27,6 +27,8 @@ const LABEL_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.label]));
 const SELECT_RULE = Object.fromEntries(FACETS.map((f) => [f.key, f.select]));
 
 const C = 'value precision reason exists';
+// What collection-level biobanks declare (precision DECLARED), kept apart from counted rows.
+const D = `declared { donors { ${C} } samples { ${C} } collections }`;
 const RECORDS = `records(first: $first, after: $after, orderBy: $orderBy, descending: $descending) {
       totalCount
       nodes {
@@ -48,9 +50,11 @@ const SEARCH = `query Search(${PAGE_VARIABLES}) {
       samples { ${C} }
       access { role granularity explanation }
       consent { outcome donors { ${C} } samples { ${C} } }
+      ${D}
     }
-    facets { name buckets { key label donors { ${C} } samples { ${C} } } }
+    facets { name buckets { key label donors { ${C} } samples { ${C} } ${D} } }
     consent { outcome donors { ${C} } samples { ${C} } }
+    ${D}
     textDiseases { code name language }
     ${RECORDS}
   }
@@ -424,6 +428,13 @@ function renderSummary() {
     donors: countPhrase(answer.donors),
     biobanks: formatNumber(rows.length),
   });
+  if (answer.declared) {
+    summary.textContent += ` ${t('summary.declared', {
+      samples: countPhrase(answer.declared.samples),
+      donors: countPhrase(answer.declared.donors),
+      collections: formatNumber(answer.declared.collections.length),
+    })}`;
+  }
 }
 
 // Chapter and block facets refine the disease list: a bucket beneath a selected disease
@@ -492,14 +503,36 @@ function renderFacets() {
       const items = buckets.map((bucket) => {
         const label = bucketLabel(facet.name, bucket);
         const { pressed, apply } = bucketState(facet.name, bucket);
+        // A bucket only collections declare shows their figure; one with counted samples
+        // shows those, and the declared part beside them, each with its own marker.
+        const declared = bucket.declared;
+        const onlyDeclared = declared && isExact(bucket.samples) && !bucket.samples.value;
         const content = [
           h('span', { class: 'bucket-label', title: label, text: label }),
-          h('span', { class: 'bucket-count' }, countNode(bucket.samples)),
+          h(
+            'span',
+            { class: 'bucket-count' },
+            onlyDeclared ? null : countNode(bucket.samples),
+            declared
+              ? h(
+                'span',
+                { class: 'bucket-declared' },
+                onlyDeclared ? null : h('span', { class: 'separator', 'aria-hidden': 'true', text: '· ' }),
+                countNode(declared.samples),
+              )
+              : null,
+          ),
         ];
-        const described = `${label}: ${t('facets.bucket.counts', {
+        let described = `${label}: ${t('facets.bucket.counts', {
           samples: countPhrase(bucket.samples),
           donors: countPhrase(bucket.donors),
         })}`;
+        if (declared) {
+          described += `; ${t('facets.bucket.declared', {
+            samples: countPhrase(declared.samples),
+            donors: countPhrase(declared.donors),
+          })}`;
+        }
         if (!apply) {
           return h(
             'li',
@@ -672,6 +705,19 @@ function renderBiobanks() {
     h('td'),
     h('td'),
   );
+  // Declared counts are never added to the total of counted samples: their own line.
+  const declaredTotal = answer.declared
+    ? h(
+      'tr',
+      { class: 'total declared', 'data-biobank': '', 'data-total': 'declared' },
+      h('th', { scope: 'row', text: t('biobanks.total.declared') }),
+      h('td'),
+      h('td', { class: 'num', 'data-field': 'donors' }, countNode(answer.declared.donors)),
+      h('td', { class: 'num', 'data-field': 'samples' }, countNode(answer.declared.samples)),
+      withConsent ? OUTCOMES.map(() => h('td')) : null,
+      h('td'),
+    )
+    : null;
   fill(
     container,
     h(
@@ -680,7 +726,7 @@ function renderBiobanks() {
       h('caption', { class: 'visually-hidden', text: t(withConsent ? 'biobanks.caption.consent' : 'biobanks.caption') }),
       h('thead', {}, h('tr', {}, head)),
       h('tbody', {}, body),
-      h('tfoot', {}, total),
+      h('tfoot', {}, total, declaredTotal),
     ),
   );
   renderChart(
