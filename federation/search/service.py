@@ -12,6 +12,8 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
+import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -23,9 +25,8 @@ from federation.disclosure.ledger import BudgetKey, Charge, Outcome, PrivacyLedg
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
 from federation.disclosure.release import (
     CountedSet,
-    charge_id,
+    FigureKeys,
     coarse_release,
-    noise_key,
     release_pair,
     total,
 )
@@ -35,7 +36,8 @@ from federation.model import expr as ex
 from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
 from federation.search.audit import AnsweredSearch, SearchAudit
-from federation.search.backend import SearchBackend, decode_cursor
+from federation.search.backend import IncompleteAnswer, SearchBackend, decode_cursor
+from federation.search.delivery import claim_delivery
 from federation.search.documents import record_view
 from federation.search.facets import FACET
 from federation.search.query import (
@@ -74,8 +76,17 @@ class _Asker:
     # coarser release they fall back to and when the budget refills.
     refused: frozenset[str] = frozenset()
     fallbacks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    # One answer releases hundreds of facet cells: look each biobank's rule up once.
+    # One answer releases hundreds of facet cells: look each biobank's rule up once, and
+    # encode each row set once for both its noise key and its ledger charge.
     _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
+    _keys: dict[CountedSet, FigureKeys] = field(default_factory=dict, compare=False)
+
+    def keys(self, rows: CountedSet, rule: RoleRule) -> FigureKeys:
+        """The noise key and charge id of a figure, computed once per answer."""
+        found = self._keys.get(rows)
+        if found is None:
+            found = self._keys[rows] = FigureKeys.of(self.secret, rows, rule)
+        return found
 
     def rule(self, biobank_id: str) -> RoleRule:
         rule = self._rules.get(biobank_id)
@@ -83,6 +94,11 @@ class _Asker:
             rule = self.policies(biobank_id).rule(self.identity.role_for(biobank_id))
             self._rules[biobank_id] = rule
         return rule
+
+    def noised(self, biobank_id: str) -> bool:
+        """Whether this asker's counts of the biobank carry noise (and need fingerprints)."""
+        rule = self.rule(biobank_id)
+        return rule.noise > 0 and rule.granularity.allows(Granularity.COUNT)
 
     def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
         """The donor and sample row sets of a cell, as noise and the ledger key them."""
@@ -99,7 +115,7 @@ class _Asker:
             return []  # exact, rounded, zero or withheld: no noise, nothing to pay
         if not rule.granularity.allows(Granularity.COUNT):
             return []
-        return [charge_id(rows, rule) for rows in self.counted(biobank_id, cell)]
+        return [self.keys(rows, rule).charge for rows in self.counted(biobank_id, cell)]
 
     def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
         rule = self.rule(biobank_id)
@@ -112,7 +128,7 @@ class _Asker:
                     coarse_release(cell.samples, rule, fallback, refills),
                 )
             donors, samples = self.counted(biobank_id, cell)
-            keys = (noise_key(self.secret, donors, rule), noise_key(self.secret, samples, rule))
+            keys = (self.keys(donors, rule).noise, self.keys(samples, rule).noise)
         else:
             keys = _NO_NOISE
         return release_pair(cell.donors, cell.samples, rule, keys)
@@ -120,6 +136,10 @@ class _Asker:
 
 _NO_NOISE = (b"", b"")
 
+
+# How long the set of biobanks every answer must cover is trusted before it is read again
+# (a sync's state database query; a newly published biobank shows up in answers anyway).
+LIVE_BIOBANKS_TTL_S = 2.0
 
 # Up to this many biobanks an unknown id is answered with all known ids; beyond, the closest.
 BIOBANKS_LISTED_IN_FULL = 20
@@ -164,6 +184,14 @@ class SearchService:
         # Privacy budgets per role and the ledger they are spent in; no ledger: no budget.
         self.budgets: Callable[[], PrivacyBudgets] = lambda: PrivacyBudgets({})
         self.ledger: PrivacyLedger | None = None
+        # Charges this process has seen the ledger accept, per budget: a release is never
+        # undone within its period, so a search whose figures are all among them is a
+        # repeat and skips the ledger's write transaction (shared by `audited` copies).
+        self._released: dict[BudgetKey, set[str]] = {}
+        self._released_lock = threading.Lock()
+        # The biobanks an answer must cover (every live generation); None: not checked.
+        self.live_biobanks: Callable[[], set[str]] | None = None
+        self._live: tuple[float, frozenset[str]] | None = None
         # Where every answered search is recorded (see `audited`); None: not audited.
         self.audit: SearchAudit | None = None
         self.client_ip: str | None = None
@@ -244,9 +272,29 @@ class SearchService:
                 record_page = page
             else:
                 records_note = (Message.of("records.none"),)
+        # Fingerprints only key noise: an asker whose figures carry none skips their cost.
+        keyed = any(asker.noised(bb) for bb in self.record_biobanks())
         answer = self.backend.answer(
-            criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
+            criteria,
+            facets=facets,
+            page=record_page,
+            segments=segments,
+            page_filter=page_filter,
+            fingerprints=keyed,
         )
+        if not keyed and any(asker.noised(bb) for bb in answer.by_biobank):
+            # A biobank outside the network file (still published) noises this asker's
+            # figures: its noise must be keyed on real fingerprints, so ask again with them.
+            answer = self.backend.answer(
+                criteria,
+                facets=facets,
+                page=record_page,
+                segments=segments,
+                page_filter=page_filter,
+            )
+        self._check_coverage(answer)
+        # Past this point the search is charged and audited: only if it reaches the asker.
+        claim_delivery()
         asker = dataclasses.replace(asker, generations=answer.generation)
         asker, budget = self._spend(answer, asker)
         result = self._result(answer, asker, facets, text_codes, rules, records_note)
@@ -255,6 +303,23 @@ class SearchService:
             # Fail-closed: a search the sink cannot record raises here and is not answered.
             self.audit.record(AnsweredSearch(identity, self.client_ip, query, purpose, result))
         return result
+
+    def _check_coverage(self, answer: BackendAnswer) -> None:
+        """Refuse an answer that leaves out a biobank some sync published (its index, alias
+        or generation gone behind the server's back): never a silent undercount."""
+        if answer.covered is None or self.live_biobanks is None:
+            return
+        now = time.monotonic()
+        if self._live is None or now - self._live[0] > LIVE_BIOBANKS_TTL_S:
+            self._live = (now, frozenset(self.live_biobanks()))
+        missing = self._live[1] - answer.covered
+        if not missing:
+            return
+        # A generation published empty has nothing to search; one that is gone does.
+        published = self.backend.published()
+        gone = [b for b in missing if b not in published or published[b].documents > 0]
+        if gone:
+            raise IncompleteAnswer(gone)
 
     def _spend(
         self, answer: BackendAnswer, asker: _Asker
@@ -289,15 +354,36 @@ class SearchService:
         statuses = []
         for key, charges in wanted.items():
             limit, refills, role_name = limits[key]
-            spending = self.ledger.spend(BudgetKey(subject, key[1], key[2]), charges, limit)
-            refused.update(
-                c.fingerprint
-                for c, outcome in zip(charges, spending.outcomes, strict=True)
-                if outcome is Outcome.REFUSED
-            )
-            statuses.append(BudgetStatus(role_name, key[1], key[2], spending.spent, limit, refills))
+            budget_key = BudgetKey(subject, key[1], key[2])
+            spent = self._spend_in_ledger(budget_key, charges, limit, refused)
+            statuses.append(BudgetStatus(role_name, key[1], key[2], spent, limit, refills))
         asker = dataclasses.replace(asker, refused=frozenset(refused), fallbacks=fallbacks)
         return asker, tuple(sorted(statuses, key=lambda s: s.scope))
+
+    def _spend_in_ledger(
+        self, key: BudgetKey, charges: list[Charge], limit: float, refused: set[str]
+    ) -> float:
+        """Charge one budget; add what it refused to `refused`; return what is spent."""
+        assert self.ledger is not None
+        with self._released_lock:
+            known = self._released.get(key)
+            repeat = known is not None and all(c.fingerprint in known for c in charges)
+        if repeat:
+            return self.ledger.spent(key)  # nothing new: a read, no write transaction
+        spending = self.ledger.spend(key, charges, limit)
+        accepted = set()
+        for charge, outcome in zip(charges, spending.outcomes, strict=True):
+            if outcome is Outcome.REFUSED:
+                refused.add(charge.fingerprint)
+            else:
+                accepted.add(charge.fingerprint)
+        with self._released_lock:
+            if key not in self._released:
+                # Periods only move forward: forget the budgets of earlier ones.
+                for old in [k for k in self._released if k.period < key.period]:
+                    del self._released[old]
+            self._released.setdefault(key, set()).update(accepted)
+        return spending.spent
 
     def budget_status(self, identity: Identity) -> tuple[BudgetStatus, ...]:
         """What is left of each budget the identity has spent from in the current period."""
@@ -306,12 +392,16 @@ class SearchService:
         now = dt.datetime.now(dt.UTC)
         subject = f"{identity.via}:{identity.subject}"
         out = []
+        seen: set[tuple[str, str]] = set()
         for role in identity.roles:
             budget = self.budgets().rule(role)
             if budget is None:
                 continue
             period, refills = budget.period.window(now)
             for scope, spent in sorted(self.ledger.budgets(subject, period).items()):
+                if (scope, period) in seen:
+                    continue  # the ledger keys a budget by subject, not role: list it once
+                seen.add((scope, period))
                 out.append(
                     BudgetStatus(
                         role.value,
