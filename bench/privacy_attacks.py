@@ -177,20 +177,26 @@ def attack(
         "requests_per_attacker": 2 * statistics.median(pairs) + 2,
         "rmse": round(rmse, 2),
         "attackers_exact": exact,
+        "distinct_background_sets": len(
+            [c for size in (1, 2, 3) for c in itertools.combinations(others, size)]
+        ),
     }
 
     # 3. One differencing pair per fresh researcher.
-    diffs = []
+    diffs, asked = [], set()
     for n in range(attackers):
         key = keys[f"a{attackers + 1 + n}"]
         extra = others[(n * 7) % len(others)]
+        asked.add(extra)
         with_q = {"diseases": [target, background, extra], **decade}
         without_q = {"diseases": [background, extra], **decade}
         a = _donors(url, key, with_q)["donors"]["value"]
         b = _donors(url, key, without_q)["donors"]["value"]
         t = truth(with_q) - truth(without_q)
         diffs.append((a - b) == t)
-    out["differencing"] = {"pairs": attackers, "exact": sum(diffs)}
+    # The same row sets release the same values to everybody: attackers who ask the same
+    # pair see the same difference, so what counts is how many distinct pairs there are.
+    out["differencing"] = {"pairs": attackers, "distinct_pairs": len(asked), "exact": sum(diffs)}
 
     # 4. 40 purpose variants that give every donor the same outcome: the consent split.
     splits = set()

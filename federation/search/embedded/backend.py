@@ -211,11 +211,12 @@ class EmbeddedBackend(SearchBackend):
             keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
             self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
             # Donors are grouped by key when keys tell every donor apart (embedded/sql.py).
-            clashes = self._db.execute(
+            # fetchall: a result left unfinished blocks the connection's next statement.
+            ((clashes,),) = self._db.execute(
                 f"SELECT count(*) FROM (SELECT key_biobank_id, donor_key FROM {table} "
                 "GROUP BY ALL HAVING min(donor_ord) <> max(donor_ord))"
-            ).fetchone()
-            self._donor_keys_unique[table] = clashes is not None and clashes[0] == 0
+            ).fetchall()
+            self._donor_keys_unique[table] = clashes == 0
         finally:
             if not files:
                 self._db.unregister("_empty")
