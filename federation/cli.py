@@ -368,7 +368,7 @@ def quarantine(ctx: click.Context, biobank: str, limit: int, as_json: bool) -> N
     from federation.sync.state import SyncState
 
     settings = _settings(ctx)
-    state = SyncState(settings.state_path)
+    state = SyncState.from_settings(settings)
     _known_biobank(settings, state, biobank)
     records = state.quarantine(biobank, limit=limit)
     for item in records:
@@ -514,13 +514,16 @@ def audit(ctx: click.Context, limit: int, subject: str | None, as_json: bool) ->
     """The audit log of answered searches, newest first (for network operators)."""
     from dataclasses import asdict
 
-    from federation.search.audit import AUDIT_FILE, AuditLog
+    from federation.search.audit import AuditLog
+    from federation.state.database import SQLITE, state_url
+    from federation.state.store import StateStore
 
-    path = Path(_settings(ctx).data_dir) / AUDIT_FILE
-    if not path.exists():
-        click.echo(f"no audit log at {path} yet: no search has been answered", err=True)
+    settings = _settings(ctx)
+    url = state_url(settings.state_url, settings.data_dir)
+    if url.get_backend_name() == SQLITE and not Path(str(url.database)).exists():
+        click.echo(f"no audit log at {url.database} yet: no search has been answered", err=True)
         return
-    for entry in AuditLog(path).entries(first=limit, subject=subject).entries:
+    for entry in AuditLog(StateStore.open(url).audit).entries(first=limit, subject=subject).entries:
         if as_json:
             click.echo(json.dumps(asdict(entry), ensure_ascii=False))
             continue

@@ -9,11 +9,12 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from federation.disclosure.ledger import LEDGER_FILE, PrivacyLedger
-from federation.search.audit import AUDIT_FILE, AuditLog
+from federation.disclosure.ledger import BudgetLedger
+from federation.search.audit import AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
 from federation.settings import Network, Settings, SettingsError, load_network
+from federation.state import StateStore, open_state_store
 from federation.sync.state import SyncState
 
 
@@ -42,18 +43,23 @@ class Runtime:
         raise SettingsError(f"backend {self.settings.backend!r} is not available in this build yet")
 
     @cached_property
-    def state(self) -> SyncState:
-        return SyncState(self.settings.state_path)
+    def store(self) -> StateStore:
+        """The state store the settings name: `state_url`, else state.db in the data folder."""
+        return open_state_store(self.settings.state_url, self.settings.data_dir)
 
     @cached_property
-    def ledger(self) -> PrivacyLedger:
-        """The privacy ledger, shared by every process on the host (docs/privacy.md)."""
-        return PrivacyLedger(self.settings.data_dir / LEDGER_FILE)
+    def state(self) -> SyncState:
+        return SyncState(self.store)
+
+    @cached_property
+    def ledger(self) -> BudgetLedger:
+        """The privacy ledger, shared by every process and host (docs/privacy.md)."""
+        return self.store.ledger
 
     @cached_property
     def audit(self) -> AuditLog:
-        """The audit log of answered searches, in the data folder."""
-        return AuditLog(self.settings.data_dir / AUDIT_FILE)
+        """The audit log of answered searches, in the state store."""
+        return AuditLog(self.store.audit)
 
     @cached_property
     def search(self) -> SearchService:

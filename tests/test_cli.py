@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 
 from click.testing import CliRunner, Result
 
 from federation.cli import main
-from federation.search.audit import AUDIT_FILE, AuditLog
+from federation.search.audit import AuditLog
+from federation.state.store import open_state_store
 from tests.conftest import Federation
 from tests.sync.test_sync import small_biobank
 
@@ -52,7 +54,8 @@ def test_cli_searches_are_audited_like_api_searches(federation: Federation) -> N
     federation.write()
     invoke(federation, "sync", "--all", "--no-progress")
     invoke(federation, "search", "--disease", "C50", "--sex", "female")
-    (entry,) = AuditLog(federation.settings.data_dir / AUDIT_FILE).entries().entries
+    store = open_state_store(None, federation.settings.data_dir)
+    (entry,) = AuditLog(store.audit).entries().entries
     assert (entry.subject, entry.via, entry.client_ip) == ("cli", "cli", None)
     assert entry.roles == ("registered", "network_operator")
     assert entry.filters == {"diseases": ["C50"], "sexes": ["FEMALE"]}
@@ -61,8 +64,12 @@ def test_cli_searches_are_audited_like_api_searches(federation: Federation) -> N
     listed = invoke(federation, "audit", "--json")
     assert json.loads(listed.splitlines()[0])["id"] == entry.id
     # Fail-closed on the server too: a search that cannot be audited is not answered.
-    (federation.settings.data_dir / AUDIT_FILE).unlink()
-    (federation.settings.data_dir / AUDIT_FILE).mkdir()
+    # A store that refuses the insert, as a full disk would.
+    with sqlite3.connect(federation.settings.state_path) as db:
+        db.execute(
+            "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_searches "
+            "BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END"
+        )
     refused = run(federation, "search", "--disease", "C50")
     assert refused.exit_code == 1 and "cannot be recorded in the audit log" in refused.output
     assert '"donors"' not in refused.output

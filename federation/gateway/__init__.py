@@ -64,7 +64,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Access: parsed here so a bad `auth` or `limits` section stops the worker at start.
     app.extensions[endpoint.AUTH_EXTENSION] = Authenticator(AuthConfig.parse(settings.auth))
     app.extensions[endpoint.LIMITS_EXTENSION] = Limits(
-        LimitsConfig.parse(settings.limits), settings.data_dir
+        LimitsConfig.parse(settings.limits), runtime.store.rate_buckets
     )
     # The log the runtime's search service writes every answered search to; read by
     # `auditLog` for operators.

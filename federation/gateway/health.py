@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
-import sqlite3
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
 
 from federation.runtime import Runtime
 from federation.search.backend import BackendUnavailable
@@ -61,14 +61,14 @@ def searches_answerable(runtime: Runtime) -> str | None:
     restarted on empty data serves 0 for all, which is no answer), and the audit log must
     take a write: a search it cannot record is refused, so a full data disk fails them all.
     """
-    unwritable = _audit_unwritable(runtime.audit.path)
+    unwritable = _audit_unwritable(runtime)
     if unwritable is not None:
         return unwritable
     published = runtime.backend.published()
     network = {source.biobank.id for source in runtime.network().biobanks}
     try:
         expected = runtime.state.published_biobanks()
-    except sqlite3.Error as err:
+    except SQLAlchemyError as err:
         return f"the sync state database {runtime.state.path} cannot be read: {err}"
     missing = sorted(b for b in expected if b in network and b not in published)
     if missing:
@@ -81,14 +81,24 @@ def searches_answerable(runtime: Runtime) -> str | None:
         return "generations not whole: " + "; ".join(
             f"{b}: {w}" for b, w in sorted(damaged.items())
         )
-    return _audit_unwritable(runtime.audit.path)
+    return _audit_unwritable(runtime)
 
 
 # Written and removed by each readiness check: a full disk refuses even this much.
 PROBE_BYTES = 4096
 
 
-def _audit_unwritable(audit: Path) -> str | None:
+def _audit_unwritable(runtime: Runtime) -> str | None:
+    store = runtime.store
+    audit = store.file
+    if audit is None:
+        # A database server: it must answer; its disks are its operator's to watch.
+        try:
+            with store.read() as db:
+                db.execute(text("SELECT 1"))
+        except SQLAlchemyError as err:
+            return f"the state store {store.location} (the audit log) cannot be reached: {err}"
+        return None
     probe = audit.parent / f".readyz-probe-{os.getpid()}"
     try:
         audit.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from graphql import DocumentNode, GraphQLResolveInfo, GraphQLSchema, OperationDefinitionNode
@@ -24,7 +23,7 @@ from federation.disclosure.roles import Identity
 from federation.errors import Forbidden
 from federation.gateway.cost import CostLimitExceeded, QueryCost, measure
 from federation.gateway.errors import ErrorCode, GatewayError
-from federation.gateway.ratelimit import RATE_LIMIT_FILE, RateLimit, RateLimiter, rate_key
+from federation.gateway.ratelimit import RateLimit, RateLimiter, rate_key
 from federation.model.config import (
     Flag,
     PositiveNumber,
@@ -34,6 +33,7 @@ from federation.model.config import (
 )
 from federation.search.delivery import answering_within
 from federation.settings import SettingsError
+from federation.state.rate_buckets import RateBuckets
 
 T = TypeVar("T")
 
@@ -250,13 +250,13 @@ class Limits:
     """One app's limits: the document checks, the deadline and the rate limiter."""
 
     config: LimitsConfig
-    data_dir: Path | None  # where the rate limit's store lives; None: no rate limit
+    buckets: RateBuckets | None  # the state store's rate-limit buckets; None: no rate limit
     rate_limiter: RateLimiter | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.rate_limiter = None
-        if self.config.rate_limit and self.data_dir is not None:
-            self.rate_limiter = RateLimiter(Path(self.data_dir) / RATE_LIMIT_FILE)
+        if self.config.rate_limit and self.buckets is not None:
+            self.rate_limiter = RateLimiter(self.buckets)
 
     def check(
         self,

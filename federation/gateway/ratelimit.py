@@ -1,21 +1,18 @@
-"""The rate limit: token buckets per caller, shared by every worker process on the host."""
+"""The rate limit: token buckets per caller, shared by every worker process and host."""
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from federation.disclosure.roles import Identity
-from federation.sqlite_wal import use_wal
+from federation.state.rate_buckets import RateBuckets, Refill
 
 log = logging.getLogger(__name__)
-
-RATE_LIMIT_FILE = "ratelimit.db"
 
 
 @dataclass(frozen=True)
@@ -50,83 +47,25 @@ def rate_key(identity: Identity, client_ip: str) -> str:
     return f"ip:{client_ip}"
 
 
-_BUCKETS = """
-CREATE TABLE IF NOT EXISTS buckets (
-  key TEXT PRIMARY KEY,
-  tokens REAL NOT NULL,
-  updated REAL NOT NULL
-) WITHOUT ROWID;
-"""
-
-# Buckets untouched this long are full again; deleting them changes nothing.
-_PRUNE_EVERY = 1000
-
-
 class RateLimiter:
-    """Token buckets in a small SQLite file shared by every worker process on the host.
+    """Token buckets in the state store, shared by every worker process on every host.
 
-    Each take is one short write transaction (WAL, BEGIN IMMEDIATE), so gunicorn workers
-    agree on the remaining tokens. If the file cannot be written the request is let
-    through and a warning logged: the rate limit protects capacity, and an outage of the
-    limiter must not become an outage of the search.
+    Each take is one short write transaction in the store (`federation/state/rate_buckets.py`),
+    so gunicorn workers and gateways on one PostgreSQL agree on the remaining tokens. If the
+    store cannot be written the request is let through and a warning logged: the rate limit
+    protects capacity, and an outage of the limiter must not become an outage of the search.
     """
 
-    def __init__(self, path: Path, clock: Callable[[], float] = time.time) -> None:
-        self.path = Path(path)
-        self._clock = clock  # wall time: the only clock the worker processes share
-        self._ready = False
-        self._takes = 0
-        self._lock = threading.Lock()
-
-    def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=2, isolation_level=None)
-        db.execute("PRAGMA synchronous=NORMAL")  # losing a second of buckets in a crash is fine
-        if not self._ready:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            use_wal(db)
-            db.executescript(_BUCKETS)
-            self._ready = True
-        return db
+    def __init__(self, buckets: RateBuckets, clock: Callable[[], float] = time.time) -> None:
+        self.buckets = buckets
+        self._clock = clock  # wall time: the only clock the processes and hosts share
 
     def take(self, key: str, rate: RateLimit, tokens_taken: float = 1.0) -> float | None:
         """Take tokens from `key`'s bucket (one by default): None when allowed, else seconds
         to wait. More tokens than the burst are never there: the wait is for a full bucket."""
-        now = self._clock()
+        refill = Refill(burst=rate.burst, per_second=rate.per_second)
         try:
-            db = self._connect()
-        except sqlite3.Error as err:
-            log.warning("rate limiter store %s unusable, not limiting: %s", self.path, err)
+            return self.buckets.take(key, refill, self._clock(), tokens_taken)
+        except (SQLAlchemyError, OSError) as err:
+            log.warning("rate limiter store unusable, not limiting: %s", err)
             return None
-        try:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute("SELECT tokens, updated FROM buckets WHERE key = ?", (key,)).fetchone()
-            tokens = float(rate.burst)
-            if row is not None:
-                elapsed = max(0.0, now - float(row[1]))
-                tokens = min(float(rate.burst), float(row[0]) + elapsed * rate.per_second)
-            wanted = min(tokens_taken, float(rate.burst))
-            if tokens < wanted:
-                db.execute("ROLLBACK")
-                return (wanted - tokens) / rate.per_second
-            db.execute(
-                "INSERT INTO buckets (key, tokens, updated) VALUES (?, ?, ?) "
-                "ON CONFLICT (key) DO UPDATE SET tokens = excluded.tokens, "
-                "updated = excluded.updated",
-                (key, tokens - wanted, now),
-            )
-            db.execute("COMMIT")
-            self._prune(db, now, rate)
-            return None
-        except sqlite3.Error as err:
-            log.warning("rate limiter store %s failed, not limiting: %s", self.path, err)
-            return None
-        finally:
-            db.close()
-
-    def _prune(self, db: sqlite3.Connection, now: float, rate: RateLimit) -> None:
-        with self._lock:
-            self._takes += 1
-            due = self._takes % _PRUNE_EVERY == 0
-        if due:
-            # Generous: a bucket idle for a day is full under any sane configuration.
-            db.execute("DELETE FROM buckets WHERE updated < ?", (now - 86_400,))

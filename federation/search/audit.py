@@ -11,61 +11,35 @@ fail-closed: the row is written before the answer leaves the service, and if it 
 written the search is not answered: a network that promises biobanks an audit trail of
 every search cannot answer searches it is unable to account for.
 
-The store is SQLite (`audit.db` in the data folder, WAL, synchronous=FULL so an
-acknowledged row survives a power cut). The app only ever inserts; triggers refuse UPDATE
-and DELETE, so removing rows (retention) is a deliberate operator action outside the app.
+The rows live in the state store (`federation/state/audit_trail.py`: `state.db` in the data
+folder, or the PostgreSQL database every gateway host shares), so one log covers every
+host. The app only ever inserts; triggers in the database refuse UPDATE and DELETE (and
+TRUNCATE on PostgreSQL), so removing rows (retention) is a deliberate operator action
+outside the app (docs/state.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import json
 import logging
-import os
-import sqlite3
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from federation.consent.purpose import ResearchPurpose
 from federation.disclosure.permissions import require_operator
 from federation.disclosure.roles import Identity
-from federation.errors import BadInput, FederationError, check_range
+from federation.errors import BadInput, FederationError, check_range, unencodable
 from federation.search.backend import decode_cursor, encode_cursor
 from federation.search.query import MAX_PAGE_SIZE, SampleQuery
 from federation.search.result import SearchResult
-from federation.sqlite_wal import use_wal
+from federation.state.audit_trail import AuditRecord, AuditTrail
 
 log = logging.getLogger(__name__)
 
-AUDIT_FILE = "audit.db"
 DEFAULT_AUDIT_PAGE = 20
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS searches (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  at TEXT NOT NULL,
-  subject TEXT NOT NULL,
-  via TEXT NOT NULL,
-  roles TEXT NOT NULL,
-  admin_of TEXT NOT NULL,
-  approved_for TEXT NOT NULL,
-  client_ip TEXT,
-  filters TEXT NOT NULL,
-  purpose TEXT,
-  released TEXT NOT NULL,
-  records_returned INTEGER NOT NULL,
-  record_count INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS searches_by_subject ON searches (subject, id);
-CREATE TRIGGER IF NOT EXISTS searches_append_only_update BEFORE UPDATE ON searches
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-CREATE TRIGGER IF NOT EXISTS searches_append_only_delete BEFORE DELETE ON searches
-BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
-"""
 
 
 class AuditUnavailable(FederationError):
@@ -145,69 +119,38 @@ class SearchAudit(Protocol):
 
 
 class AuditLog:
-    """The append-only SQLite store of audited searches."""
+    """The append-only audit log of answered searches, in the state store."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = Path(path)
-        self._ready = False
-        self._lock = threading.Lock()
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        if not self._ready:
-            # Private before SQLite opens it (its -wal and -shm files take the same mode):
-            # the log says who searched for what.
-            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.close(os.open(self.path, os.O_CREAT | os.O_RDWR, 0o600))
-        db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-        try:
-            db.execute("PRAGMA busy_timeout=10000")
-            db.execute("PRAGMA synchronous=FULL")
-            db.row_factory = sqlite3.Row
-            if not self._ready:
-                with self._lock:
-                    self.path.parent.mkdir(parents=True, exist_ok=True)
-                    use_wal(db)
-                    db.executescript(_SCHEMA)
-                    self._ready = True
-            yield db
-        finally:
-            db.close()
+    def __init__(self, trail: AuditTrail) -> None:
+        self.trail = trail
 
     def record(self, search: AnsweredSearch) -> None:
         """Write the search's row before its answer is returned; AuditUnavailable if it cannot."""
         try:
             self.append(search)
-        except (sqlite3.Error, OSError):
-            log.exception("writing the audit log %s failed; the search is not answered", self.path)
+        except (SQLAlchemyError, OSError):
+            log.exception("writing the audit log failed; the search is not answered")
             raise AuditUnavailable() from None
 
     def append(self, search: AnsweredSearch) -> int:
-        """Write one row; return its id. Raises sqlite3.Error when it cannot."""
+        """Write one row; return its id. Raises SQLAlchemyError when it cannot."""
         identity, records = search.identity, search.result.records
-        row = (
-            dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-            identity.subject,
-            identity.via,
-            _json([r.value for r in identity.roles]),
-            _json(sorted(identity.admin_of)),
-            _json(sorted(identity.approved_for)),
-            search.client_ip,
-            _json(search.query.normalised()),
-            None if search.purpose is None else _json(search.purpose.normalised()),
-            _json([vars(r) for r in released_precision(search.result)]),
-            int(records is not None),
-            0 if records is None else len(records.records),
-        )
-        with self._connect() as db:
-            cursor = db.execute(
-                "INSERT INTO searches (at, subject, via, roles, admin_of, approved_for, "
-                "client_ip, filters, purpose, released, records_returned, record_count) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                row,
+        return self.trail.append(
+            AuditRecord(
+                at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                subject=_storable(identity.subject),
+                via=identity.via,
+                roles=tuple(r.value for r in identity.roles),
+                admin_of=tuple(_storable(b) for b in identity.admin_of),
+                approved_for=tuple(_storable(b) for b in identity.approved_for),
+                client_ip=search.client_ip,
+                filters=_storable(search.query.normalised()),
+                purpose=None if search.purpose is None else _storable(search.purpose.normalised()),
+                released=tuple(vars(r) for r in released_precision(search.result)),
+                records_returned=records is not None,
+                record_count=0 if records is None else len(records.records),
             )
-            assert cursor.lastrowid is not None
-            return cursor.lastrowid
+        )
 
     def entries(
         self,
@@ -217,22 +160,11 @@ class AuditLog:
         subject: str | None = None,
     ) -> AuditPage:
         """A page of entries, newest first, optionally only one subject's."""
-        where: list[str] = []
-        params: list[Any] = []
-        if after is not None:
-            where.append("id < ?")
-            params.append(_cursor_id(after))
-        if subject is not None:
-            where.append("subject = ?")
-            params.append(subject)
-        clause = f"WHERE {' AND '.join(where)} " if where else ""
-        with self._connect() as db:
-            rows = db.execute(
-                f"SELECT * FROM searches {clause}ORDER BY id DESC LIMIT ?", (*params, first + 1)
-            ).fetchall()
-        entries = tuple(_entry(r) for r in rows[:first])
+        before_id = None if after is None else _cursor_id(after)
+        records, more = self.trail.page(first, before_id=before_id, subject=subject)
+        entries = tuple(_entry(r) for r in records)
         end = encode_cursor(("audit", str(entries[-1].id))) if entries else None
-        return AuditPage(entries, end, len(rows) > first)
+        return AuditPage(entries, end, more)
 
 
 def read_audit_log(
@@ -254,8 +186,17 @@ def read_audit_log(
         raise BadInput("after", after, "not a cursor of the audit log") from None
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+def _storable(value: Any) -> Any:
+    """`value` with lone UTF-16 surrogates escaped in every string: the inputs are checked
+    before a search runs, and this keeps an unchecked one from failing the insert (an
+    encoding error there would refuse the search as if the log were down)."""
+    if isinstance(value, str):
+        return unencodable(value) or value
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def _cursor_id(cursor: str) -> int:
@@ -268,22 +209,10 @@ def _cursor_id(cursor: str) -> int:
     return int(row_id)
 
 
-def _entry(row: sqlite3.Row) -> AuditEntry:
-    return AuditEntry(
-        id=int(row["id"]),
-        at=str(row["at"]),
-        subject=str(row["subject"]),
-        via=str(row["via"]),
-        roles=tuple(json.loads(row["roles"])),
-        admin_of=tuple(json.loads(row["admin_of"])),
-        approved_for=tuple(json.loads(row["approved_for"])),
-        client_ip=row["client_ip"],
-        filters=json.loads(row["filters"]),
-        purpose=None if row["purpose"] is None else json.loads(row["purpose"]),
-        released=tuple(ReleasedPrecision(**r) for r in json.loads(row["released"])),
-        records_returned=bool(row["records_returned"]),
-        record_count=int(row["record_count"]),
-    )
+def _entry(record: AuditRecord) -> AuditEntry:
+    values = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
+    values["released"] = tuple(ReleasedPrecision(**r) for r in record.released)
+    return AuditEntry(**values)
 
 
 def released_precision(result: SearchResult) -> tuple[ReleasedPrecision, ...]:

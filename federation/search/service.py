@@ -21,7 +21,7 @@ from typing import Any
 
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
 from federation.disclosure.budget import BudgetStatus, PrivacyBudgets
-from federation.disclosure.ledger import BudgetKey, Charge, Outcome, PrivacyLedger
+from federation.disclosure.ledger import BudgetKey, BudgetLedger, Charge, Outcome
 from federation.disclosure.policy import DisclosurePolicy, Granularity, RoleRule
 from federation.disclosure.release import (
     CountedSet,
@@ -183,7 +183,7 @@ class SearchService:
         self.record_biobanks = record_biobanks or (lambda: list(backend.published()))
         # Privacy budgets per role and the ledger they are spent in; no ledger: no budget.
         self.budgets: Callable[[], PrivacyBudgets] = lambda: PrivacyBudgets({})
-        self.ledger: PrivacyLedger | None = None
+        self.ledger: BudgetLedger | None = None
         # Charges this process has seen the ledger accept, per budget: a release is never
         # undone within its period, so a search whose figures are all among them is a
         # repeat and skips the ledger's write transaction (shared by `audited` copies).

@@ -11,52 +11,24 @@ the limit, and a restart refills nothing.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Engine, delete, func, insert, select, update
 
+from federation.disclosure.ledger import BudgetKey, Charge, Outcome, Spending
 from federation.state.database import reading, upsert, writing
 from federation.state.schema import privacy_budgets, privacy_releases
 from federation.state.sync_records import now
 
+__all__ = ["BudgetKey", "Charge", "Outcome", "PrivacyLedger", "Spending"]
 
-@dataclass(frozen=True)
-class BudgetKey:
-    """Whose budget, for what scope, in which period."""
-
-    subject: str
-    scope: str
-    period: str
-
-
-@dataclass(frozen=True)
-class Charge:
-    """One release to pay for: the fingerprint of the rows it counts, and its epsilon."""
-
-    fingerprint: str
-    epsilon: float
-
-
-class Outcome(enum.Enum):
-    """What the ledger decided for one charge."""
-
-    SPENT = "spent"  # a new release, paid from the budget
-    REPEAT = "repeat"  # released before in this period: free
-    REFUSED = "refused"  # the budget cannot pay for it
-
-
-@dataclass(frozen=True)
-class Spending:
-    """The outcome of each charge, in order, and the budget spent afterwards."""
-
-    outcomes: tuple[Outcome, ...]
-    spent: float
+# Epsilons are sums of fractions (1/noise): a budget spent to its limit exactly must not be
+# refused for a rounding error in the last bit.
+LIMIT_TOLERANCE = 1e-9
 
 
 class PrivacyLedger:
-    """Privacy budgets and the releases charged to them."""
+    """Privacy budgets and the releases charged to them (a `BudgetLedger`)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -102,7 +74,7 @@ class PrivacyLedger:
             for charge in charges:
                 if charge.fingerprint in released:
                     outcomes.append(Outcome.REPEAT)
-                elif spent + charge.epsilon > limit:
+                elif spent + charge.epsilon > limit + LIMIT_TOLERANCE:
                     outcomes.append(Outcome.REFUSED)
                 else:
                     spent += charge.epsilon
@@ -135,6 +107,14 @@ class PrivacyLedger:
         with reading(self.engine) as db:
             value = db.execute(query).scalar_one_or_none()
         return 0.0 if value is None else float(value)
+
+    def budgets(self, subject: str, period: str) -> dict[str, float]:
+        """Epsilon spent per scope by a subject in a period."""
+        query = select(privacy_budgets.c.scope, privacy_budgets.c.spent).where(
+            privacy_budgets.c.subject == subject, privacy_budgets.c.period == period
+        )
+        with reading(self.engine) as db:
+            return {str(scope): float(spent) for scope, spent in db.execute(query)}
 
     def releases(self, key: BudgetKey) -> int:
         """How many distinct row sets were charged to a budget."""

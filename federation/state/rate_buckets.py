@@ -2,7 +2,7 @@
 
 A take is one short transaction that reads the bucket with its row locked (SELECT ... FOR
 UPDATE on PostgreSQL; BEGIN IMMEDIATE holds SQLite's write lock), refills it for the time
-since it was last touched, and takes one token: two gateways never spend the same token.
+since it was last touched, and takes its tokens: two gateways never spend the same token.
 """
 
 from __future__ import annotations
@@ -36,9 +36,13 @@ class RateBuckets:
         self._takes = 0
         self._lock = threading.Lock()
 
-    def take(self, key: str, refill: Refill, at: float) -> float | None:
-        """Take one token at wall time `at`: None when allowed, else seconds to wait."""
+    def take(self, key: str, refill: Refill, at: float, count: float = 1.0) -> float | None:
+        """Take `count` tokens at wall time `at`: None when allowed, else seconds to wait.
+
+        More tokens than the burst are never there: the wait is then for a full bucket.
+        """
         burst = float(refill.burst)
+        wanted = min(count, burst)
         with writing(self.engine) as db:
             # A new bucket starts full; the insert is a no-op when another process made it.
             db.execute(
@@ -53,12 +57,12 @@ class RateBuckets:
             ).one()
             elapsed = max(0.0, at - float(updated))
             tokens = min(burst, float(tokens) + elapsed * refill.per_second)
-            if tokens < 1.0:
-                return (1.0 - tokens) / refill.per_second
+            if tokens < wanted:
+                return (wanted - tokens) / refill.per_second
             db.execute(
                 update(rate_buckets)
                 .where(rate_buckets.c.key == key)
-                .values(tokens=tokens - 1.0, updated=max(at, float(updated)))
+                .values(tokens=tokens - wanted, updated=max(at, float(updated)))
             )
         self._prune(at)
         return None

@@ -43,6 +43,13 @@ sync_runs = Table(
     Column("duration_s", Float),
     Column("generation", Text),
     Column("error", Text),
+    # Added by revision 0002 (a pre-store state.db may have them already):
+    # records kept with some values dropped, each with a quarantine row.
+    Column("partial", Integer, nullable=False, server_default=text("0")),
+    Column("notes", Text),  # how the source was read (a detected paging style, ...)
+    # Where the run's process ran, so a run whose process died shows as such at once.
+    Column("host", Text),
+    Column("pid", Integer),
     Index("sync_runs_biobank", "biobank_id", "id"),
     sqlite_autoincrement=True,  # ids never reused, as before the store
 )
@@ -62,7 +69,19 @@ quarantine = Table(
     Column("run_id", Integer, nullable=False),
     Column("first_seen", Text, nullable=False),
     Column("last_seen", Text, nullable=False),
+    # 1: the record is indexed without the value named here (revision 0002).
+    Column("kept", Integer, nullable=False, server_default=text("0")),
     PrimaryKeyConstraint("biobank_id", "stream", "record_key"),
+)
+
+# A run's quarantine written before it publishes (JSON), so a run killed between publish
+# and record is settled with it (federation/sync/recovery.py). Revision 0002.
+pending_quarantine = Table(
+    "pending_quarantine",
+    metadata,
+    Column("run_id", Integer, primary_key=True, autoincrement=False),
+    Column("biobank_id", Text, nullable=False),
+    Column("records", Text, nullable=False),
 )
 
 checkpoints = Table(

@@ -76,6 +76,13 @@ class StateStore:
         return shown(self.engine.url)
 
     @property
+    def file(self) -> Path | None:
+        """The SQLite file of an embedded store (None on a database server)."""
+        if self.engine.dialect.name != SQLITE or self.engine.url.database is None:
+            return None
+        return Path(self.engine.url.database)
+
+    @property
     def shared(self) -> bool:
         """Whether several hosts can use this store (a database server, not a file)."""
         return self.engine.dialect.name != SQLITE

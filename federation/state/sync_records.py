@@ -4,20 +4,30 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, Row, delete, func, insert, select, text, update
+from sqlalchemy import Connection, Engine, Row, delete, func, insert, select, text, union, update
 
 from federation.state.database import POSTGRESQL, reading, upsert, writing
-from federation.state.schema import checkpoints, quarantine, sync_requests, sync_runs
+from federation.state.schema import (
+    checkpoints,
+    pending_quarantine,
+    quarantine,
+    sync_requests,
+    sync_runs,
+)
 
 # Raw payloads are kept so an admin sees what the source sent, but a pathological row
 # (a whole file in one cell) must not fill the disk.
 MAX_PAYLOAD_BYTES = 8192
 
 RUNNING, SUCCEEDED, FAILED, INTERRUPTED = "running", "succeeded", "failed", "interrupted"
+# A sync that did not start because another held the biobank's lock.
+REFUSED = "refused"
 COUNTS = ("read", "indexed", "rejected", "deleted", "withdrawn")
 
 
@@ -58,6 +68,16 @@ class SyncRun:
     duration_s: float | None
     generation: str | None
     error: str | None
+    partial: int = 0  # records kept with some values dropped (each has a quarantine row)
+    notes: str | None = None  # how the source was read (a detected paging style, ...)
+    # Where the run's process ran, so a run whose process died shows as such at once.
+    host: str | None = None
+    pid: int | None = None
+
+    @property
+    def accepted(self) -> int:
+        """Records taken whole: read minus those rejected and those partly accepted."""
+        return max(self.read - self.rejected - self.partial, 0)
 
 
 @dataclass(frozen=True)
@@ -86,6 +106,7 @@ class QuarantinedRecord:
     run_id: int
     first_seen: str
     last_seen: str
+    kept: int = 0  # 1: the record is indexed without the value named here
 
 
 @dataclass(frozen=True)
@@ -128,10 +149,104 @@ class SyncRuns:
                     triggered_by=triggered_by,
                     started_at=now(),
                     outcome=RUNNING,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
                 )
                 .returning(sync_runs.c.id)
             ).scalar_one()
         return int(run_id)
+
+    def refused(self, biobank_id: str, triggered_by: str, reason: str) -> int:
+        """Record a sync refused before it started (another holds the lock); its id."""
+        stamp = now()
+        with writing(self.engine) as db:
+            run_id = db.execute(
+                insert(sync_runs)
+                .values(
+                    biobank_id=biobank_id,
+                    kind="full",
+                    triggered_by=triggered_by,
+                    started_at=stamp,
+                    finished_at=stamp,
+                    outcome=REFUSED,
+                    duration_s=0,
+                    error=reason,
+                    host=socket.gethostname(),
+                    pid=os.getpid(),
+                )
+                .returning(sync_runs.c.id)
+            ).scalar_one()
+        return int(run_id)
+
+    def prepare_publish(
+        self,
+        run_id: int,
+        generation: str,
+        counts: Mapping[str, int],
+        rejections: list[dict[str, Any]] | None,
+    ) -> None:
+        """Before publishing: the generation about to serve, its counts and quarantine.
+
+        A run killed between its publish and its record is then settled truthfully from
+        these (`federation.sync.recovery`). `rejections` None: the run's quarantine is
+        kept elsewhere (a staged sync's staging tables).
+        """
+        values = {name: int(counts.get(name, 0)) for name in COUNTS}
+        with writing(self.engine) as db:
+            db.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == run_id)
+                .values(generation=generation, **values)
+            )
+            if rejections is None:
+                return
+            records = json.dumps(
+                [{**r, "payload": cap_payload(r["payload"])} for r in rejections],
+                ensure_ascii=False,
+                default=str,
+            )
+            biobank_id = db.execute(
+                select(sync_runs.c.biobank_id).where(sync_runs.c.id == run_id)
+            ).scalar_one_or_none()
+            if biobank_id is None:
+                return
+            statement = upsert(db, pending_quarantine).values(
+                run_id=run_id, biobank_id=biobank_id, records=records
+            )
+            db.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["run_id"], set_={"records": records}
+                )
+            )
+
+    def pending_quarantine(self, run_id: int) -> list[dict[str, Any]] | None:
+        """The quarantine a run recorded before publishing, if it did."""
+        query = select(pending_quarantine.c.records).where(pending_quarantine.c.run_id == run_id)
+        with reading(self.engine) as db:
+            records = db.execute(query).scalar_one_or_none()
+        return None if records is None else list(json.loads(records))
+
+    def settle(self, run_id: int, outcome: str, error: str, *, published: bool) -> None:
+        """End a run whose process died: `published` keeps its generation, else clears it."""
+        values: dict[str, Any] = {"finished_at": now(), "outcome": outcome, "error": error}
+        if not published:
+            values["generation"] = None
+        with writing(self.engine) as db:
+            db.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == run_id, sync_runs.c.outcome == RUNNING)
+                .values(**values)
+            )
+            db.execute(delete(pending_quarantine).where(pending_quarantine.c.run_id == run_id))
+
+    def annotate(self, run_id: int, notes: list[str], partial: int = 0) -> None:
+        """Say how the source was read, and how many records were kept in part."""
+        with writing(self.engine) as db:
+            db.execute(
+                update(sync_runs)
+                .where(sync_runs.c.id == run_id)
+                .values(notes="; ".join(notes) or None, partial=partial)
+            )
 
     def finish(self, run_id: int, end: RunEnd) -> None:
         """Record how a run ended."""
@@ -149,6 +264,7 @@ class SyncRuns:
                     **counts,
                 )
             )
+            db.execute(delete(pending_quarantine).where(pending_quarantine.c.run_id == run_id))
 
     def history(self, biobank_id: str | None = None, limit: int = 50) -> list[SyncRun]:
         """The latest runs, of one biobank or of all."""
@@ -163,6 +279,38 @@ class SyncRuns:
         with reading(self.engine) as db:
             row = db.execute(select(sync_runs).where(sync_runs.c.id == run_id)).first()
         return _run(row) if row is not None else None
+
+    def last_success(self, biobank_id: str, kind: str) -> SyncRun | None:
+        """The biobank's most recent succeeded run of this kind (full or incremental)."""
+        query = (
+            select(sync_runs)
+            .where(
+                sync_runs.c.biobank_id == biobank_id,
+                sync_runs.c.kind == kind,
+                sync_runs.c.outcome == SUCCEEDED,
+            )
+            .order_by(sync_runs.c.id.desc())
+            .limit(1)
+        )
+        with reading(self.engine) as db:
+            row = db.execute(query).first()
+        return _run(row) if row is not None else None
+
+    def published_biobanks(self) -> set[str]:
+        """Biobanks that some run published a generation of: the backend must serve them."""
+        query = (
+            select(sync_runs.c.biobank_id)
+            .where(sync_runs.c.outcome == SUCCEEDED, sync_runs.c.generation.is_not(None))
+            .distinct()
+        )
+        with reading(self.engine) as db:
+            return {str(r) for r in db.execute(query).scalars()}
+
+    def biobank_ids(self) -> list[str]:
+        """Biobanks with a sync history or quarantined records."""
+        query = union(select(sync_runs.c.biobank_id), select(quarantine.c.biobank_id))
+        with reading(self.engine) as db:
+            return sorted(str(r) for r in db.execute(query).scalars())
 
 
 class Quarantine:
@@ -208,6 +356,7 @@ class Quarantine:
                     "run_id": run_id,
                     "first_seen": first_seen.get(key, stamp),
                     "last_seen": stamp,
+                    "kept": int(r.get("kept", 0)),
                 }
             if rows:
                 db.execute(insert(quarantine), list(rows.values()))
@@ -260,6 +409,57 @@ def save_checkpoint(db: Any, biobank_id: str, stream: str, state: Mapping[str, A
     statement = upsert(db, checkpoints).values(biobank_id=biobank_id, stream=stream, **values)
     db.execute(
         statement.on_conflict_do_update(index_elements=["biobank_id", "stream"], set_=values)
+    )
+
+
+def quarantine_record(
+    db: Connection,
+    biobank_id: str,
+    run_id: int,
+    row: Mapping[str, Any],
+    *,
+    keep_payload: bool = False,
+) -> None:
+    """Put one record in the quarantine inside the caller's transaction (staging).
+
+    A record quarantined before keeps its first sighting; `keep_payload` keeps the payload
+    recorded then (a join problem found at publish has no payload of its own).
+    """
+    stamp = now()
+    values = {
+        "source_id": row["source_id"],
+        "position": row["position"],
+        "field": row["field"],
+        "value": row["value"],
+        "reason": row["reason"],
+        "payload": cap_payload(row["payload"]),
+        "run_id": run_id,
+        "last_seen": stamp,
+        "kept": int(row.get("kept", 0)),
+    }
+    statement = upsert(db, quarantine).values(
+        biobank_id=biobank_id,
+        stream=row["stream"],
+        record_key=row["record_key"],
+        first_seen=stamp,
+        **values,
+    )
+    changed = {k: v for k, v in values.items() if not (keep_payload and k == "payload")}
+    db.execute(
+        statement.on_conflict_do_update(
+            index_elements=["biobank_id", "stream", "record_key"], set_=changed
+        )
+    )
+
+
+def release_record(db: Connection, biobank_id: str, stream: str, record_key: str) -> None:
+    """Take one record out of the quarantine inside the caller's transaction."""
+    db.execute(
+        delete(quarantine).where(
+            quarantine.c.biobank_id == biobank_id,
+            quarantine.c.stream == stream,
+            quarantine.c.record_key == record_key,
+        )
     )
 
 

@@ -71,7 +71,7 @@ class FullSync(BiobankSync):
             quarantine = [r.as_row() for r in (*self.rejections, *self.partial)]
             # Recorded before publishing, so a run killed right after its publish is
             # settled as the success it was (`federation.sync.recovery`).
-            self.state.prepare_publish(
+            self.state.store.runs.prepare_publish(
                 self.run_id, writer.generation, self.counts.as_dict(), quarantine
             )
             faults.reached("before_publish")

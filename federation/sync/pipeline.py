@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, ClassVar, NoReturn
 
 from marshmallow import Schema, ValidationError
+from sqlalchemy.exc import OperationalError
 
 from federation import faults
 from federation.errors import FederationError
@@ -116,9 +117,10 @@ class StateDiskFull(FederationError, OSError):
     code = "STATE_DISK_FULL"
 
 
-def disk_full(err: sqlite3.Error) -> bool:
-    """Whether SQLite failed because its disk is full."""
-    return getattr(err, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "full" in str(err)
+def disk_full(err: OperationalError) -> bool:
+    """Whether the state database failed because its disk is full (SQLite says SQLITE_FULL)."""
+    code = getattr(err.orig, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "full" in str(err.orig)
 
 
 class BiobankSync(abc.ABC):
@@ -165,10 +167,10 @@ class BiobankSync(abc.ABC):
             faults.reached("after_record")
         except self.failures as err:
             self.fail(err)
-        except sqlite3.OperationalError as err:
+        except OperationalError as err:
             if not (disk_full(err) or self.state.disk_full()):
                 raise
-            self.fail(self.state_full(str(err)))
+            self.fail(self.state_full(str(err.orig)))
         finally:
             self.connector.close()
         return self.recorded()
@@ -245,7 +247,9 @@ class BiobankSync(abc.ABC):
             for batch in rows:
                 writer.add(batch)
             # As FullSync does: a run killed after this publish is settled as a success.
-            self.state.prepare_publish(self.run_id, writer.generation, self.counts.as_dict(), None)
+            self.state.store.runs.prepare_publish(
+                self.run_id, writer.generation, self.counts.as_dict(), None
+            )
             info = writer.publish()
             self.published = info.generation
         return info.generation, info.documents

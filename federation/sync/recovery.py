@@ -2,10 +2,10 @@
 
 A run still `running` whose process is gone either published before it died or did not.
 The run recorded the generation it was about to publish and its quarantine beforehand
-(`SyncState.prepare_publish`), so comparing that generation with the one the backend
-serves decides: serving means the run succeeded (its quarantine is put in place), anything
-else means it was interrupted: nothing a full pass did is visible (an incremental run's
-next run resumes from its last checkpoint).
+(`SyncRuns.prepare_publish` in the state store), so comparing that generation with the one
+the backend serves decides: serving means the run succeeded (its quarantine is put in
+place), anything else means it was interrupted: nothing a full pass did is visible (an
+incremental run's next run resumes from its last checkpoint).
 
 Settled at the next sync of the biobank (under its lock every running run of it is dead)
 and whenever runs are read, for runs whose process on this host no longer exists.

@@ -32,22 +32,10 @@ import yaml
 from croniter import CroniterBadCronError, croniter
 
 from federation.errors import FederationError
-from federation.sync.state import SyncRun, SyncState, now
+from federation.state.sync_records import SyncRequest
+from federation.sync.state import SyncRun, SyncState
 
 MODES = ("auto", "full", "incremental")
-
-_QUEUE = """
-CREATE TABLE IF NOT EXISTS sync_requests (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  biobank_id TEXT NOT NULL,
-  mode TEXT NOT NULL,
-  requested_by TEXT NOT NULL,
-  requested_at TEXT NOT NULL,
-  claimed_at TEXT
-);
-CREATE INDEX IF NOT EXISTS sync_requests_open ON sync_requests (biobank_id)
-  WHERE claimed_at IS NULL;
-"""
 
 
 class ScheduleError(FederationError, ValueError):
@@ -114,64 +102,20 @@ def due(
     return wanted
 
 
-@dataclass(frozen=True)
-class SyncRequest:
-    """A sync asked for by a biobank admin, waiting for (or taken by) the worker."""
-
-    id: int
-    biobank_id: str
-    mode: str
-    requested_by: str
-    requested_at: str
-    claimed_at: str | None
-
-
 class SyncQueue:
-    """Requested syncs in the sync state store, taken by `biofed worker`."""
+    """Requested syncs in the state store, taken by `biofed worker`."""
 
     def __init__(self, state: SyncState) -> None:
-        self.state = state
-        with state.connect() as db:
-            db.executescript(_QUEUE)
+        self.requests = state.store.sync_requests
 
     def request(self, biobank_id: str, requested_by: str, mode: str = "auto") -> SyncRequest:
         """Queue a sync; the open request for the biobank if there is one already."""
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            row = db.execute(
-                "SELECT * FROM sync_requests WHERE biobank_id = ? AND claimed_at IS NULL",
-                (biobank_id,),
-            ).fetchone()
-            if row is None:
-                cursor = db.execute(
-                    "INSERT INTO sync_requests (biobank_id, mode, requested_by, requested_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (biobank_id, mode, requested_by, now()),
-                )
-                row = db.execute(
-                    "SELECT * FROM sync_requests WHERE id = ?", (cursor.lastrowid,)
-                ).fetchone()
-            db.execute("COMMIT")
-        return SyncRequest(**dict(row))
+        return self.requests.request(biobank_id, requested_by, mode)
 
     def claim(self) -> list[SyncRequest]:
         """Take every open request (each is taken by exactly one worker)."""
-        stamp = now()
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            rows = db.execute(
-                "SELECT * FROM sync_requests WHERE claimed_at IS NULL ORDER BY id"
-            ).fetchall()
-            db.executemany(
-                "UPDATE sync_requests SET claimed_at = ? WHERE id = ?",
-                [(stamp, r["id"]) for r in rows],
-            )
-            db.execute("COMMIT")
-        return [SyncRequest(**{**dict(r), "claimed_at": stamp}) for r in rows]
+        return self.requests.claim()
 
     def pending(self) -> list[SyncRequest]:
-        with self.state.connect() as db:
-            rows = db.execute(
-                "SELECT * FROM sync_requests WHERE claimed_at IS NULL ORDER BY id"
-            ).fetchall()
-        return [SyncRequest(**dict(r)) for r in rows]
+        """Open requests, oldest first."""
+        return self.requests.pending()

@@ -20,44 +20,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from federation.model.records import Collection, ConsentField, Donor, Sample, consent_to_json
-from federation.sync.state import SyncState, cap_payload, now
+from sqlalchemy import Connection, text
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS staged (
-  biobank_id TEXT NOT NULL,
-  kind TEXT NOT NULL,
-  id TEXT NOT NULL,
-  stream TEXT NOT NULL,
-  source_id TEXT,
-  donor_id TEXT,
-  collection_id TEXT,
-  ordinal INTEGER,
-  data TEXT,
-  pass INTEGER NOT NULL,
-  pending INTEGER NOT NULL,
-  indexed INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (biobank_id, kind, id)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS staged_pending ON staged (biobank_id, kind) WHERE pending = 1;
-CREATE INDEX IF NOT EXISTS staged_donor ON staged (biobank_id, donor_id) WHERE kind = 'sample';
-CREATE INDEX IF NOT EXISTS staged_collection ON staged (biobank_id, collection_id)
-  WHERE kind = 'sample';
-CREATE INDEX IF NOT EXISTS staged_source ON staged (biobank_id, stream, source_id);
-CREATE TABLE IF NOT EXISTS sync_passes (
-  biobank_id TEXT PRIMARY KEY,
-  pass INTEGER NOT NULL,
-  mode TEXT NOT NULL,
-  started_at TEXT NOT NULL,
-  finished INTEGER NOT NULL,
-  version INTEGER NOT NULL DEFAULT 1
-);
-"""
+from federation.model.records import Collection, ConsentField, Donor, Sample, consent_to_json
+from federation.state.sync_records import now, quarantine_record, release_record, save_checkpoint
+from federation.sync.state import SyncState
 
 FULL, INCREMENTAL = "full", "incremental"
 
@@ -115,29 +86,29 @@ class StagedSample:
 
 
 class Staging:
-    """Staged records, passes and per-stream checkpoints in the sync state store."""
+    """Staged records, passes and per-stream checkpoints in the state store."""
 
     def __init__(self, state: SyncState) -> None:
         self.state = state
-        with state.connect() as db:
-            db.executescript(SCHEMA)
+        self.store = state.store
 
     # --- passes ------------------------------------------------------------------------------
 
     def current_pass(self, biobank_id: str) -> Pass | None:
-        with self.state.connect() as db:
+        with self.store.read() as db:
             row = db.execute(
-                "SELECT * FROM sync_passes WHERE biobank_id = ?", (biobank_id,)
-            ).fetchone()
+                text("SELECT * FROM sync_passes WHERE biobank_id = :b"), {"b": biobank_id}
+            ).first()
         if row is None:
             return None
+        r = row._mapping
         return Pass(
-            row["biobank_id"],
-            row["pass"],
-            row["mode"],
-            row["started_at"],
-            bool(row["finished"]),
-            row["version"],
+            r["biobank_id"],
+            r["pass"],
+            r["mode"],
+            r["started_at"],
+            bool(r["finished"]),
+            r["version"],
         )
 
     def begin_pass(self, biobank_id: str, mode: str) -> Pass:
@@ -146,11 +117,15 @@ class Staging:
         number = previous.number + 1 if previous else 1
         version = previous.version if previous else 1
         stamp = now()
-        with self.state.connect() as db:
+        with self.store.write() as db:
             db.execute(
-                "INSERT OR REPLACE INTO sync_passes (biobank_id, pass, mode, started_at, "
-                "finished, version) VALUES (?, ?, ?, ?, 0, ?)",
-                (biobank_id, number, mode, stamp, version),
+                text(
+                    "INSERT INTO sync_passes (biobank_id, pass, mode, started_at, finished, "
+                    "version) VALUES (:b, :n, :m, :s, 0, :v) ON CONFLICT (biobank_id) DO UPDATE "
+                    "SET pass = excluded.pass, mode = excluded.mode, started_at = "
+                    "excluded.started_at, finished = 0, version = excluded.version"
+                ),
+                {"b": biobank_id, "n": number, "m": mode, "s": stamp, "v": version},
             )
         return Pass(biobank_id, number, mode, stamp, False, version)
 
@@ -159,9 +134,10 @@ class Staging:
         current = self.current_pass(biobank_id)
         millis = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
         version = max(millis, (current.version if current else 1) + 1)
-        with self.state.connect() as db:
+        with self.store.write() as db:
             db.execute(
-                "UPDATE sync_passes SET version = ? WHERE biobank_id = ?", (version, biobank_id)
+                text("UPDATE sync_passes SET version = :v WHERE biobank_id = :b"),
+                {"v": version, "b": biobank_id},
             )
         return version
 
@@ -201,27 +177,28 @@ class Staging:
         that canonical id in this pass); the caller counts them as rejected.
         """
         duplicates: list[StagedChange] = []
-        stamp = now()
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
+        with self.store.write() as db:
             next_ordinal = None
             for change in changes:
                 if change.rejection is not None:
-                    _quarantine(db, biobank_id, run_id, change.rejection, stamp)
+                    quarantine_record(db, biobank_id, run_id, change.rejection)
                     if change.source_id:
                         _mark_deleted_by_source(db, biobank_id, change.stream, change.source_id)
                     continue
                 if change.record is None:
                     assert change.source_id is not None
                     _mark_deleted_by_source(db, biobank_id, change.stream, change.source_id)
-                    _unquarantine(db, biobank_id, change.stream, change.source_id)
+                    release_record(db, biobank_id, change.stream, change.source_id)
                     continue
                 record = change.record
-                existing = db.execute(
-                    "SELECT source_id, pass, ordinal, data FROM staged "
-                    "WHERE biobank_id = ? AND kind = ? AND id = ?",
-                    (biobank_id, change.kind, record.id),
-                ).fetchone()
+                found = db.execute(
+                    text(
+                        "SELECT source_id, pass, ordinal, data FROM staged "
+                        "WHERE biobank_id = :b AND kind = :k AND id = :i"
+                    ),
+                    {"b": biobank_id, "k": change.kind, "i": record.id},
+                ).first()
+                existing = found._mapping if found is not None else None
                 if (
                     existing is not None
                     and existing["pass"] == number
@@ -233,102 +210,99 @@ class Staging:
                 ordinal = existing["ordinal"] if existing is not None else None
                 if change.kind == "donor" and ordinal is None:
                     if next_ordinal is None:
-                        row = db.execute(
-                            "SELECT coalesce(max(ordinal), -1) + 1 FROM staged "
-                            "WHERE biobank_id = ? AND kind = 'donor'",
-                            (biobank_id,),
-                        ).fetchone()
-                        next_ordinal = int(row[0])
+                        next_ordinal = int(
+                            db.execute(
+                                text(
+                                    "SELECT coalesce(max(ordinal), -1) + 1 FROM staged "
+                                    "WHERE biobank_id = :b AND kind = 'donor'"
+                                ),
+                                {"b": biobank_id},
+                            ).scalar_one()
+                        )
                     ordinal, next_ordinal = next_ordinal, next_ordinal + 1
                 data = encode(record)
                 changed = existing is None or existing["data"] != data
                 db.execute(
-                    "INSERT INTO staged (biobank_id, kind, id, stream, source_id, donor_id, "
-                    "collection_id, ordinal, data, pass, pending, indexed) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, 0) "
-                    "ON CONFLICT (biobank_id, kind, id) DO UPDATE SET stream = excluded.stream, "
-                    "source_id = excluded.source_id, donor_id = excluded.donor_id, "
-                    "collection_id = excluded.collection_id, ordinal = excluded.ordinal, "
-                    "data = excluded.data, pass = excluded.pass, "
-                    "pending = CASE WHEN ? THEN 1 ELSE staged.pending END",
-                    (
-                        biobank_id,
-                        change.kind,
-                        record.id,
-                        change.stream,
-                        change.source_id,
-                        getattr(record, "donor_id", None),
-                        getattr(record, "collection_id", None),
-                        ordinal,
-                        data,
-                        number,
-                        changed,
+                    text(
+                        "INSERT INTO staged (biobank_id, kind, id, stream, source_id, donor_id, "
+                        "collection_id, ordinal, data, pass, pending, indexed) "
+                        "VALUES (:b, :k, :i, :s, :src, :d, :c, :o, :data, :n, 1, 0) "
+                        "ON CONFLICT (biobank_id, kind, id) DO UPDATE SET stream = "
+                        "excluded.stream, source_id = excluded.source_id, donor_id = "
+                        "excluded.donor_id, collection_id = excluded.collection_id, ordinal = "
+                        "excluded.ordinal, data = excluded.data, pass = excluded.pass, "
+                        "pending = CASE WHEN :changed THEN 1 ELSE staged.pending END"
                     ),
+                    {
+                        "b": biobank_id,
+                        "k": change.kind,
+                        "i": record.id,
+                        "s": change.stream,
+                        "src": change.source_id,
+                        "d": getattr(record, "donor_id", None),
+                        "c": getattr(record, "collection_id", None),
+                        "o": ordinal,
+                        "data": data,
+                        "n": number,
+                        "changed": changed,
+                    },
                 )
-                _unquarantine(db, biobank_id, change.stream, change.source_id)
+                if change.source_id:
+                    release_record(db, biobank_id, change.stream, change.source_id)
                 if change.dropped is not None:
-                    _quarantine(db, biobank_id, run_id, change.dropped, stamp)
+                    quarantine_record(db, biobank_id, run_id, change.dropped)
                 if isinstance(record, Sample):
-                    _check_references(db, biobank_id, run_id, change, record, stamp)
+                    _check_references(db, biobank_id, run_id, change, record)
             if checkpoint is not None:
                 stream, position = checkpoint
                 previous = db.execute(
-                    "SELECT state FROM checkpoints WHERE biobank_id = ? AND stream = ?",
-                    (biobank_id, stream),
-                ).fetchone()
-                bookmark = json.loads(previous[0]).get("bookmark") if previous else None
-                db.execute(
-                    "INSERT OR REPLACE INTO checkpoints (biobank_id, stream, state, updated_at) "
-                    "VALUES (?, ?, ?, ?)",
-                    (
-                        biobank_id,
-                        stream,
-                        json.dumps(
-                            {
-                                "pass": number,
-                                "done": False,
-                                "position": position,
-                                "bookmark": bookmark,
-                            },
-                            sort_keys=True,
-                        ),
-                        stamp,
-                    ),
+                    text("SELECT state FROM checkpoints WHERE biobank_id = :b AND stream = :s"),
+                    {"b": biobank_id, "s": stream},
+                ).scalar_one_or_none()
+                bookmark = json.loads(previous).get("bookmark") if previous else None
+                save_checkpoint(
+                    db,
+                    biobank_id,
+                    stream,
+                    {"pass": number, "done": False, "position": position, "bookmark": bookmark},
                 )
-            db.execute("COMMIT")
         return duplicates
 
     def read_in_pass(self, biobank_id: str, number: int, started_at: str) -> int:
         """Records a pass has read so far, over all its runs: staged or quarantined."""
-        with self.state.connect() as db:
+        with self.store.read() as db:
             staged = db.execute(
-                "SELECT count(*) FROM staged WHERE biobank_id = ? AND pass = ? "
-                "AND data IS NOT NULL",
-                (biobank_id, number),
-            ).fetchone()[0]
+                text(
+                    "SELECT count(*) FROM staged WHERE biobank_id = :b AND pass = :n "
+                    "AND data IS NOT NULL"
+                ),
+                {"b": biobank_id, "n": number},
+            ).scalar_one()
             rejected = db.execute(
-                "SELECT count(*) FROM quarantine WHERE biobank_id = ? AND last_seen >= ?",
-                (biobank_id, started_at),
-            ).fetchone()[0]
+                text("SELECT count(*) FROM quarantine WHERE biobank_id = :b AND last_seen >= :s"),
+                {"b": biobank_id, "s": started_at},
+            ).scalar_one()
         return int(staged) + int(rejected)
 
     def delete_unseen(self, biobank_id: str, number: int, started_at: str) -> int:
         """End of a full pass: records it did not see are gone from the source."""
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            cursor = db.execute(
-                "UPDATE staged SET data = NULL, pending = 1 "
-                "WHERE biobank_id = ? AND pass != ? AND data IS NOT NULL",
-                (biobank_id, number),
+        with self.store.write() as db:
+            result = db.execute(
+                text(
+                    "UPDATE staged SET data = NULL, pending = 1 "
+                    "WHERE biobank_id = :b AND pass != :n AND data IS NOT NULL"
+                ),
+                {"b": biobank_id, "n": number},
             )
             # Rejections not seen again in this pass were fixed or deleted at the source.
             db.execute(
-                "DELETE FROM quarantine WHERE biobank_id = ? AND last_seen < ? "
-                "AND coalesce(field, '') NOT IN ('donor_id', 'collection_id')",
-                (biobank_id, started_at),
+                text(
+                    "DELETE FROM quarantine WHERE biobank_id = :b AND last_seen < :s "
+                    "AND coalesce(field, '') NOT IN ('donor_id', 'collection_id')"
+                ),
+                {"b": biobank_id, "s": started_at},
             )
-            db.execute("COMMIT")
-            return int(cursor.rowcount)
+            return int(result.rowcount)
 
     # --- reading for a publish ----------------------------------------------------------
 
@@ -343,25 +317,29 @@ class Staging:
         """Live donors and their ordinals."""
         donors: dict[str, Donor] = {}
         ordinals: dict[str, int] = {}
-        with self.state.connect() as db:
+        with self.store.read() as db:
             rows = db.execute(
-                "SELECT id, ordinal, data FROM staged "
-                "WHERE biobank_id = ? AND kind = 'donor' AND data IS NOT NULL",
-                (biobank_id,),
+                text(
+                    "SELECT id, ordinal, data FROM staged "
+                    "WHERE biobank_id = :b AND kind = 'donor' AND data IS NOT NULL"
+                ),
+                {"b": biobank_id},
             )
             for row in rows:
-                donors[row["id"]] = decode_donor(row["data"])
-                ordinals[row["id"]] = int(row["ordinal"])
+                donors[row.id] = decode_donor(row.data)
+                ordinals[row.id] = int(row.ordinal)
         return donors, ordinals
 
     def pending_references(self, biobank_id: str) -> bool:
         """Whether a collection changed (its metadata is published with a generation)."""
-        with self.state.connect() as db:
+        with self.store.read() as db:
             row = db.execute(
-                "SELECT 1 FROM staged WHERE biobank_id = ? AND kind = 'collection' "
-                "AND pending = 1 LIMIT 1",
-                (biobank_id,),
-            ).fetchone()
+                text(
+                    "SELECT 1 FROM staged WHERE biobank_id = :b AND kind = 'collection' "
+                    "AND pending = 1 LIMIT 1"
+                ),
+                {"b": biobank_id},
+            ).first()
         return row is not None
 
     def samples(self, biobank_id: str, *, only_affected: bool) -> Iterator[StagedSample]:
@@ -369,90 +347,77 @@ class Staging:
         samples of pending donors and collections."""
         query = (
             "SELECT id, stream, source_id, data, indexed FROM staged "
-            "WHERE biobank_id = ? AND kind = 'sample'"
+            "WHERE biobank_id = :b AND kind = 'sample'"
         )
-        params: list[Any] = [biobank_id]
         if only_affected:
             query += (
-                " AND (pending = 1 OR donor_id IN (SELECT id FROM staged WHERE biobank_id = ? "
+                " AND (pending = 1 OR donor_id IN (SELECT id FROM staged WHERE biobank_id = :b "
                 "AND kind = 'donor' AND pending = 1) OR collection_id IN (SELECT id FROM staged "
-                "WHERE biobank_id = ? AND kind = 'collection' AND pending = 1))"
+                "WHERE biobank_id = :b AND kind = 'collection' AND pending = 1))"
             )
-            params += [biobank_id, biobank_id]
         query += " ORDER BY id"
-        with self.state.connect() as db:
-            for row in db.execute(query, params):
-                sample = decode_sample(row["data"]) if row["data"] is not None else None
-                yield StagedSample(
-                    row["id"], row["stream"], row["source_id"], sample, bool(row["indexed"])
-                )
+        with self.store.read() as db:
+            for row in db.execute(text(query), {"b": biobank_id}):
+                sample = decode_sample(row.data) if row.data is not None else None
+                yield StagedSample(row.id, row.stream, row.source_id, sample, bool(row.indexed))
 
     def rejected_donors(self, biobank_id: str, stream: str) -> dict[str, str]:
         """Donor source id -> why it is in the quarantine (its samples cannot be joined)."""
-        with self.state.connect() as db:
+        with self.store.read() as db:
             rows = db.execute(
-                "SELECT record_key, reason FROM quarantine WHERE biobank_id = ? AND stream = ? "
-                "AND kept = 0",
-                (biobank_id, stream),
-            ).fetchall()
-        return {r["record_key"]: r["reason"] for r in rows}
+                text(
+                    "SELECT record_key, reason FROM quarantine WHERE biobank_id = :b "
+                    "AND stream = :s AND kept = 0"
+                ),
+                {"b": biobank_id, "s": stream},
+            ).all()
+        return {r.record_key: r.reason for r in rows}
 
     def published(self, biobank_id: str, run_id: int, outcome: PublishOutcome) -> None:
         """After the backend took the changes: flags cleared, deletions forgotten, the
         pass finished, join problems in the quarantine (and joins that now work out of it)."""
-        indexed, unindexed, orphans = outcome.indexed, outcome.unindexed, outcome.orphans
-        joined, gone = outcome.joined, outcome.gone
-        stamp = now()
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.executemany(
-                "UPDATE staged SET indexed = 1 WHERE biobank_id = ? AND kind = 'sample' AND id = ?",
-                ((biobank_id, i) for i in indexed),
-            )
-            db.executemany(
-                "UPDATE staged SET indexed = 0 WHERE biobank_id = ? AND kind = 'sample' AND id = ?",
-                ((biobank_id, i) for i in unindexed),
-            )
-            db.execute("DELETE FROM staged WHERE biobank_id = ? AND data IS NULL", (biobank_id,))
-            db.execute("UPDATE staged SET pending = 0 WHERE biobank_id = ?", (biobank_id,))
-            for orphan in orphans:
-                _quarantine(db, biobank_id, run_id, orphan, stamp, keep_payload=True)
-            db.executemany(
-                "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ? "
-                "AND field IN ('donor_id', 'collection_id')",
-                ((biobank_id, stream, key) for stream, key in joined),
-            )
-            db.executemany(
-                "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ?",
-                ((biobank_id, stream, key) for stream, key in gone),
-            )
-            db.execute("UPDATE sync_passes SET finished = 1 WHERE biobank_id = ?", (biobank_id,))
-            db.execute("COMMIT")
+        mark = text(
+            "UPDATE staged SET indexed = :flag WHERE biobank_id = :b AND kind = 'sample' "
+            "AND id = :i"
+        )
+        with self.store.write() as db:
+            for flag, ids in ((1, outcome.indexed), (0, outcome.unindexed)):
+                if ids:
+                    db.execute(mark, [{"flag": flag, "b": biobank_id, "i": i} for i in ids])
+            bank = {"b": biobank_id}
+            db.execute(text("DELETE FROM staged WHERE biobank_id = :b AND data IS NULL"), bank)
+            db.execute(text("UPDATE staged SET pending = 0 WHERE biobank_id = :b"), bank)
+            for orphan in outcome.orphans:
+                quarantine_record(db, biobank_id, run_id, orphan, keep_payload=True)
+            if outcome.joined:
+                db.execute(
+                    text(
+                        "DELETE FROM quarantine WHERE biobank_id = :b AND stream = :s "
+                        "AND record_key = :k AND field IN ('donor_id', 'collection_id')"
+                    ),
+                    [{"b": biobank_id, "s": s, "k": k} for s, k in outcome.joined],
+                )
+            for stream, key in outcome.gone:
+                release_record(db, biobank_id, stream, key)
+            db.execute(text("UPDATE sync_passes SET finished = 1 WHERE biobank_id = :b"), bank)
 
     def forget(self, biobank_id: str) -> None:
         """Drop a biobank's staged records and passes (its source is read whole now)."""
-        with self.state.connect() as db:
-            db.execute("BEGIN IMMEDIATE")
-            db.execute("DELETE FROM staged WHERE biobank_id = ?", (biobank_id,))
-            db.execute("DELETE FROM sync_passes WHERE biobank_id = ?", (biobank_id,))
-            db.execute("COMMIT")
+        with self.store.write() as db:
+            db.execute(text("DELETE FROM staged WHERE biobank_id = :b"), {"b": biobank_id})
+            db.execute(text("DELETE FROM sync_passes WHERE biobank_id = :b"), {"b": biobank_id})
 
     def _records(self, biobank_id: str, kind: str, where: str) -> list[Any]:
-        with self.state.connect() as db:
+        with self.store.read() as db:
             rows = db.execute(
-                f"SELECT data FROM staged WHERE biobank_id = ? AND kind = ? AND {where}",
-                (biobank_id, kind),
-            ).fetchall()
-        return [DECODERS[kind](r["data"]) for r in rows]
+                text(f"SELECT data FROM staged WHERE biobank_id = :b AND kind = :k AND {where}"),
+                {"b": biobank_id, "k": kind},
+            ).all()
+        return [DECODERS[kind](r.data) for r in rows]
 
 
 def _check_references(
-    db: sqlite3.Connection,
-    biobank_id: str,
-    run_id: int,
-    change: StagedChange,
-    sample: Sample,
-    stamp: str,
+    db: Connection, biobank_id: str, run_id: int, change: StagedChange, sample: Sample
 ) -> None:
     """Quarantine a sample whose donor or collection is not staged, with its raw payload.
 
@@ -464,10 +429,12 @@ def _check_references(
         ("collection", "collection_id", sample.collection_id),
     ):
         found = db.execute(
-            "SELECT 1 FROM staged WHERE biobank_id = ? AND kind = ? AND id = ? "
-            "AND data IS NOT NULL",
-            (biobank_id, kind, value),
-        ).fetchone()
+            text(
+                "SELECT 1 FROM staged WHERE biobank_id = :b AND kind = :k AND id = :i "
+                "AND data IS NOT NULL"
+            ),
+            {"b": biobank_id, "k": kind, "i": value},
+        ).first()
         if found is None:
             row = {
                 "stream": change.stream,
@@ -479,64 +446,17 @@ def _check_references(
                 "reason": f"no such {kind} at the source",
                 "payload": change.payload if change.payload is not None else {},
             }
-            _quarantine(db, biobank_id, run_id, row, stamp)
+            quarantine_record(db, biobank_id, run_id, row)
             return
 
 
-def _quarantine(
-    db: sqlite3.Connection,
-    biobank_id: str,
-    run_id: int,
-    row: Mapping[str, Any],
-    stamp: str,
-    *,
-    keep_payload: bool = False,
-) -> None:
-    payload = cap_payload(row["payload"])
+def _mark_deleted_by_source(db: Connection, biobank_id: str, stream: str, source_id: str) -> None:
     db.execute(
-        "INSERT INTO quarantine (biobank_id, stream, record_key, source_id, position, field, "
-        "value, reason, payload, run_id, first_seen, last_seen, kept) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (biobank_id, stream, record_key) DO UPDATE SET source_id = "
-        "excluded.source_id, position = excluded.position, field = excluded.field, "
-        "value = excluded.value, reason = excluded.reason, payload = "
-        + ("quarantine.payload" if keep_payload else "excluded.payload")
-        + ", run_id = excluded.run_id, last_seen = excluded.last_seen, kept = excluded.kept",
-        (
-            biobank_id,
-            row["stream"],
-            row["record_key"],
-            row["source_id"],
-            row["position"],
-            row["field"],
-            row["value"],
-            row["reason"],
-            payload,
-            run_id,
-            stamp,
-            stamp,
-            int(row.get("kept", 0)),
+        text(
+            "UPDATE staged SET data = NULL, pending = 1 "
+            "WHERE biobank_id = :b AND stream = :s AND source_id = :src AND data IS NOT NULL"
         ),
-    )
-
-
-def _unquarantine(
-    db: sqlite3.Connection, biobank_id: str, stream: str, source_id: str | None
-) -> None:
-    if source_id:
-        db.execute(
-            "DELETE FROM quarantine WHERE biobank_id = ? AND stream = ? AND record_key = ?",
-            (biobank_id, stream, source_id),
-        )
-
-
-def _mark_deleted_by_source(
-    db: sqlite3.Connection, biobank_id: str, stream: str, source_id: str
-) -> None:
-    db.execute(
-        "UPDATE staged SET data = NULL, pending = 1 "
-        "WHERE biobank_id = ? AND stream = ? AND source_id = ? AND data IS NOT NULL",
-        (biobank_id, stream, source_id),
+        {"b": biobank_id, "s": stream, "src": source_id},
     )
 
 

@@ -44,7 +44,7 @@ class SyncWorker:
         self.settings = settings
         self.open_environment = open_environment
         self.jobs = jobs
-        self.state = SyncState(settings.state_path)
+        self.state = SyncState.from_settings(settings)
         self.queue = SyncQueue(self.state)
         self.running: dict[str, _Job] = {}
         self._waiting: dict[str, tuple[str, str]] = {}  # biobank -> (mode, reason) not started

@@ -123,9 +123,10 @@ def test_every_rejected_row_is_in_the_quarantine(demo: tuple[Path, Path]) -> Non
     root, network = demo
     truth = SourceTruth(network.parent)
     from federation.settings import load_network
+    from federation.state import open_state_store
     from federation.sync.state import SyncState
 
-    state = SyncState(root / "data" / "state.db")
+    state = SyncState(open_state_store(None, root / "data"))
     for source in load_network(network).biobanks:
         biobank_id = source.biobank.id
         rejected = truth.rejected(biobank_id)

@@ -42,7 +42,9 @@ def fill(disk: Path) -> Path:
     """Write a filler file until the disk is full; the filler."""
     filler = disk / "filler"
     chunk = b"\0" * (1 << 16)
-    with filler.open("wb") as handle:
+    # Unbuffered: a buffered writer keeps the tail of a partly written chunk and raises
+    # ENOSPC again when it is closed, depending on how much room was left.
+    with filler.open("wb", buffering=0) as handle:
         try:
             while True:
                 handle.write(chunk)

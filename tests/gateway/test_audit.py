@@ -20,9 +20,11 @@ from federation.consent.purpose import ResearchPurpose
 from federation.disclosure.roles import Identity
 from federation.gateway.context import GatewayContext
 from federation.runtime import Runtime
-from federation.search.audit import AUDIT_FILE, AuditLog, AuditUnavailable
+from federation.search.audit import AuditLog, AuditUnavailable
 from federation.search.query import PageRequest, SampleQuery
 from federation.settings import Settings
+from federation.state.database import STATE_FILE
+from federation.state.store import open_state_store
 from tests.gateway.access import KEYS, headers
 from tests.gateway.conftest import graphql, only_error
 
@@ -41,6 +43,11 @@ AUDIT = """query($first: Int, $after: String, $subject: String) {
 }"""
 
 
+def store_log(data_dir: Path) -> AuditLog:
+    """An audit log in the embedded state store of `data_dir` (state.db)."""
+    return AuditLog(open_state_store(None, data_dir).audit)
+
+
 def searched(runtime: Runtime, log: AuditLog, identity: Identity = APPROVED) -> int:
     """Answer one real search through the search service, audited into `log` the way every
     entry point's search is; the new row's id."""
@@ -53,7 +60,7 @@ def searched(runtime: Runtime, log: AuditLog, identity: Identity = APPROVED) -> 
 
 
 def test_a_search_is_recorded_without_records_or_numbers(runtime: Runtime, tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / AUDIT_FILE)
+    log = store_log(tmp_path)
     searched(runtime, log)
     (entry,) = log.entries().entries
     assert (entry.subject, entry.via, entry.client_ip) == (
@@ -73,7 +80,7 @@ def test_a_search_is_recorded_without_records_or_numbers(runtime: Runtime, tmp_p
     at = dt.datetime.fromisoformat(entry.at)
     assert abs((dt.datetime.now(dt.UTC) - at).total_seconds()) < 60
     # The row holds no sample, donor or count: only what was asked and how it was released.
-    row = sqlite3.connect(log.path).execute("SELECT * FROM searches").fetchone()
+    row = sqlite3.connect(tmp_path / STATE_FILE).execute("SELECT * FROM audit_searches").fetchone()
     text = json.dumps(row)
     for forbidden in ("S1", "S3", "S8", "T1", "D1", "E1", "PLASMA"):
         # As a whole word: "T1" is inside every timestamp from 10:00 to 19:59.
@@ -81,20 +88,34 @@ def test_a_search_is_recorded_without_records_or_numbers(runtime: Runtime, tmp_p
 
 
 def test_the_log_is_append_only(runtime: Runtime, tmp_path: Path) -> None:
-    log = AuditLog(tmp_path / AUDIT_FILE)
+    log = store_log(tmp_path)
     searched(runtime, log)
-    db = sqlite3.connect(log.path)
+    db = sqlite3.connect(tmp_path / STATE_FILE)
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("UPDATE searches SET subject = 'someone else'")
+        db.execute("UPDATE audit_searches SET subject = 'someone else'")
     with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-        db.execute("DELETE FROM searches")
-    assert db.execute("SELECT count(*) FROM searches").fetchone() == (1,)
+        db.execute("DELETE FROM audit_searches")
+    assert db.execute("SELECT count(*) FROM audit_searches").fetchone() == (1,)
+
+
+def test_a_lone_surrogate_is_recorded_escaped(runtime: Runtime, tmp_path: Path) -> None:
+    # A subject from a token claim is not checked like a query argument; it must not make
+    # the insert fail (an encoding error there would refuse the search as an outage).
+    log = store_log(tmp_path)
+    who = Identity(subject="mallory\ud800@example.org", authenticated=True, via="oidc")
+    searched(runtime, log, who)
+    (entry,) = log.entries().entries
+    assert entry.subject == "mallory\\ud800@example.org"
 
 
 def test_an_unwritable_log_fails_the_search_closed(runtime: Runtime, tmp_path: Path) -> None:
-    (tmp_path / AUDIT_FILE).mkdir()  # a folder where the database should be
+    log = store_log(tmp_path)
+    log.trail.engine.dispose()
+    for path in tmp_path.glob(f"{STATE_FILE}*"):
+        path.unlink()
+    (tmp_path / STATE_FILE).mkdir()  # a folder where the database should be
     with pytest.raises(AuditUnavailable):
-        searched(runtime, AuditLog(tmp_path / AUDIT_FILE))
+        searched(runtime, log)
     with pytest.raises(AuditUnavailable):
         # A gateway request without an audit log at all answers no search.
         GatewayContext(runtime).search.search(SampleQuery.parse({}), facets=())
@@ -144,7 +165,7 @@ def test_operators_page_and_filter_the_log(app: Flask, client: FlaskClient) -> N
 
 def test_cli_prints_the_log(synced_settings: Settings, tmp_path: Path) -> None:
     runtime = Runtime(synced_settings)
-    log = AuditLog(tmp_path / AUDIT_FILE)
+    log = store_log(tmp_path)
     searched(runtime, log)
     runner = CliRunner()
     result = runner.invoke(main, ["--data-dir", str(tmp_path), "audit", "--limit", "5"])
@@ -155,7 +176,7 @@ def test_cli_prints_the_log(synced_settings: Settings, tmp_path: Path) -> None:
     assert json.loads(as_json.stdout.splitlines()[0])["subject"] == "carol@university.example"
     empty = runner.invoke(main, ["--data-dir", str(tmp_path / "elsewhere"), "audit"])
     assert empty.exit_code == 0 and "no audit log" in empty.stderr
-    assert not (tmp_path / "elsewhere" / AUDIT_FILE).exists()
+    assert not (tmp_path / "elsewhere" / STATE_FILE).exists()
 
 
 # --- through the API, once the search resolver records (see docs/access.md) ---------------
@@ -175,8 +196,12 @@ def test_every_answered_search_is_audited(app: Flask, client: FlaskClient) -> No
 def test_an_unauditable_search_is_not_answered(
     app: Flask, client: FlaskClient, tmp_path: Path
 ) -> None:
-    (tmp_path / "a-file").write_text("")
-    app.extensions["biofed.audit"] = AuditLog(tmp_path / "a-file" / AUDIT_FILE)
+    log = store_log(tmp_path)
+    log.trail.engine.dispose()
+    for path in tmp_path.glob(f"{STATE_FILE}*"):
+        path.unlink()
+    (tmp_path / STATE_FILE).mkdir()  # a folder where the database should be
+    app.extensions["biofed.audit"] = log
     body = graphql(client, "{ search(query: {}) { donors { value } } }")
     assert body["data"] is None
     assert only_error(body)["extensions"]["code"] == "BACKEND_UNAVAILABLE"

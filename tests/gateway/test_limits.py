@@ -28,6 +28,8 @@ from federation.gateway.ratelimit import RateLimit, RateLimiter, client_address
 from federation.gateway.schema import schema
 from federation.runtime import Runtime
 from federation.settings import Settings, SettingsError
+from federation.state.database import STATE_FILE
+from federation.state.store import open_state_store
 from tests.gateway.access import auth_section, headers
 from tests.gateway.conftest import only_error
 
@@ -394,7 +396,7 @@ def test_failed_sign_ins_are_rate_limited_by_address(synced_settings: Settings) 
 
 def test_token_bucket_arithmetic(tmp_path: Path) -> None:
     now = [1000.0]
-    limiter = RateLimiter(tmp_path / "buckets.db", clock=lambda: now[0])
+    limiter = RateLimiter(open_state_store(None, tmp_path).rate_buckets, clock=lambda: now[0])
     rate = RateLimit(per_minute=60, burst=2)
     assert limiter.take("k", rate) is None
     assert limiter.take("k", rate) is None
@@ -410,14 +412,15 @@ def test_token_bucket_arithmetic(tmp_path: Path) -> None:
 
 
 def _drain(path: str, attempts: int) -> int:
-    limiter = RateLimiter(Path(path))
+    limiter = RateLimiter(open_state_store(None, Path(path)).rate_buckets)
     # Refill once a day: only the burst is available during the test.
     rate = RateLimit(per_minute=1 / 1440, burst=30)
     return sum(limiter.take("shared", rate) is None for _ in range(attempts))
 
 
 def test_the_bucket_is_shared_by_worker_processes(tmp_path: Path) -> None:
-    path = str(tmp_path / "ratelimit.db")
+    path = str(tmp_path)
+    open_state_store(None, tmp_path).close()  # migrated once, before the workers race
     context = multiprocessing.get_context("spawn")
     with context.Pool(4) as pool:
         allowed = pool.starmap(_drain, [(path, 20)] * 4)
@@ -425,8 +428,12 @@ def test_the_bucket_is_shared_by_worker_processes(tmp_path: Path) -> None:
 
 
 def test_an_unusable_store_does_not_stop_searches(tmp_path: Path) -> None:
-    (tmp_path / "ratelimit.db").mkdir()  # a folder where the file should be
-    limiter = RateLimiter(tmp_path / "ratelimit.db")
+    store = open_state_store(None, tmp_path)
+    store.close()
+    for path in tmp_path.glob(f"{STATE_FILE}*"):
+        path.unlink()
+    (tmp_path / STATE_FILE).mkdir()  # a folder where the file should be
+    limiter = RateLimiter(store.rate_buckets)
     assert limiter.take("k", RateLimit(60, 1)) is None
 
 

@@ -20,10 +20,13 @@ def test_stores_and_index_files_are_private(tmp_path: Path) -> None:
     finally:
         runtime.backend.close()
     data = tmp_path / "data"
-    files = [data / "audit.db", runtime.settings.state_path, data / "privacy.db"]
+    # The audit log and the privacy ledger are in the state store (state.db), which the
+    # search above wrote to; no other database file is left in the data folder.
+    assert sorted(p.name for p in data.glob("*.db")) == ["state.db"]
+    files = [runtime.settings.state_path]
     index = runtime.settings.index_dir
     files += [p for p in index.rglob("*") if p.is_file() and not p.name.endswith(".lock")]
-    assert len(files) > 4
+    assert len(files) > 2
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     for folder in [index, *(p for p in index.rglob("*") if p.is_dir())]:

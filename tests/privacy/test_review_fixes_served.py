@@ -116,7 +116,9 @@ def test_the_data_folder_is_private_after_serving(served: tuple[str, Path, str])
     url, root, _ = served
     assert "errors" not in graphql(url, SPLIT, {"q": {}})
     data = root / "data"
-    files = [data / "audit.db", data / "state.db"]
+    # The audit log and the ledger live in the state store (state.db).
+    assert sorted(p.name for p in data.glob("*.db")) == ["state.db"]
+    files = [data / "state.db"]
     files += [p for p in (data / "index").rglob("*") if p.is_file() and p.suffix != ".lock"]
     for path in files:
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
