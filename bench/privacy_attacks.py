@@ -108,7 +108,7 @@ def attack(
         {"diseases": [background, f"{background[:3]}"]},
         {"materials": list(material_types().codes)},
         {"ageMin": low},
-        {"biobanks": [bb, "no-such-biobank"]},
+        {"biobanks": [bb, bb]},  # an unknown id is refused as bad input now
         {"sexes": ["FEMALE", "MALE", "UNKNOWN", "NASK", "NAV", "UNDIFFERENTIAL"]},
     ]
     seen = set()
@@ -122,6 +122,22 @@ def attack(
         seen.add((row["donors"]["value"], row["donors"]["precision"]))
         questions += 1
     out["rewording"] = {"questions": questions, "distinct_values": len(seen)}
+
+    # 1b. Many questions in one request: 50 aliases are refused, 5 all release one value.
+    auth = {"Authorization": f"Bearer {keys['a0'].key}"}
+    fields = " ".join(
+        f"q{n}: search(query: $q) {{ byBiobank {{ donors {{ value }} }} }}" for n in range(50)
+    )
+    fifty = graphql(url, f"query($q: SampleQuery!) {{ {fields} }}", {"q": base}, auth)
+    five = graphql(
+        url, "query($q: SampleQuery!) { " + fields.split(" q5:")[0] + " }", {"q": base}, auth
+    )
+    out["aliases"] = {
+        "fifty_in_one_request": fifty["errors"][0]["extensions"]["code"],
+        "five_in_one_request_distinct_values": len(
+            {json.dumps(v["byBiobank"]) for v in five["data"].values()}
+        ),
+    }
 
     # 2. Averaging over distinct row sets: the background plus one more block each time,
     # so each pair counts other rows and draws fresh noise; scored against each pair's truth.
@@ -161,20 +177,26 @@ def attack(
         "requests_per_attacker": 2 * statistics.median(pairs) + 2,
         "rmse": round(rmse, 2),
         "attackers_exact": exact,
+        "distinct_background_sets": len(
+            [c for size in (1, 2, 3) for c in itertools.combinations(others, size)]
+        ),
     }
 
     # 3. One differencing pair per fresh researcher.
-    diffs = []
+    diffs, asked = [], set()
     for n in range(attackers):
         key = keys[f"a{attackers + 1 + n}"]
         extra = others[(n * 7) % len(others)]
+        asked.add(extra)
         with_q = {"diseases": [target, background, extra], **decade}
         without_q = {"diseases": [background, extra], **decade}
         a = _donors(url, key, with_q)["donors"]["value"]
         b = _donors(url, key, without_q)["donors"]["value"]
         t = truth(with_q) - truth(without_q)
         diffs.append((a - b) == t)
-    out["differencing"] = {"pairs": attackers, "exact": sum(diffs)}
+    # The same row sets release the same values to everybody: attackers who ask the same
+    # pair see the same difference, so what counts is how many distinct pairs there are.
+    out["differencing"] = {"pairs": attackers, "distinct_pairs": len(asked), "exact": sum(diffs)}
 
     # 4. 40 purpose variants that give every donor the same outcome: the consent split.
     splits = set()

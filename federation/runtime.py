@@ -102,7 +102,13 @@ class Runtime:
             s.biobank.id: s.biobank.country for s in self.network().biobanks
         }
         service.ledger = self.ledger
+        service.live_biobanks = self.live_biobanks
         return service.audited(self.audit) if self.audited else service
+
+    def live_biobanks(self) -> set[str]:
+        """Biobanks of the network that some sync published: every answer must cover them."""
+        network = {source.biobank.id for source in self.network().biobanks}
+        return self.state.published_biobanks() & network
 
     def secret(self) -> str:
         """The server secret noise is keyed with: from the environment, else one kept on disk.

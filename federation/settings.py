@@ -403,7 +403,7 @@ class Network:
     path: Path
     default_policy: DisclosurePolicy = field(default_factory=DisclosurePolicy)
     invalid: tuple[InvalidEntry, ...] = ()  # entries left out (load_network skip_invalid)
-    # Privacy budgets per role (`privacy_budget`); none listed: no role's noise is bounded.
+    # Privacy budgets per role (`privacy_budget`); a role not listed gets the default budget.
     budgets: PrivacyBudgets = field(default_factory=lambda: PrivacyBudgets({}))
     # Who may request samples and where biobanks take applications (`access_requests`),
     # as written; federation.requests.config reads it (docs/requests.md).

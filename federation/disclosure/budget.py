@@ -69,37 +69,54 @@ class BudgetRule:
         return biobank_id if self.scope is Scope.BIOBANK else NETWORK_SCOPE
 
 
+# The budget of every role the network file does not name: epsilon 16 per biobank per day.
+# Only figures released with noise spend from it, so it bounds exactly the noised roles
+# (registered, by default). docs/privacy.md has the arithmetic: with noise scale 1 an
+# attacker who spends a whole day's budget on one withheld cell estimates it to +-1 donor.
+DEFAULT_EPSILON = 16.0
+DEFAULT_BUDGET = BudgetRule(DEFAULT_EPSILON)
+# The network file's word for a role the network deliberately leaves unbounded.
+UNBOUNDED = "unbounded"
+
+
 @dataclass(frozen=True)
 class PrivacyBudgets:
-    """Budgets per role; a role without one spends nothing (it gets no noise, or the
-    network has chosen not to bound it)."""
+    """Budgets per role. A role the network file does not name gets `default` (on unless
+    the file says otherwise); a role it names `unbounded` spends nothing. Only noised
+    figures cost anything, so a role without noise is never bounded in effect."""
 
-    rules: Mapping[Role, BudgetRule]
+    rules: Mapping[Role, BudgetRule | None]
+    default: BudgetRule | None = DEFAULT_BUDGET
 
     def rule(self, role: Role) -> BudgetRule | None:
-        return self.rules.get(role)
+        """The role's budget; None when it is unbounded."""
+        return self.rules.get(role, self.default)
 
     @classmethod
     def parse(cls, raw: Any, where: str = "privacy_budget") -> PrivacyBudgets:
-        """Read `{role: {epsilon, period, scope, fallback}}` from the network file."""
+        """Read `{role: {epsilon, period, scope, fallback} | unbounded}` from the network
+        file; no entry (or no `privacy_budget` at all) means the default budget."""
         if raw is None:
             return cls({})
         if not isinstance(raw, Mapping):
             raise PolicyError(f"{where} must be a mapping of role to budget")
-        rules = {}
+        rules: dict[Role, BudgetRule | None] = {}
         for name, entry in raw.items():
             try:
                 role = Role(name)
             except ValueError:
                 known = ", ".join(r.value for r in Role)
                 raise PolicyError(f"{where}: {name!r} is not a role ({known})") from None
-            rules[role] = _rule(entry, f"{where}.{name}")
+            rules[role] = None if entry == UNBOUNDED else _rule(entry, f"{where}.{name}")
         return cls(rules)
 
 
 def _rule(entry: Any, where: str) -> BudgetRule:
     if not isinstance(entry, Mapping):
-        raise PolicyError(f"{where} must be a mapping")
+        raise PolicyError(
+            f"{where}: {entry!r} must be a mapping (epsilon, period, scope, fallback) "
+            f"or {UNBOUNDED!r}"
+        )
     unknown = sorted(set(entry) - {"epsilon", "period", "scope", "fallback"})
     if unknown:
         raise PolicyError(f"{where}.{unknown[0]}: unknown setting")

@@ -31,6 +31,7 @@ from federation.model.config import (
     WholeNumber,
     section_errors,
 )
+from federation.search.delivery import answering_within
 from federation.settings import SettingsError
 from federation.state.rate_buckets import RateBuckets
 
@@ -146,6 +147,28 @@ class Deadline:
         self.seconds = seconds
         self._clock = clock
         self._at = None if seconds is None else clock() + seconds
+        # Who settled the request first: a search claiming delivery of its answer, or the
+        # waiter giving up at the deadline (federation/search/delivery.py).
+        self._settle = threading.Lock()
+        self._claimed = False
+        self._abandoned = False
+
+    def claim(self) -> bool:
+        """A search's answer is about to be spent and audited: True if it will be delivered."""
+        with self._settle:
+            if self._abandoned or self.expired():
+                self._abandoned = True
+                return False
+            self._claimed = True
+            return True
+
+    def abandon(self) -> bool:
+        """The waiter stops waiting: True unless a search already claimed delivery."""
+        with self._settle:
+            if self._claimed:
+                return False
+            self._abandoned = True
+            return True
 
     def remaining(self) -> float | None:
         """Seconds left, never negative; None without a deadline."""
@@ -166,8 +189,13 @@ class Deadline:
     def resolve(
         self, next_: Callable[..., Any], root: Any, info: GraphQLResolveInfo, **args: Any
     ) -> Any:
-        """Middleware: run the resolver unless the deadline has passed."""
-        if self.expired():
+        """Middleware: run the resolver unless the deadline has passed.
+
+        Past it, the fields of an answer already claimed for delivery (spent and audited)
+        still resolve, so the client receives what the audit log says it was answered;
+        no new top-level field starts.
+        """
+        if self.expired() and (info.path.prev is None or not self._claimed):
             raise self.error()
         return next_(root, info, **args)
 
@@ -197,10 +225,19 @@ def run_with_deadline(function: Callable[[], T], deadline: Deadline, threads: in
     remaining = deadline.remaining()
     if remaining is None:
         return function()
-    future = _pool(threads).submit(contextvars.copy_context().run, function)
+
+    def within() -> T:
+        with answering_within(deadline):
+            return function()
+
+    future = _pool(threads).submit(contextvars.copy_context().run, within)
     try:
         return future.result(timeout=remaining)
     except concurrent.futures.TimeoutError:
+        if not deadline.abandon():
+            # A search already spent its budget and was audited as answered: deliver it
+            # (later fields were refused by the middleware and carry TIMEOUT errors).
+            return future.result()
         future.cancel()
         raise deadline.error() from None
 

@@ -28,6 +28,18 @@ class BackendUnavailable(FederationError, RuntimeError):
     missing: tuple[str, ...] = ()
 
 
+class IncompleteAnswer(BackendUnavailable):
+    """An answer would leave out biobanks whose published data the backend does not hold
+    now (an index, alias or generation file gone): refused, never a silent undercount."""
+
+    def __init__(self, missing: Sequence[str]) -> None:
+        self.missing = tuple(sorted(missing))
+        super().__init__(
+            "an answer now would leave out biobanks whose published data the search backend "
+            f"does not hold: {', '.join(self.missing)} (resync them: biofed sync --biobank ID)"
+        )
+
+
 @dataclass(frozen=True)
 class GenerationInfo:
     """A published generation of one biobank's documents."""
@@ -110,12 +122,15 @@ class SearchBackend(abc.ABC):
         page: PageRequest | None = None,
         segments: Mapping[str, Expr] | None = None,
         page_filter: Expr | None = None,
+        fingerprints: bool = True,
     ) -> BackendAnswer:
         """Exact per-biobank counts, facet cells per biobank, and optionally a page of rows.
 
         `segments` are named filters counted per biobank within the matches (consent
         outcomes); `page_filter` further restricts the rows of the page (to usable consent),
-        so counts, segments and paging come from one consistent query.
+        so counts, segments and paging come from one consistent query. Without
+        `fingerprints` the cells' key sums are not computed (0): an asker whose figures
+        carry no noise needs none, and skips their cost.
         """
 
     @abc.abstractmethod

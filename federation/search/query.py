@@ -311,3 +311,6 @@ class BackendAnswer:
     page: RecordPage | None = None
     generation: dict[str, str] = field(default_factory=dict)
     segments: dict[str, dict[str, Cell]] = field(default_factory=dict)
+    # The biobanks whose published data the answer searched (matches or not); None when
+    # the backend cannot tell. The service refuses an answer that leaves a live one out.
+    covered: frozenset[str] | None = None

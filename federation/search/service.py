@@ -12,10 +12,10 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
+import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
@@ -24,17 +24,10 @@ from federation.disclosure.ledger import BudgetKey, BudgetLedger, Charge, Outcom
 from federation.disclosure.policy import (
     DisclosurePolicy,
     Granularity,
-    RoleRule,
     explain_rule,
     rule_messages,
 )
 from federation.disclosure.release import (
-    CountedSet,
-    charge_id,
-    coarse_release,
-    declared,
-    noise_key,
-    release_pair,
     total,
 )
 from federation.disclosure.roles import ANONYMOUS, Identity
@@ -43,10 +36,10 @@ from federation.model import expr as ex
 from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
 from federation.search import metrics
+from federation.search.asker import Asker, PolicyLookup
 from federation.search.audit import AnsweredSearch, SearchAudit
-from federation.search.backend import SearchBackend, decode_cursor
+from federation.search.backend import IncompleteAnswer, SearchBackend, decode_cursor
 from federation.search.declared import (
-    DeclaredCell,
     DeclaredCollection,
     bucket_order_samples,
     declared_cells,
@@ -54,6 +47,7 @@ from federation.search.declared import (
     declared_facet_cells,
     summed_declared,
 )
+from federation.search.delivery import claim_delivery
 from federation.search.documents import record_view
 from federation.search.facets import FACET
 from federation.search.query import (
@@ -79,93 +73,9 @@ from federation.search.result import (
     SearchResult,
 )
 
-PolicyLookup = Callable[[str], DisclosurePolicy]
-
-
-@dataclass(frozen=True)
-class _Asker:
-    """The asking identity's rule for each biobank, and the keys its noise is drawn with."""
-
-    identity: Identity
-    policies: PolicyLookup
-    secret: str
-    generations: Mapping[str, str]
-    # Row sets (charge ids) the privacy budget could not pay for, and per biobank the
-    # coarser release they fall back to and when the budget refills.
-    refused: frozenset[str] = frozenset()
-    fallbacks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
-    # One answer releases hundreds of facet cells: look each biobank's rule up once.
-    _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
-
-    def rule(self, biobank_id: str) -> RoleRule:
-        rule = self._rules.get(biobank_id)
-        if rule is None:
-            rule = self.policies(biobank_id).rule(self.identity.role_for(biobank_id))
-            self._rules[biobank_id] = rule
-        return rule
-
-    def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
-        """The donor and sample row sets of a cell, as noise and the ledger key them."""
-        generation = self.generations.get(biobank_id)
-        return (
-            CountedSet(biobank_id, "donors", cell.donors, cell.donor_fp, generation),
-            CountedSet(biobank_id, "samples", cell.samples, cell.sample_fp, generation),
-        )
-
-    def charges(self, biobank_id: str, cell: Cell) -> list[str]:
-        """Charge ids of the cell's figures that would be released with fresh noise."""
-        rule = self.rule(biobank_id)
-        if rule.noise <= 0 or cell.donors < rule.min_count:
-            return []  # exact, rounded, zero or withheld: no noise, nothing to pay
-        if not rule.granularity.allows(Granularity.COUNT):
-            return []
-        return [charge_id(rows, rule) for rows in self.counted(biobank_id, cell)]
-
-    def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
-        rule = self.rule(biobank_id)
-        # The keys only seed noise; without noise their HMACs would be wasted work.
-        if rule.noise > 0:
-            if self.refused and self.refused.intersection(self.charges(biobank_id, cell)):
-                fallback, refills = self.fallbacks[biobank_id]
-                return (
-                    coarse_release(cell.donors, rule, fallback, refills),
-                    coarse_release(cell.samples, rule, fallback, refills),
-                )
-            donors, samples = self.counted(biobank_id, cell)
-            keys = (noise_key(self.secret, donors, rule), noise_key(self.secret, samples, rule))
-        else:
-            keys = _NO_NOISE
-        return release_pair(cell.donors, cell.samples, rule, keys)
-
-    def release_declared(self, biobank_id: str, found: DeclaredCell) -> Declared:
-        """What collections declare, under the same rule as counted rows (threshold,
-        rounding, noise keyed on the matched collections), marked DECLARED. No budget is
-        spent: the figures are the collections' own published declarations."""
-        rule = self.rule(biobank_id)
-        keys = _NO_NOISE
-        if rule.noise > 0:
-            generation = self.generations.get(biobank_id)
-            keys = tuple(  # type: ignore[assignment]
-                noise_key(
-                    self.secret,
-                    CountedSet(
-                        biobank_id, f"declared_{kind}", value, found.fingerprint, generation
-                    ),
-                    rule,
-                )
-                for kind, value in (("donors", found.donors), ("samples", found.samples))
-            )
-        donors, samples = release_pair(found.donors, found.samples, rule, keys)
-        n = len(found.collections)
-        return Declared(
-            declared(donors, n, found.donors_unknown),
-            declared(samples, n, found.samples_unknown),
-            found.collections,
-        )
-
-
-_NO_NOISE = (b"", b"")
-
+# How long the set of biobanks every answer must cover is trusted before it is read again
+# (a sync's state database query; a newly published biobank shows up in answers anyway).
+LIVE_BIOBANKS_TTL_S = 2.0
 
 # Up to this many biobanks an unknown id is answered with all known ids; beyond, the closest.
 BIOBANKS_LISTED_IN_FULL = 20
@@ -212,6 +122,14 @@ class SearchService:
         self.ledger: BudgetLedger | None = None
         # Each biobank's country (from the network file), for the country filter and facet.
         self.countries: Callable[[], Mapping[str, str | None]] = lambda: {}
+        # Charges this process has seen the ledger accept, per budget: a release is never
+        # undone within its period, so a search whose figures are all among them is a
+        # repeat and skips the ledger's write transaction (shared by `audited` copies).
+        self._released: dict[BudgetKey, set[str]] = {}
+        self._released_lock = threading.Lock()
+        # The biobanks an answer must cover (every live generation); None: not checked.
+        self.live_biobanks: Callable[[], set[str]] | None = None
+        self._live: tuple[float, frozenset[str]] | None = None
         # Where every answered search is recorded (see `audited`); None: not audited.
         self.audit: SearchAudit | None = None
         self.client_ip: str | None = None
@@ -283,7 +201,7 @@ class SearchService:
         self._check_biobanks(query.biobanks)
         started = time.perf_counter()
         criteria, text_codes = self.criteria(query)
-        asker = _Asker(identity, self.policies, self.secret, {})
+        asker = Asker(identity, self.policies, self.secret, {})
         rules = compile_purpose(purpose) if purpose else None
         segments = rules.outcome_filters() if rules else None
 
@@ -305,9 +223,29 @@ class SearchService:
                 record_page = page
             else:
                 records_note = (Message.of("records.none"),)
+        # Fingerprints only key noise: an asker whose figures carry none skips their cost.
+        keyed = any(asker.noised(bb) for bb in self.record_biobanks())
         answer = self.backend.answer(
-            criteria, facets=facets, page=record_page, segments=segments, page_filter=page_filter
+            criteria,
+            facets=facets,
+            page=record_page,
+            segments=segments,
+            page_filter=page_filter,
+            fingerprints=keyed,
         )
+        if not keyed and any(asker.noised(bb) for bb in answer.by_biobank):
+            # A biobank outside the network file (still published) noises this asker's
+            # figures: its noise must be keyed on real fingerprints, so ask again with them.
+            answer = self.backend.answer(
+                criteria,
+                facets=facets,
+                page=record_page,
+                segments=segments,
+                page_filter=page_filter,
+            )
+        self._check_coverage(answer)
+        # Past this point the search is charged and audited: only if it reaches the asker.
+        claim_delivery()
         published = self.backend.published()
         generations = {bb: info.generation for bb, info in published.items()}
         asker = dataclasses.replace(asker, generations={**generations, **answer.generation})
@@ -323,9 +261,24 @@ class SearchService:
         metrics.searched(self.backend, time.perf_counter() - started, len(asker.refused))
         return result
 
-    def _spend(
-        self, answer: BackendAnswer, asker: _Asker
-    ) -> tuple[_Asker, tuple[BudgetStatus, ...]]:
+    def _check_coverage(self, answer: BackendAnswer) -> None:
+        """Refuse an answer that leaves out a biobank some sync published (its index, alias
+        or generation gone behind the server's back): never a silent undercount."""
+        if answer.covered is None or self.live_biobanks is None:
+            return
+        now = time.monotonic()
+        if self._live is None or now - self._live[0] > LIVE_BIOBANKS_TTL_S:
+            self._live = (now, frozenset(self.live_biobanks()))
+        missing = self._live[1] - answer.covered
+        if not missing:
+            return
+        # A generation published empty has nothing to search; one that is gone does.
+        published = self.backend.published()
+        gone = [b for b in missing if b not in published or published[b].documents > 0]
+        if gone:
+            raise IncompleteAnswer(gone)
+
+    def _spend(self, answer: BackendAnswer, asker: Asker) -> tuple[Asker, tuple[BudgetStatus, ...]]:
         """Charge the fresh noised figures of an answer to the asker's budgets, one ledger
         transaction per scope; the asker then knows which figures fall back."""
         if self.ledger is None:
@@ -356,15 +309,36 @@ class SearchService:
         statuses = []
         for key, charges in wanted.items():
             limit, refills, role_name = limits[key]
-            spending = self.ledger.spend(BudgetKey(subject, key[1], key[2]), charges, limit)
-            refused.update(
-                c.fingerprint
-                for c, outcome in zip(charges, spending.outcomes, strict=True)
-                if outcome is Outcome.REFUSED
-            )
-            statuses.append(BudgetStatus(role_name, key[1], key[2], spending.spent, limit, refills))
+            budget_key = BudgetKey(subject, key[1], key[2])
+            spent = self._spend_in_ledger(budget_key, charges, limit, refused)
+            statuses.append(BudgetStatus(role_name, key[1], key[2], spent, limit, refills))
         asker = dataclasses.replace(asker, refused=frozenset(refused), fallbacks=fallbacks)
         return asker, tuple(sorted(statuses, key=lambda s: s.scope))
+
+    def _spend_in_ledger(
+        self, key: BudgetKey, charges: list[Charge], limit: float, refused: set[str]
+    ) -> float:
+        """Charge one budget; add what it refused to `refused`; return what is spent."""
+        assert self.ledger is not None
+        with self._released_lock:
+            known = self._released.get(key)
+            repeat = known is not None and all(c.fingerprint in known for c in charges)
+        if repeat:
+            return self.ledger.spent(key)  # nothing new: a read, no write transaction
+        spending = self.ledger.spend(key, charges, limit)
+        accepted = set()
+        for charge, outcome in zip(charges, spending.outcomes, strict=True):
+            if outcome is Outcome.REFUSED:
+                refused.add(charge.fingerprint)
+            else:
+                accepted.add(charge.fingerprint)
+        with self._released_lock:
+            if key not in self._released:
+                # Periods only move forward: forget the budgets of earlier ones.
+                for old in [k for k in self._released if k.period < key.period]:
+                    del self._released[old]
+            self._released.setdefault(key, set()).update(accepted)
+        return spending.spent
 
     def budget_status(self, identity: Identity) -> tuple[BudgetStatus, ...]:
         """What is left of each budget the identity has spent from in the current period."""
@@ -373,12 +347,16 @@ class SearchService:
         now = dt.datetime.now(dt.UTC)
         subject = f"{identity.via}:{identity.subject}"
         out = []
+        seen: set[tuple[str, str]] = set()
         for role in identity.roles:
             budget = self.budgets().rule(role)
             if budget is None:
                 continue
             period, refills = budget.period.window(now)
             for scope, spent in sorted(self.ledger.budgets(subject, period).items()):
+                if (scope, period) in seen:
+                    continue  # the ledger keys a budget by subject, not role: list it once
+                seen.add((scope, period))
                 out.append(
                     BudgetStatus(
                         role.value,
@@ -407,7 +385,7 @@ class SearchService:
     def _result(
         self,
         answer: BackendAnswer,
-        asker: _Asker,
+        asker: Asker,
         facets: Sequence[str],
         text_codes: tuple[str, ...],
         rules: ConsentRules | None,
@@ -488,7 +466,7 @@ class SearchService:
     def _with_declared(
         self,
         result: SearchResult,
-        asker: _Asker,
+        asker: Asker,
         criteria: Criteria,
         facets: Sequence[str],
         collections: Sequence[DeclaredCollection],
@@ -543,7 +521,7 @@ class SearchService:
         return Facet(facet.name, tuple(ordered))
 
     def _facets(
-        self, answer: BackendAnswer, asker: _Asker, facets: Sequence[str]
+        self, answer: BackendAnswer, asker: Asker, facets: Sequence[str]
     ) -> tuple[Facet, ...]:
         released: dict[str, dict[str, list[tuple[Count, Count]]]] = defaultdict(
             lambda: defaultdict(list)

@@ -96,3 +96,74 @@ def test_shards_neither_successful_nor_failed_make_an_answer_partial() -> None:
     response = {"timed_out": False, "_shards": {"total": 6, "successful": 4, "failed": 0}}
     with pytest.raises(PartialAnswer, match=r"answered from 4 of 6 shards \(0 failed\)"):
         whole_response(response)
+
+
+def test_an_index_deleted_behind_the_gateway_is_an_error_naming_its_biobank(
+    tmp_path: Path, engine_url: str
+) -> None:
+    """Issue 20, case 1: a biobank whose index (and with it its aliases) vanished is not
+    left out of answers in silence; an empty generation is not mistaken for a lost one."""
+    network = FaultNetwork(tmp_path, ("bb-a", "bb-b", "bb-c"), engine_url=engine_url)
+    try:
+        # bb-c publishes a generation without samples (its first run: nothing to shrink).
+        network.banks["bb-c"].samples.clear()
+        network.write()
+        done = network.sync()
+        assert done.returncode == 0, done.stderr
+        with served(network, tmp_path / "gunicorn.log") as url:
+            whole = post_search(url)
+            assert "errors" not in whole, whole
+            assert whole["data"]["search"]["samples"]["value"] == 24
+            with network.runtime() as runtime:
+                assert isinstance(runtime.backend, EngineBackend)
+                (index,) = runtime.backend.live_indices("bb-b")
+            engine_request(engine_url, "DELETE", f"/{index}")
+
+            for query in ({}, {"sexes": ["FEMALE"]}, {"biobanks": ["bb-a"]}):
+                partial = post_search(url, query)
+                assert (partial.get("data") or {}).get("search") is None, partial
+                error = partial["errors"][0]
+                assert error["extensions"]["code"] == "BACKEND_UNAVAILABLE", error
+                assert error["message"].endswith("(not searchable now: bb-b)"), error
+            logged = (tmp_path / "gunicorn.log").read_text()
+            assert "does not hold: bb-b (resync them" in logged
+
+            resynced = network.sync("bb-b")
+            assert resynced.returncode == 0, resynced.stderr
+            assert post_search(url) == whole
+    finally:
+        network.close()
+
+
+def test_a_generation_gone_from_the_embedded_store_is_an_error_naming_its_biobank(
+    tmp_path: Path,
+) -> None:
+    network = FaultNetwork(tmp_path, ("bb-a", "bb-b"))
+    assert network.sync().returncode == 0
+    manifest_path = network.settings.index_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    with served(network, tmp_path / "gunicorn.log") as url:
+        whole = post_search(url)
+        assert whole["data"]["search"]["samples"]["value"] == 24
+        # The manifest loses bb-b's generation (restored from an old backup, say).
+        shrunk = {**manifest, "biobanks": {"bb-a": manifest["biobanks"]["bb-a"]}}
+        manifest_path.write_text(json.dumps(shrunk))
+        partial = post_search(url)
+        assert (partial.get("data") or {}).get("search") is None, partial
+        assert partial["errors"][0]["message"].endswith("(not searchable now: bb-b)")
+        manifest_path.write_text(json.dumps(manifest))
+        assert post_search(url) == whole
+    # A server started while bb-b's generation file is gone answers nothing rather than
+    # answering without bb-b.
+    generation = manifest["biobanks"]["bb-b"]["generation"]
+    (network.settings.index_dir / "generations" / "bb-b" / f"{generation}.parquet").unlink()
+    with served(network, tmp_path / "gunicorn2.log") as url:
+        refused = post_search(url)
+        assert (refused.get("data") or {}).get("search") is None, refused
+        assert refused["errors"][0]["extensions"]["code"] == "BACKEND_UNAVAILABLE"
+
+
+def test_skipped_shards_are_searched_shards() -> None:
+    # Shards the engine skipped (no document could match) count among the successful ones.
+    response = {"timed_out": False, "_shards": {"total": 6, "successful": 6, "skipped": 4}}
+    assert whole_response(response) == response

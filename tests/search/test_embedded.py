@@ -170,6 +170,28 @@ def test_answers_match_the_reference_evaluator(
             assert comparable(answer) == expected
 
 
+def _unkeyed(cell: Cell) -> Cell:
+    return dataclasses.replace(cell, donor_fp=0, sample_fp=0)
+
+
+@pytest.mark.parametrize("number", range(len(CRITERIA)))
+def test_without_fingerprints_the_counts_are_the_same(generated: Generated, number: int) -> None:
+    """An asker whose figures carry no noise skips the key sums: same counts, no keys."""
+    criteria = CRITERIA[number]
+    answer = generated.backend.answer(
+        criteria, facets=FACETS, segments=SEGMENTS, fingerprints=False
+    )
+    expected = reference(generated.rows, criteria, FACETS, SEGMENTS)
+    assert answer.by_biobank == {bb: _unkeyed(c) for bb, c in expected["by_biobank"].items()}
+    assert answer.segments == {
+        bb: {name: _unkeyed(c) for name, c in split.items()}
+        for bb, split in expected["segments"].items()
+    }
+    assert comparable(answer)["facets"] == [
+        dataclasses.replace(c, donor_fp=0, sample_fp=0) for c in expected["facets"]
+    ]
+
+
 def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:
     backend = EmbeddedBackend(tmp_path)
     blank: dict[str, Any] = {name: None for name in ARROW_SCHEMA.names}
@@ -190,6 +212,8 @@ def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:
             writer.add(rows)
             writer.publish()
         answer = backend.answer(Criteria(), facets=FACETS)
+        # Both rows lack keys (0 each): two donors, told apart by their ordinals although
+        # their keys clash (the loader notices and groups by both).
         assert answer.by_biobank == {"x": Cell(2, 2)}
         assert sorted((c.facet, c.key, c.donors) for c in answer.facets) == [
             ("biobank", "x", 2),

@@ -144,6 +144,8 @@ class EmbeddedBackend(SearchBackend):
         self._in_use: dict[str, int] = {}
         self._retired: set[str] = set()
         self._serial = 0
+        # Per loaded table: whether each donor's key is unique within its biobank.
+        self._donor_keys_unique: dict[str, bool] = {}
 
     # --- reading side -----------------------------------------------------------------------
 
@@ -212,6 +214,13 @@ class EmbeddedBackend(SearchBackend):
             keys.append(f"{embedded_key_sql(DONOR_KEY_COLUMNS)} AS donor_key")
             keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
             self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
+            # Donors are grouped by key when keys tell every donor apart (embedded/sql.py).
+            # fetchall: a result left unfinished blocks the connection's next statement.
+            ((clashes,),) = self._db.execute(
+                f"SELECT count(*) FROM (SELECT key_biobank_id, donor_key FROM {table} "
+                "GROUP BY ALL HAVING min(donor_ord) <> max(donor_ord))"
+            ).fetchall()
+            self._donor_keys_unique[table] = clashes == 0
         finally:
             if not files:
                 self._db.unregister("_empty")
@@ -232,6 +241,7 @@ class EmbeddedBackend(SearchBackend):
             if self._in_use.get(name, 0) == 0:
                 self._db.execute(f"DROP TABLE IF EXISTS {name}")
                 self._retired.discard(name)
+                self._donor_keys_unique.pop(name, None)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
@@ -257,9 +267,12 @@ class EmbeddedBackend(SearchBackend):
         page: PageRequest | None = None,
         segments: Mapping[str, ex.Expr] | None = None,
         page_filter: ex.Expr | None = None,
+        fingerprints: bool = True,
     ) -> BackendAnswer:
         with self._reading() as (db, table):
-            asked = _answer_key(table, criteria, facets, page, segments, page_filter)
+            asked = _answer_key(
+                (table, fingerprints), criteria, facets, page, segments, page_filter
+            )
             cached = self.answers.get(asked) if asked is not None else None
             if cached is not None:
                 return cached
@@ -271,7 +284,14 @@ class EmbeddedBackend(SearchBackend):
                 f for f in ("biobank", "country") if f in facets and criteria.without(f) == criteria
             ]
             grouped = [facet for facet in facets if facet not in copied]
-            sql, params = summary_sql(table, criteria, grouped, filters)
+            sql, params = summary_sql(
+                table,
+                criteria,
+                grouped,
+                filters,
+                fingerprints=fingerprints,
+                donor_keys_unique=self._donor_keys_unique.get(table, False),
+            )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
             cells: list[FacetCell] = []
@@ -295,7 +315,12 @@ class EmbeddedBackend(SearchBackend):
             cells.sort(key=lambda cell: order[cell.facet])
             record_page = self._page(db, table, criteria, page, page_filter) if page else None
             generation = {bb: e["generation"] for bb, e in self._manifest["biobanks"].items()}
-            answer = BackendAnswer(by_biobank, tuple(cells), record_page, generation, split)
+            # The loaded table holds every generation of its manifest (a file that cannot
+            # be read fails the load), so the manifest's biobanks are what was searched.
+            covered = frozenset(generation)
+            answer = BackendAnswer(
+                by_biobank, tuple(cells), record_page, generation, split, covered
+            )
             if asked is not None:
                 self.answers.put(asked, answer)
         return answer
@@ -435,7 +460,7 @@ def _placeholder(column: str) -> str:
 
 
 def _answer_key(
-    table: str,
+    table: Hashable,
     criteria: Criteria,
     facets: Sequence[str],
     page: PageRequest | None,

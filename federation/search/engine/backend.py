@@ -34,7 +34,12 @@ from federation.search.engine.compiler import answer_search, facet_groups, page_
 from federation.search.engine.config import EngineConfig
 from federation.search.engine.layout import SAMPLE_KIND, donor_doc_id, sample_doc_id
 from federation.search.engine.locks import Lease
-from federation.search.engine.results import read_counts, read_facet, read_page
+from federation.search.engine.results import (
+    covered_biobanks,
+    read_counts,
+    read_facet,
+    read_page,
+)
 from federation.search.engine.writer import EngineGenerationWriter
 from federation.search.query import (
     BackendAnswer,
@@ -91,13 +96,22 @@ class EngineBackend(SearchBackend):
         page: PageRequest | None = None,
         segments: Mapping[str, ex.Expr] | None = None,
         page_filter: ex.Expr | None = None,
+        fingerprints: bool = True,
     ) -> BackendAnswer:
         segments = dict(segments or {})
         expr = criteria.to_expr()
         read = self.names.read_alias
         groups = facet_groups(criteria, facets)
         searches: list[tuple[str, Mapping[str, Any]]] = [
-            (read, answer_search(c.to_expr(), grouped, segments if c == criteria else None))
+            (
+                read,
+                answer_search(
+                    c.to_expr(),
+                    grouped,
+                    segments if c == criteria else None,
+                    fingerprints=fingerprints,
+                ),
+            )
             for c, grouped in groups.items()
         ]
         if page is not None:
@@ -124,7 +138,8 @@ class EngineBackend(SearchBackend):
             for facet in grouped:
                 cells.extend(read_facet(facet, response))
         record_page = read_page(responses[-1], page) if page is not None else None
-        return BackendAnswer(by_biobank, tuple(cells), record_page, generation, split)
+        covered = covered_biobanks(responses[0])
+        return BackendAnswer(by_biobank, tuple(cells), record_page, generation, split, covered)
 
     def published(self) -> dict[str, GenerationInfo]:
         out = {}

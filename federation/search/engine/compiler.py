@@ -258,19 +258,22 @@ def _donors_with_a_sample(sample_filter: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _key_sums(columns: Sequence[str], path: str) -> dict[str, Any]:
+def _key_sums(columns: Sequence[str], path: str, keyed: bool) -> dict[str, Any]:
     # Exact as doubles: each part is below 2^21 (search/fingerprint.py).
+    if not keyed:
+        return {}
     return {f"fp{n}": {"sum": {"field": f"{path}{c}"}} for n, c in enumerate(columns)}
 
 
-def _donors(extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def _donors(keyed: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Distinct donors of the bucket, with the sums of their keys (at the donor root)."""
-    return {"reverse_nested": {}, "aggs": {**_key_sums(DONOR_KEY_COLUMNS, ""), **(extra or {})}}
+    sums = _key_sums(DONOR_KEY_COLUMNS, "", keyed)
+    return {"reverse_nested": {}, "aggs": {**sums, **(extra or {})}}
 
 
-def _counted(aggs: Mapping[str, Any]) -> dict[str, Any]:
-    """A bucket's sub-aggregations plus its donors and the sums of its samples' keys."""
-    return {"donors": _donors(), **_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}."), **aggs}
+def _counted(keyed: bool) -> dict[str, Any]:
+    """A bucket's donors, and with `keyed` the sums of its donors' and samples' keys."""
+    return {"donors": _donors(keyed), **_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}.", keyed)}
 
 
 def _per_biobank(inner: dict[str, Any]) -> dict[str, Any]:
@@ -288,7 +291,11 @@ def _over_matching_samples(sample_filter: dict[str, Any], per_biobank: dict[str,
 
 
 def answer_search(
-    expr: ex.Expr, facets: Sequence[str], segments: Mapping[str, ex.Expr] | None = None
+    expr: ex.Expr,
+    facets: Sequence[str],
+    segments: Mapping[str, ex.Expr] | None = None,
+    *,
+    fingerprints: bool = True,
 ) -> dict[str, Any]:
     """Per-biobank figures over the samples matching `expr`, in one search.
 
@@ -296,20 +303,22 @@ def answer_search(
     and the index that answered. Each facet's buckets ride along as sibling aggregations:
     facets asked under the same filter share one pass over the matching samples, which
     halved the landing page against one search per facet (docs/performance.md).
+    Without `fingerprints` no key is summed (every fingerprint reads as 0).
     """
     sample_filter = compile_filter(expr, f"{NESTED}.")
     inner: dict[str, Any] = {}
     if segments is not None:
         # The donors' index names say which generation answered.
-        inner["donors"] = _donors({"index": {"terms": {"field": "_index", "size": 4}}})
-        inner.update(_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}."))
+        index = {"index": {"terms": {"field": "_index", "size": 4}}}
+        inner["donors"] = _donors(fingerprints, index)
+        inner.update(_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}.", fingerprints))
         for n, segment in enumerate(segments.values()):
             inner[f"segment{n}"] = {
                 "filter": compile_filter(segment, f"{NESTED}."),
-                "aggs": _counted({}),
+                "aggs": _counted(fingerprints),
             }
     elif "biobank" in facets:
-        inner.update(_counted({}))
+        inner.update(_counted(fingerprints))
     for facet in facets:
         definition = FACET[facet]
         field = f"{NESTED}.{definition.column}"
@@ -320,18 +329,23 @@ def answer_search(
                     "interval": definition.bucket_width,
                     "min_doc_count": 1,
                 },
-                "aggs": _counted({}),
+                "aggs": _counted(fingerprints),
             }
         elif facet != "biobank":  # the per-biobank buckets themselves
             inner[f"facet_{facet}"] = {
                 "terms": {"field": field, "size": MAX_TERMS},
-                "aggs": _counted({}),
+                "aggs": _counted(fingerprints),
             }
+    per_biobank = _per_biobank(inner)
+    if segments is not None:
+        # Every biobank of the searched indices gets a bucket, matches or not: the answer
+        # then says which biobanks' data it covered (an index gone leaves its biobank out).
+        per_biobank["terms"]["min_doc_count"] = 0
     return {
         "size": 0,
         "track_total_hits": False,
         "query": _donors_with_a_sample(sample_filter),
-        "aggs": {"samples": _over_matching_samples(sample_filter, _per_biobank(inner))},
+        "aggs": {"samples": _over_matching_samples(sample_filter, per_biobank)},
     }
 
 

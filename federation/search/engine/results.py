@@ -21,7 +21,7 @@ from federation.search.query import (
 )
 
 
-def _biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+def _all_biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     aggs = response.get("aggregations")
     if not aggs:  # no index behind the alias yet: nothing is published
         return []
@@ -29,6 +29,16 @@ def _biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     _complete(terms)
     buckets: list[dict[str, Any]] = terms["buckets"]
     return buckets
+
+
+def _biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
+    # The counts search lists biobanks without matches too (min_doc_count 0): not counted.
+    return [b for b in _all_biobank_buckets(response) if b["doc_count"] > 0]
+
+
+def covered_biobanks(response: Mapping[str, Any]) -> frozenset[str]:
+    """The biobanks whose data the counts search ran over, matches or not."""
+    return frozenset(str(b["key"]) for b in _all_biobank_buckets(response))
 
 
 def _complete(terms: Mapping[str, Any]) -> None:
@@ -56,7 +66,8 @@ def read_counts(
 
 
 def _fingerprint(aggs: Mapping[str, Any]) -> int:
-    return combine([aggs[f"fp{n}"]["value"] for n in range(KEY_PARTS)])
+    # A search asked without fingerprints has no key sums: every fingerprint is 0.
+    return combine([aggs[f"fp{n}"]["value"] for n in range(KEY_PARTS) if f"fp{n}" in aggs])
 
 
 def counted(bucket: Mapping[str, Any]) -> Cell:

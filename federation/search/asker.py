@@ -1,0 +1,133 @@
+"""One asker's view of a search: their rule per biobank, the keys noise is drawn with, and
+the release of each figure (counted rows and what collections declare)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from federation.disclosure.policy import (
+    DisclosurePolicy,
+    Granularity,
+    RoleRule,
+)
+from federation.disclosure.release import (
+    CountedSet,
+    FigureKeys,
+    coarse_release,
+    declared,
+    noise_key,
+    release_pair,
+)
+from federation.disclosure.roles import Identity
+from federation.search.declared import (
+    DeclaredCell,
+)
+from federation.search.query import (
+    Cell,
+)
+from federation.search.result import (
+    Count,
+    Declared,
+)
+
+PolicyLookup = Callable[[str], DisclosurePolicy]
+
+
+@dataclass(frozen=True)
+class Asker:
+    """The asking identity's rule for each biobank, and the keys its noise is drawn with."""
+
+    identity: Identity
+    policies: PolicyLookup
+    secret: str
+    generations: Mapping[str, str]
+    # Row sets (charge ids) the privacy budget could not pay for, and per biobank the
+    # coarser release they fall back to and when the budget refills.
+    refused: frozenset[str] = frozenset()
+    fallbacks: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # One answer releases hundreds of facet cells: look each biobank's rule up once, and
+    # encode each row set once for both its noise key and its ledger charge.
+    _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
+    _keys: dict[CountedSet, FigureKeys] = field(default_factory=dict, compare=False)
+
+    def keys(self, rows: CountedSet, rule: RoleRule) -> FigureKeys:
+        """The noise key and charge id of a figure, computed once per answer."""
+        found = self._keys.get(rows)
+        if found is None:
+            found = self._keys[rows] = FigureKeys.of(self.secret, rows, rule)
+        return found
+
+    def rule(self, biobank_id: str) -> RoleRule:
+        rule = self._rules.get(biobank_id)
+        if rule is None:
+            rule = self.policies(biobank_id).rule(self.identity.role_for(biobank_id))
+            self._rules[biobank_id] = rule
+        return rule
+
+    def noised(self, biobank_id: str) -> bool:
+        """Whether this asker's counts of the biobank carry noise (and need fingerprints)."""
+        rule = self.rule(biobank_id)
+        return rule.noise > 0 and rule.granularity.allows(Granularity.COUNT)
+
+    def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
+        """The donor and sample row sets of a cell, as noise and the ledger key them."""
+        generation = self.generations.get(biobank_id)
+        return (
+            CountedSet(biobank_id, "donors", cell.donors, cell.donor_fp, generation),
+            CountedSet(biobank_id, "samples", cell.samples, cell.sample_fp, generation),
+        )
+
+    def charges(self, biobank_id: str, cell: Cell) -> list[str]:
+        """Charge ids of the cell's figures that would be released with fresh noise."""
+        rule = self.rule(biobank_id)
+        if rule.noise <= 0 or cell.donors < rule.min_count:
+            return []  # exact, rounded, zero or withheld: no noise, nothing to pay
+        if not rule.granularity.allows(Granularity.COUNT):
+            return []
+        return [self.keys(rows, rule).charge for rows in self.counted(biobank_id, cell)]
+
+    def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
+        rule = self.rule(biobank_id)
+        # The keys only seed noise; without noise their HMACs would be wasted work.
+        if rule.noise > 0:
+            if self.refused and self.refused.intersection(self.charges(biobank_id, cell)):
+                fallback, refills = self.fallbacks[biobank_id]
+                return (
+                    coarse_release(cell.donors, rule, fallback, refills),
+                    coarse_release(cell.samples, rule, fallback, refills),
+                )
+            donors, samples = self.counted(biobank_id, cell)
+            keys = (self.keys(donors, rule).noise, self.keys(samples, rule).noise)
+        else:
+            keys = NO_NOISE
+        return release_pair(cell.donors, cell.samples, rule, keys)
+
+    def release_declared(self, biobank_id: str, found: DeclaredCell) -> Declared:
+        """What collections declare, under the same rule as counted rows (threshold,
+        rounding, noise keyed on the matched collections), marked DECLARED. No budget is
+        spent: the figures are the collections' own published declarations."""
+        rule = self.rule(biobank_id)
+        keys = NO_NOISE
+        if rule.noise > 0:
+            generation = self.generations.get(biobank_id)
+            keys = tuple(  # type: ignore[assignment]
+                noise_key(
+                    self.secret,
+                    CountedSet(
+                        biobank_id, f"declared_{kind}", value, found.fingerprint, generation
+                    ),
+                    rule,
+                )
+                for kind, value in (("donors", found.donors), ("samples", found.samples))
+            )
+        donors, samples = release_pair(found.donors, found.samples, rule, keys)
+        n = len(found.collections)
+        return Declared(
+            declared(donors, n, found.donors_unknown),
+            declared(samples, n, found.samples_unknown),
+            found.collections,
+        )
+
+
+NO_NOISE = (b"", b"")
