@@ -70,6 +70,29 @@ _MODULES = {
     "queue": ("requests.js", *_SHELL, "counts.js", "biobank-links.js"),
 }
 
+# Message keys a page leaves out of the catalogue it embeds: texts that only other pages'
+# scripts and templates use, so the search page's first paint does not carry the admin,
+# biobank and request pages' texts (10 KB of the Japanese catalogue). The whole catalogue
+# stays a static asset that a language switch fetches; tests/web/test_pages.py checks that
+# every message prefix the page's own scripts and templates name is embedded whole.
+_OTHER_PAGES_TEXTS: dict[str, tuple[str, ...]] = {
+    "search": (
+        "admin.",
+        "biobank.",
+        "freshness.",
+        "move.",
+        "part.",
+        "quarantine.",
+        "queue.",
+        "request.",
+        "requests.",
+        "schedules.",
+        "sync.",
+        "syncrequests.",
+        "thread.",
+    ),
+}
+
 blueprint = Blueprint("web", __name__, template_folder=WEB_DIR / "templates")
 
 
@@ -115,7 +138,9 @@ def _render(
     template: str, page: str, status: int = 200, extra: Mapping[str, Any] | None = None
 ) -> Response:
     language = reader_language()
-    messages = catalogue(language)
+    left_out = _OTHER_PAGES_TEXTS.get(page, ())
+    every = catalogue(language)
+    messages = {k: v for k, v in every.items() if not k.startswith(left_out)}
     config = {
         **(extra or {}),
         "page": page,
@@ -131,7 +156,7 @@ def _render(
         page=page,
         language=language,
         languages=LANGUAGES,
-        t=lambda key, **params: translate(messages, key, **params),
+        t=lambda key, **params: translate(every, key, **params),
         asset=asset_url,
         modules=_MODULES[page],
         # JSON in a <script type="application/json"> block: `<` escaped so no text in it

@@ -1,6 +1,7 @@
 """axe-core in Chromium: no serious or critical violation in any state of the UI.
 
-Every state (landing, results, records, admin) is checked at a laptop width (1440 px) and
+Every state (landing, results, records, admin, a biobank's page, the request form, the
+researcher's requests, an admin's request queue) is checked at a laptop width (1440 px) and
 a phone width (390 px), in English and Japanese, signed out and signed in as each demo
 role (a biobank admin, a registered researcher, the network operator). axe-core's own
 script (`axe.min.js`, shipped in the PyPI package `axe-playwright-python`, installed by
@@ -33,6 +34,10 @@ STATES = {
     "results": ("/?disease=C50", "#biobank-results"),
     "records": ("/?disease=C50&purpose=DISEASE&ethics=1&country=JP", "#records-heading"),
     "admin": ("/admin", "#sync-heading"),
+    "biobank": ("/biobank/osaka", "#freshness-heading"),
+    "request": ("/request", "#request-heading"),
+    "my-requests": ("/requests", "#requests-heading"),
+    "request-queue": ("/admin/requests", "#requests-heading"),
 }
 SHOTS = ARTIFACTS / "a11y"
 

@@ -4,6 +4,7 @@ the `diseaseNames` field the UI uses to name ICD-10 items (no browser needed).""
 from __future__ import annotations
 
 import csv
+import json
 import re
 from collections.abc import Iterator
 from html.parser import HTMLParser
@@ -122,6 +123,29 @@ def test_the_shell_is_small(client: FlaskClient) -> None:
     assert page < 40_000
     assert scripts < 80_000
     assert styles < 25_000
+
+
+def test_the_search_page_embeds_every_text_its_scripts_and_templates_name(
+    client: FlaskClient,
+) -> None:
+    # The page embeds its catalogue without the other pages' texts (a smaller first paint);
+    # every message prefix its own scripts and templates name must still be there whole.
+    for language, whole in (("en", EN), ("ja", JA)):
+        with client.get("/", headers={"Accept-Language": language}) as response:
+            html = response.get_data(as_text=True)
+        found = re.search(r'<script type="application/json" id="messages">(.*?)</script>', html)
+        assert found is not None
+        embedded = json.loads(found.group(1))
+        sources = [web.STATIC_DIR / name for name in web._MODULES["search"]]
+        sources += [TEMPLATES / "base.html", TEMPLATES / "search.html"]
+        text = "".join(path.read_text(encoding="utf-8") for path in sources)
+        prefixes = {key.split(".")[0] for key in whole}
+        named = {p for p in prefixes if re.search(r"[\'\"`]" + re.escape(p) + r"\.", text)}
+        assert named >= {"search", "records", "facets", "shell", "vocab"}
+        for key, message in whole.items():
+            if key.split(".")[0] in named:
+                assert embedded.get(key) == message, (language, key)
+        assert len(embedded) < len(whole)  # the other pages' texts are left out
 
 
 def test_static_files_outside_the_folder_are_not_served(client: FlaskClient) -> None:
