@@ -44,7 +44,8 @@ class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
 
     @stream.setter
     def stream(self, _value: Any) -> None:
-        pass
+        """Ignored: StreamHandler.__init__ assigns the stream it was given once, but this
+        handler always writes to the sys.stderr of the moment."""
 
 
 SIGNATURE_HEADER = "X-Biofed-Signature"

@@ -16,17 +16,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, Row, and_, insert, or_, select, update
 
-from federation.state.database import reading, writing
+from federation.state.database import reading, stored_json, writing
 from federation.state.schema import (
     access_request_events,
     access_request_parts,
     access_requests,
     notification_outbox,
 )
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -156,9 +152,9 @@ class AccessRequestRecords:
                     language=request.language,
                     title=request.title,
                     description=request.description,
-                    query=_json(request.query),
+                    query=stored_json(request.query),
                     question=request.question,
-                    purpose=_json(request.purpose),
+                    purpose=stored_json(request.purpose),
                     created_at=request.created_at,
                     negotiator_link=request.negotiator_link,
                 )
@@ -169,7 +165,7 @@ class AccessRequestRecords:
                         request_id=request.id,
                         biobank_id=part.biobank_id,
                         state=part.state,
-                        consent=_json(part.consent),
+                        consent=stored_json(part.consent),
                         updated_at=part.updated_at,
                     )
                 )

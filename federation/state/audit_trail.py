@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Engine, Row, insert, select
 
-from federation.state.database import reading, writing
+from federation.state.database import reading, stored_json, writing
 from federation.state.schema import audit_searches
 
 _JSON_COLUMNS = ("roles", "admin_of", "approved_for", "filters", "purpose", "released")
@@ -36,10 +36,6 @@ class AuditRecord:
     records_returned: bool
     record_count: int
     id: int = field(default=0)
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 def _record(row: Row[Any]) -> AuditRecord:
@@ -65,13 +61,13 @@ class AuditTrail:
             "at": record.at,
             "subject": record.subject,
             "via": record.via,
-            "roles": _json(list(record.roles)),
-            "admin_of": _json(sorted(record.admin_of)),
-            "approved_for": _json(sorted(record.approved_for)),
+            "roles": stored_json(list(record.roles)),
+            "admin_of": stored_json(sorted(record.admin_of)),
+            "approved_for": stored_json(sorted(record.approved_for)),
             "client_ip": record.client_ip,
-            "filters": _json(record.filters),
-            "purpose": None if record.purpose is None else _json(record.purpose),
-            "released": _json(list(record.released)),
+            "filters": stored_json(record.filters),
+            "purpose": None if record.purpose is None else stored_json(record.purpose),
+            "released": stored_json(list(record.released)),
             "records_returned": int(record.records_returned),
             "record_count": record.record_count,
         }

@@ -13,6 +13,7 @@ with SELECT ... FOR UPDATE.
 
 from __future__ import annotations
 
+import json
 import os
 import weakref
 from collections.abc import Iterator, Mapping
@@ -177,3 +178,8 @@ def upsert(connection: Connection, table: Table) -> Any:
     if connection.dialect.name == SQLITE:
         return sqlite_insert(table)
     return postgresql_insert(table)
+
+
+def stored_json(value: Any) -> str:
+    """A JSON column's text: compact, keys sorted, non-ASCII kept as it is."""
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))

@@ -15,12 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, Row, delete, insert, select, update
 
 from federation.state.access_requests import Notification, NotificationOutbox
-from federation.state.database import reading, writing
+from federation.state.database import reading, stored_json, writing
 from federation.state.schema import saved_search_alerts, saved_searches
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -82,14 +78,14 @@ class SavedSearches:
                     id=search.id,
                     owner=search.owner,
                     owner_email=search.owner_email,
-                    identity=_json(search.identity),
+                    identity=stored_json(search.identity),
                     name=search.name,
-                    query=_json(search.query),
-                    purpose=None if search.purpose is None else _json(search.purpose),
+                    query=stored_json(search.query),
+                    purpose=None if search.purpose is None else stored_json(search.purpose),
                     language=search.language,
                     created_at=search.created_at,
-                    generations=_json(search.generations),
-                    baseline=_json(search.baseline),
+                    generations=stored_json(search.generations),
+                    baseline=stored_json(search.baseline),
                 )
             )
 
@@ -139,9 +135,9 @@ class SavedSearches:
                 update(saved_searches)
                 .where(
                     saved_searches.c.id == search.id,
-                    saved_searches.c.generations == _json(search.generations),
+                    saved_searches.c.generations == stored_json(search.generations),
                 )
-                .values(generations=_json(generations), baseline=_json(baseline))
+                .values(generations=stored_json(generations), baseline=stored_json(baseline))
             ).rowcount
             if moved != 1:
                 return False
@@ -153,7 +149,7 @@ class SavedSearches:
                         at=alert.at,
                         biobank_id=alert.biobank_id,
                         generation=alert.generation,
-                        released=_json(alert.released),
+                        released=stored_json(alert.released),
                     )
                 )
             if alerts:

@@ -137,7 +137,7 @@ def webhook_receiver(secret: str, fail_first: int = 0) -> Iterator[tuple[str, We
             self.end_headers()
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass
+            """Quiet: the tests read what arrived, not the server's access log."""
 
     with http_server(Handler) as url:
         yield f"{url}/hooks/biofed", hooks
@@ -210,7 +210,7 @@ def negotiator() -> Iterator[tuple[str, NegotiatorInbox]]:
             self.wfile.write(data)
 
         def log_message(self, format: str, *args: Any) -> None:
-            pass
+            """Quiet: the tests read what arrived, not the server's access log."""
 
     with http_server(Handler) as url:
         yield f"{url}/api/v3/requests", inbox
