@@ -54,6 +54,7 @@ BUILD_ATTEMPTS = 5
 # 1M and 10M rows in docs/embedded-backend.md: the searches need ~150 MB of working memory
 # at 10M; more than this only keeps more decompressed blocks.
 READER_MEMORY_LIMIT = "500MB"
+BUILD_MEMORY_LIMIT = "2GB"
 
 # Columns copied as ENUMs in the snapshot, `key_<column>`, with whether they hold lists: the
 # term facets' columns. Grouping by an ENUM groups by its small-integer index, about twice as
@@ -162,7 +163,9 @@ def build_snapshot(store: EmbeddedStore, manifest: dict[str, Any]) -> dict[str, 
     started = time.perf_counter()
     tmp = folder / f"{BUILD_PREFIX}{uuid.uuid4().hex}.duckdb"
     try:
-        db = duckdb.connect(str(tmp))
+        # Bounded, so a build of 10M rows next to the servers does not take the machine's
+        # memory (DuckDB's default is 80 % of it); above it DuckDB spills to disk.
+        db = duckdb.connect(str(tmp), config={"memory_limit": BUILD_MEMORY_LIMIT})
         try:
             unique = create_samples(db, TABLE, store.live_files(manifest))
             db.execute("CHECKPOINT")
