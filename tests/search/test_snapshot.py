@@ -67,7 +67,7 @@ PUBLISHER = """
 import sys
 from pathlib import Path
 from tests.search.test_snapshot import publish
-publish(Path(sys.argv[1]), int(sys.argv[2]))
+publish(Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3])
 """
 
 
@@ -87,20 +87,20 @@ def rows(count: int) -> list[dict[str, Any]]:
     ]
 
 
-def publish(root: Path, count: int) -> None:
-    """Publish a generation of biobank x with `count` samples, as a sync does."""
+def publish(root: Path, count: int, biobank_id: str = "x") -> None:
+    """Publish a generation of a biobank with `count` samples, as a sync does."""
     backend = EmbeddedBackend(root)
     try:
-        with backend.generation_writer("x") as writer:
-            writer.add(rows(count))
+        with backend.generation_writer(biobank_id) as writer:
+            writer.add([{**row, "biobank_id": biobank_id} for row in rows(count)])
             writer.publish()
     finally:
         backend.close()
 
 
-def publisher(root: Path, count: int, **env: str) -> subprocess.Popen[str]:
+def publisher(root: Path, count: int, biobank_id: str = "x", **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", PUBLISHER, str(root), str(count)],
+        [sys.executable, "-c", PUBLISHER, str(root), str(count), biobank_id],
         cwd=ROOT,
         env={**os.environ, **env},
         text=True,
@@ -189,6 +189,25 @@ def test_a_search_during_a_publish_is_answered_from_the_previous_snapshot(
         assert after["samples"] == 5  # what the publish published, once it returned
         named = manifest(tmp_path)["snapshot"]["file"]
         assert [Path(f).name for f in after["files"]] == [named]
+
+
+def test_a_biobank_published_while_its_build_waits_is_not_reported_gone(tmp_path: Path) -> None:
+    publish(tmp_path, 3)
+    backend = EmbeddedBackend(tmp_path)
+    try:
+        assert backend.answer(Criteria()).covered == {"x"}
+        with build_in_flight(tmp_path):
+            running = publisher(tmp_path, 2, "y")
+            wait_for(lambda: "y" in manifest(tmp_path)["biobanks"], "the publish")
+            # Answered as the previous state had it: y has no rows yet, and is not missing.
+            answer = backend.answer(Criteria())
+            assert answer.covered == {"x", "y"}
+            assert {bb: cell.samples for bb, cell in answer.by_biobank.items()} == {"x": 3}
+        assert running.wait(WAIT_S) == 0
+        answer = backend.answer(Criteria())
+        assert {bb: cell.samples for bb, cell in answer.by_biobank.items()} == {"x": 3, "y": 2}
+    finally:
+        backend.close()
 
 
 def test_a_search_in_flight_finishes_on_the_snapshot_it_started_on(tmp_path: Path) -> None:

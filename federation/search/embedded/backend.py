@@ -217,6 +217,10 @@ class EmbeddedBackend(SearchBackend):
             for bb, generation in built.items()
             if bb in manifest["biobanks"] and self.store.generation_path(bb, generation).exists()
         )
+        # A biobank published after the snapshot was built (its build is coming) is
+        # answered as the previous state had it, without rows: not a generation gone.
+        if int(snapshot.record.get("version", 0)) < int(manifest.get("version", 0)):
+            covered |= frozenset(manifest["biobanks"]) - frozenset(built)
         with self._lock:
             old = self._current
             if old is not snapshot or covered != self._covered:
@@ -315,7 +319,7 @@ class EmbeddedBackend(SearchBackend):
                 cells = [c for c in cells if c.biobank_id in covered]
             record_page = self._page(db, table, criteria, page, page_filter) if page else None
             built = snapshot.record["biobanks"]
-            generation = {bb: built[bb] for bb in covered}
+            generation = {bb: built[bb] for bb in covered if bb in built}
             answer = BackendAnswer(
                 by_biobank, tuple(cells), record_page, generation, split, covered
             )

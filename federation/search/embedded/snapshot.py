@@ -253,7 +253,8 @@ def collect_snapshots(store: EmbeddedStore, manifest: dict[str, Any]) -> None:
     record = manifest.get("snapshot") or {}
     keep = {record.get("file"), record.get("previous")}
     for path in snapshot_folder(store).glob("snapshot-*.duckdb*"):
-        if path.name.removesuffix(".wal") not in keep:
+        # A reader's spill folder (`<file>.tmp`) is DuckDB's to remove.
+        if path.name.removesuffix(".wal") not in keep and not path.is_dir():
             path.unlink(missing_ok=True)
 
 
