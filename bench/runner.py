@@ -292,10 +292,12 @@ class RawBackend:
         if options.backend == "embedded":
             import duckdb
 
+            from federation.search.embedded.snapshot import reader_config
+
             store = runtime.backend.store
             # The same table the backend searches: the published snapshot file, read-only.
             snapshot = store.root / "snapshots" / store.read_manifest()["snapshot"]["file"]
-            self.db = duckdb.connect(str(snapshot), read_only=True)
+            self.db = duckdb.connect(str(snapshot), read_only=True, config=reader_config())
         else:
             from opensearchpy import OpenSearch
 

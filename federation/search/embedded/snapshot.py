@@ -261,6 +261,21 @@ def collect_snapshots(store: EmbeddedStore, manifest: dict[str, Any]) -> None:
 # --- reading (every server process) ----------------------------------------------------------
 
 
+def reader_config(threads: int | None = None) -> dict[str, Any]:
+    """How every server process opens a snapshot. DuckDB shares one database per file within
+    a process and refuses a second connection to it with other settings, so anything else
+    in a server process that opens the file (the benchmark's raw questions) uses these too."""
+    # The allocator settings return freed query memory to the OS between searches.
+    config: dict[str, Any] = {
+        "memory_limit": READER_MEMORY_LIMIT,
+        "allocator_flush_threshold": "32MB",
+        "allocator_background_threads": True,
+    }
+    if threads:
+        config["threads"] = int(threads)
+    return config
+
+
 class Snapshot:
     """One opened snapshot: a read-only connection and what it was built from.
 
@@ -278,16 +293,8 @@ class Snapshot:
     def open(cls, store: EmbeddedStore, record: dict[str, Any], threads: int | None) -> Snapshot:
         """Open the file `record` names, read-only: no copy of its rows in this process."""
         path = snapshot_folder(store) / str(record["file"])
-        # The allocator settings return freed query memory to the OS between searches.
-        config: dict[str, Any] = {
-            "memory_limit": READER_MEMORY_LIMIT,
-            "allocator_flush_threshold": "32MB",
-            "allocator_background_threads": True,
-        }
-        if threads:
-            config["threads"] = int(threads)
         # The file never changes once named; a missing one raises (a newer manifest exists).
-        db = duckdb.connect(str(path), read_only=True, config=config)
+        db = duckdb.connect(str(path), read_only=True, config=reader_config(threads))
         return cls(db, record, str(record["file"]))
 
     @classmethod
