@@ -12,6 +12,10 @@ selective and landing questions on each, one subprocess per layout so memory is 
   are VARCHAR;
 - `memory`: the previous design, every row copied into each process's compressed in-memory
   database (the load is what each server process paid per publish).
+
+`--replicate N --into DIR` first writes a store of N copies of every generation under DIR
+(sample, donor ids and keys made distinct per copy): the 1M network's rows as 10M, with the
+same distributions, without generating and syncing the 10M network.
 """
 
 from __future__ import annotations
@@ -39,6 +43,35 @@ QUESTIONS = {
     "landing": Criteria(),
 }
 LAYOUTS = ("whole", "per_biobank", "memory")
+
+
+def replicate(index: Path, into: Path, copies: int) -> dict[str, Any]:
+    """A store under `into` holding `copies` distinct copies of every generation of `index`."""
+    source, target = EmbeddedStore(index), EmbeddedStore(into)
+    target.ensure()
+    manifest = source.read_manifest()
+    started = time.perf_counter()
+    db = duckdb.connect(":memory:")
+    rows = 0
+    for biobank_id, entry in manifest["biobanks"].items():
+        path = source.generation_path(biobank_id, entry["generation"])
+        out = target.generation_path(biobank_id, entry["generation"])
+        out.parent.mkdir(parents=True, exist_ok=True)
+        ((span,),) = db.execute(f"SELECT max(donor_ord) + 1 FROM read_parquet('{path}')").fetchall()
+        db.execute(
+            "COPY (SELECT * REPLACE ("
+            "sample_id || '~' || k AS sample_id, donor_id || '~' || k AS donor_id, "
+            f"CAST(donor_ord + k * {int(span or 1)} AS INTEGER) AS donor_ord, "
+            "CAST(xor(donor_k0, k) AS INTEGER) AS donor_k0, "
+            "CAST(xor(sample_k0, k) AS INTEGER) AS sample_k0) "
+            f"FROM read_parquet('{path}'), range({copies}) AS copies(k)) "
+            f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000)"
+        )
+        entry["documents"] = int(entry["documents"]) * copies
+        rows += entry["documents"]
+    manifest.pop("snapshot", None)
+    target.write_manifest(manifest)
+    return {"rows": rows, "seconds": round(time.perf_counter() - started, 1)}
 
 
 def build(layout: str, index: Path, folder: Path) -> dict[str, Any]:
@@ -114,6 +147,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     parser.add_argument("--reps", type=int, default=7)
     parser.add_argument("--layouts", default=",".join(LAYOUTS))
+    parser.add_argument("--replicate", type=int, default=0, help="copies of every generation")
+    parser.add_argument("--into", type=Path, help="where --replicate writes its store")
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--folder", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -121,6 +156,10 @@ def main() -> None:
         print(json.dumps(serve(args.serve, args.index, args.folder, args.reps)))
         return
     results: dict[str, Any] = {"index": str(args.index), "reps": args.reps}
+    if args.replicate:
+        results["replicated"] = replicate(args.index, args.into, args.replicate)
+        print("replicated", results["replicated"], flush=True)
+        args.index = args.into
     with tempfile.TemporaryDirectory(prefix="biofed-snapshot-") as tmp:
         for layout in args.layouts.split(","):
             built = build(layout, args.index, Path(tmp))
