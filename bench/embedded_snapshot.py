@@ -32,7 +32,7 @@ from typing import Any
 
 import duckdb
 
-from federation.search.embedded.snapshot import create_samples
+from federation.search.embedded.snapshot import create_samples, reader_config
 from federation.search.embedded.sql import summary_sql
 from federation.search.embedded.store import EmbeddedStore
 from federation.search.facets import FACETS
@@ -106,7 +106,8 @@ def serve(layout: str, index: Path, folder: Path, reps: int) -> dict[str, Any]:
     """Open (or load) the layout and time each question; in its own process."""
     started = time.perf_counter()
     if layout == "whole":
-        db = duckdb.connect(str(folder / "whole.duckdb"), read_only=True)
+        # As a server process opens it: memory_limit and allocator settings of the backend.
+        db = duckdb.connect(str(folder / "whole.duckdb"), read_only=True, config=reader_config())
         table, unique = "samples", True
     elif layout == "per_biobank":
         db = duckdb.connect(":memory:")
