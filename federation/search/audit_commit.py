@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 64
 # A receipt nobody settles in this long means the writer is stuck: refuse the answer.
 COMMIT_WAIT_SECONDS = 30.0
+# A writer thread with nothing to write for this long ends; the next row starts another.
+WRITER_IDLE_SECONDS = 2.0
 
 
 class CommitFailed(Exception):
@@ -70,29 +72,37 @@ class GroupCommit:
         self.write_many = write_many
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[Receipt] = queue.SimpleQueue()
-        self._pid: int | None = None
+        # The process whose writer thread is running, if one is.
+        self._writer_pid: int | None = None
 
     def submit(self, record: AuditRecord) -> Receipt:
         """Queue a row for the next commit; the receipt says when it is written."""
         receipt = Receipt(record)
         with self._lock:
-            if self._pid != os.getpid():
-                # First use in this process (or a forked child, which has no writer thread:
-                # threads do not survive a fork): start one and forget any inherited queue.
-                self._queue = queue.SimpleQueue()
-                self._pid = os.getpid()
-                threading.Thread(
-                    target=self._write_forever,
-                    args=(self._queue,),
-                    name="biofed-audit",
-                    daemon=True,
-                ).start()
+            if self._writer_pid != os.getpid():
+                # None running here (idle, first use, or a forked child: threads do not
+                # survive a fork, and a child forgets the parent's queue): start one.
+                if self._writer_pid is not None:
+                    self._queue = queue.SimpleQueue()
+                self._writer_pid = os.getpid()
+                writer = threading.Thread(target=self._write_queued, args=(self._queue,))
+                writer.name, writer.daemon = "biofed-audit", True
+                writer.start()
             self._queue.put(receipt)
         return receipt
 
-    def _write_forever(self, pending: queue.SimpleQueue[Receipt]) -> None:
+    def _write_queued(self, pending: queue.SimpleQueue[Receipt]) -> None:
+        """Write batches until the queue has stayed empty for WRITER_IDLE_SECONDS, then end
+        (so an idle log holds no thread, and a dropped one no database connection)."""
         while True:
-            batch = [pending.get()]
+            try:
+                batch = [pending.get(timeout=WRITER_IDLE_SECONDS)]
+            except queue.Empty:
+                with self._lock:
+                    if pending.empty():  # `submit` queues under this lock: nothing is lost
+                        self._writer_pid = None
+                        return
+                continue
             while len(batch) < MAX_BATCH:
                 try:
                     batch.append(pending.get_nowait())

@@ -23,21 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from flask import Flask
-from flask.testing import FlaskClient
 
 from federation import PROJECT_ROOT
-from federation.gateway import endpoint
+from federation.gateway import create_app, endpoint
 from federation.gateway.auth import issue_api_key
 from federation.runtime import Runtime
+from federation.search import audit_commit
 from federation.search.audit import AuditLog
 from federation.search.audit_commit import CommitFailed, GroupCommit
-from federation.settings import load_settings
+from federation.settings import Settings, load_settings
 from federation.state.audit_trail import AuditRecord, AuditTrail
 from federation.state.database import STATE_FILE
 from federation.state.store import open_state_store
 from federation.sync.run import sync_biobank
-from tests.gateway.access import headers
+from tests.gateway.access import headers, with_test_access
 from tests.gateway.conftest import C50_FEMALE, graphql, only_error, write_network
 from tests.support.server import free_port, wait_until_up
 from tests.support.server import graphql as post_graphql
@@ -54,6 +53,7 @@ SEARCHES = {
         records(first: 3) { nodes { sampleId } totalCount } } }""",
 }
 CLIENTS = 8
+SLOW_MACHINE_DEADLINE_S = 120
 ROUNDS = 6
 
 
@@ -220,12 +220,33 @@ def test_a_failed_commit_refuses_its_rows_and_the_next_commit_writes(tmp_path: P
     assert commits.submit(_record(2)).wait() > 0
 
 
+def test_an_idle_writer_ends_and_the_next_row_starts_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every runtime has its log; an idle writer must not keep a thread and a connection.
+    monkeypatch.setattr(audit_commit, "WRITER_IDLE_SECONDS", 0.05)
+    trail = open_state_store(None, tmp_path).audit
+    commits = GroupCommit(trail.append_many)
+    first = commits.submit(_record(0)).wait()
+    writers = [t for t in threading.enumerate() if t.name == "biofed-audit"]
+    for writer in writers:
+        writer.join(10)
+    assert not any(t.is_alive() for t in writers)
+    assert commits.submit(_record(1)).wait() > first
+    assert len(trail.page(10)[0]) == 2
+
+
 # --- an answer whose row cannot be written does not leave ---------------------------------
 
 
 def test_a_query_whose_row_cannot_be_committed_returns_no_data(
-    app: Flask, client: FlaskClient, tmp_path: Path
+    synced_settings: Settings, tmp_path: Path
 ) -> None:
+    # A deadline (so the search runs in the execution pool, as served) that a loaded test
+    # machine does not reach: the refusal must be the audit log's, not a TIMEOUT.
+    settings = with_test_access(synced_settings, timeout_seconds=SLOW_MACHINE_DEADLINE_S)
+    app = create_app({"settings": settings, "TESTING": True})
+    client = app.test_client()
     broken = AuditLog(open_state_store(None, tmp_path).audit)
     broken.trail.engine.dispose()
     for path in tmp_path.glob(f"{STATE_FILE}*"):
@@ -236,3 +257,4 @@ def test_a_query_whose_row_cannot_be_committed_returns_no_data(
     assert body.get("data") is None  # not even part of the answer
     assert only_error(body)["extensions"]["code"] == "BACKEND_UNAVAILABLE"
     assert "audit log" in only_error(body)["message"]
+    app.extensions["biofed"].backend.close()
