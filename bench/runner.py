@@ -292,16 +292,12 @@ class RawBackend:
         if options.backend == "embedded":
             import duckdb
 
+            from federation.search.embedded.snapshot import reader_config
+
             store = runtime.backend.store
-            files = store.live_files(store.read_manifest())
-            listing = ", ".join(f"'{p}'" for p in files)
-            # The same table the backend searches: the published Parquet generations in an
-            # in-memory database compressed at checkpoint.
-            self.db = duckdb.connect(":memory:")
-            self.db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
-            self.db.execute(f"CREATE TABLE mem.samples AS SELECT * FROM read_parquet([{listing}])")
-            self.db.execute("CHECKPOINT mem")
-            self.db.execute("USE mem")
+            # The same table the backend searches: the published snapshot file, read-only.
+            snapshot = store.root / "snapshots" / store.read_manifest()["snapshot"]["file"]
+            self.db = duckdb.connect(str(snapshot), read_only=True, config=reader_config())
         else:
             from opensearchpy import OpenSearch
 

@@ -175,6 +175,15 @@ class SearchBackend(abc.ABC):
         """
         return contextlib.nullcontext()
 
+    def holding_publishes(self) -> AbstractContextManager[object]:
+        """Generations published inside may become searchable only at `settle()`: a sync of
+        many biobanks then prepares what servers search once (the embedded snapshot), not
+        once per biobank. Backends that publish each generation whole need nothing."""
+        return contextlib.nullcontext()
+
+    def settle(self) -> None:  # noqa: B027 - optional hook, most backends need none
+        """Return once every generation published so far is what searches see."""
+
     @abc.abstractmethod
     def ready(self) -> bool:
         """True when searches can be answered now."""

@@ -90,6 +90,22 @@ def sync_all(
 ) -> int:
     """Run the order (in parallel when it asks for jobs > 1 and says how a child opens its
     environment); return how many failed."""
+    # The run's publishes become searchable together when it ends (one embedded snapshot
+    # build for the whole run), before `biofed sync` returns.
+    with runtime.backend.holding_publishes():
+        try:
+            return _sync_each(runtime, order, report, progress_for, open_environment)
+        finally:
+            runtime.backend.settle()
+
+
+def _sync_each(
+    runtime: SyncEnvironment,
+    order: SyncOrder,
+    report: Report,
+    progress_for: ProgressFor | None,
+    open_environment: OpenEnvironment | None,
+) -> int:
     if order.jobs > 1 and len(order.biobank_ids) > 1 and open_environment is not None:
         return sync_in_parallel(runtime, order, report, open_environment)
     failures = 0
@@ -159,13 +175,15 @@ def sync_one(
     """One biobank's sync in its own process: its summary line, and whether it failed."""
     runtime = open_environment(settings)
     try:
-        run = sync_biobank(
-            runtime.network().get(biobank_id),
-            runtime.backend,
-            runtime.state,
-            locks_dir=settings.locks_dir,
-            request=request,
-        )
+        # The parent makes the run's publishes searchable once every job ended (`sync_all`).
+        with runtime.backend.holding_publishes():
+            run = sync_biobank(
+                runtime.network().get(biobank_id),
+                runtime.backend,
+                runtime.state,
+                locks_dir=settings.locks_dir,
+                request=request,
+            )
     except (SyncFailed, SyncAlreadyRunning) as err:
         return f"{biobank_id}: FAILED: {err}", True
     finally:
