@@ -8,6 +8,7 @@ process per run, `start_in_process`). Sync sits below the composition root
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterable
@@ -18,11 +19,14 @@ from pathlib import Path
 from typing import Protocol
 
 from federation.search.backend import SearchBackend
+from federation.search.warm import warm_published
 from federation.settings import Network, Settings, load_network
 from federation.sync.locks import SyncAlreadyRunning
 from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
 from federation.sync.state import SyncRun, SyncState
+
+log = logging.getLogger(__name__)
 
 
 class SyncEnvironment(Protocol):
@@ -91,7 +95,22 @@ def sync_all(
     """Run the order (in parallel when it asks for jobs > 1 and says how a child opens its
     environment); return how many failed."""
     if order.jobs > 1 and len(order.biobank_ids) > 1 and open_environment is not None:
-        return sync_in_parallel(runtime, order, report, open_environment)
+        failures = sync_in_parallel(runtime, order, report, open_environment)
+    else:
+        failures = sync_in_turn(runtime, order, report, progress_for)
+    if failures < len(order.biobank_ids):
+        # Once after the whole order, not per biobank: each warming asks the landing question.
+        warm_answers(runtime.backend, runtime.state)
+    return failures
+
+
+def sync_in_turn(
+    runtime: SyncEnvironment,
+    order: SyncOrder,
+    report: Report,
+    progress_for: ProgressFor | None = None,
+) -> int:
+    """Run the order one biobank after the other; return how many failed."""
     failures = 0
     for biobank_id in order.biobank_ids:
         progress, done = progress_for(biobank_id) if progress_for else (None, _nothing)
@@ -134,6 +153,7 @@ def sync_in_parallel(
                 runtime.settings,
                 biobank_id,
                 order.request(runtime.settings),
+                False,  # the order warms once when every job is done
             ): biobank_id
             for biobank_id in ordered
         }
@@ -154,9 +174,14 @@ def largest_first(runtime: SyncEnvironment, biobank_ids: Iterable[str]) -> list[
 
 
 def sync_one(
-    open_environment: OpenEnvironment, settings: Settings, biobank_id: str, request: RunRequest
+    open_environment: OpenEnvironment,
+    settings: Settings,
+    biobank_id: str,
+    request: RunRequest,
+    warm: bool = True,
 ) -> tuple[str, bool]:
-    """One biobank's sync in its own process: its summary line, and whether it failed."""
+    """One biobank's sync in its own process: its summary line, and whether it failed;
+    with `warm`, the warm answers of what it published are computed after it."""
     runtime = open_environment(settings)
     try:
         run = sync_biobank(
@@ -166,11 +191,22 @@ def sync_one(
             locks_dir=settings.locks_dir,
             request=request,
         )
+        if warm:
+            warm_answers(runtime.backend, runtime.state)
     except (SyncFailed, SyncAlreadyRunning) as err:
         return f"{biobank_id}: FAILED: {err}", True
     finally:
         runtime.backend.close()
     return summary(run), False
+
+
+def warm_answers(backend: SearchBackend, state: SyncState) -> None:
+    """Compute the warm answers of what was just published (search/warm.py); one that
+    fails is only logged: searches are then asked of the backend, as before."""
+    try:
+        warm_published(backend, state.store.publications)
+    except Exception as err:  # a warming failure must not fail the sync that published
+        log.warning("warm answers not computed: %s: %s", type(err).__name__, err)
 
 
 def start_in_process(
