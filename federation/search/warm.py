@@ -116,9 +116,13 @@ class PublishedAnswers:
     """A backend read through its publication counter: the published generations and the
     warm landing answer are kept per publication, in this process, for every thread."""
 
-    def __init__(self, backend: SearchBackend, publications: Publications) -> None:
+    def __init__(
+        self, backend: SearchBackend, publications: Publications, *, warm: bool = True
+    ) -> None:
         self.backend = backend
         self.publications = publications
+        # Without `warm` every question is the backend's (the benchmark's uncached landing).
+        self.warm = warm
         self.scope = backend.publication_scope()
         self._lock = threading.Lock()
         self._serial: int | None = None
@@ -150,7 +154,7 @@ class PublishedAnswers:
         """The backend's answer, cut from the warm landing answer when that holds it."""
         serial = self._observe()
         self._asked.serial = serial
-        if is_landing(criteria, facets, page, segments, page_filter):
+        if self.warm and is_landing(criteria, facets, page, segments, page_filter):
             landing = self._warm_landing(serial)
             if landing is not None:
                 with self._lock:
