@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 from sqlalchemy import Engine, and_, delete, select
 
-from federation.state.database import reading, upsert, writing
+from federation.state.database import SQLITE, reading, upsert, writing
 from federation.state.schema import publications, warm_answers
 from federation.state.sync_records import now
 
@@ -26,7 +26,13 @@ class Publications:
     def serial(self, scope: str) -> int:
         """How many publishes the scope has seen (0: none recorded yet)."""
         query = select(publications.c.serial).where(publications.c.scope == scope)
-        with reading(self.engine) as db:
+        if self.engine.dialect.name == SQLITE:
+            with reading(self.engine) as db:
+                value = db.execute(query).scalar()
+            return int(value or 0)
+        # Read on every search: one statement in one round trip, without BEGIN and COMMIT
+        # around it (measured on PostgreSQL under load: ~1.5 ms instead of 6 to 16).
+        with self.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
             value = db.execute(query).scalar()
         return int(value or 0)
 
