@@ -466,8 +466,12 @@ def landing_warm(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
 
 def cached_queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
     """Each question answered from the embedded backend's answer cache (after one miss)."""
+    from federation.search.warm import PublishedAnswers
+
     runtime = _runtime({**env, "BIOFED_EMBEDDED_ANSWER_CACHE": str(len(QUESTIONS))})
     service = runtime.search
+    # The answer cache's hits, the landing page's too (not the warm answer's).
+    service.source = PublishedAnswers(runtime.backend, runtime.store.publications, warm=False)
     identity = operator_identity()
     today = dt.date.today()
     purposes = {q.name: q.research_purpose(today) for q in QUESTIONS}
