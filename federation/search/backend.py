@@ -159,6 +159,11 @@ class SearchBackend(abc.ABC):
     def published(self) -> dict[str, GenerationInfo]:
         """The generation each biobank currently serves."""
 
+    def publication_scope(self) -> str:
+        """What names this backend's data in the state store's publication counters: every
+        process reading the same data says the same (federation/search/warm.py)."""
+        return self.name
+
     @abc.abstractmethod
     def sample_ids(self, biobank_id: str) -> set[str]:
         """Ids of the samples the biobank's current generation holds (to count deletions)."""

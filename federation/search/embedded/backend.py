@@ -373,6 +373,10 @@ class EmbeddedBackend(SearchBackend):
             for bb, e in manifest["biobanks"].items()
         }
 
+    def publication_scope(self) -> str:
+        """The index folder: the processes of one host (and hosts sharing it) read the same."""
+        return f"embedded:{self.store.root.resolve()}"
+
     def sample_ids(self, biobank_id: str) -> set[str]:
         entry = self.store.read_manifest()["biobanks"].get(biobank_id)
         if not entry:
