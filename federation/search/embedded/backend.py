@@ -40,12 +40,7 @@ from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET, FACET_DEFINITIONS
-from federation.search.fingerprint import (
-    DONOR_KEY_COLUMNS,
-    SAMPLE_KEY_COLUMNS,
-    combine,
-    embedded_key_sql,
-)
+from federation.search.fingerprint import fingerprint
 from federation.search.query import (
     BackendAnswer,
     Cell,
@@ -144,8 +139,6 @@ class EmbeddedBackend(SearchBackend):
         self._in_use: dict[str, int] = {}
         self._retired: set[str] = set()
         self._serial = 0
-        # Per loaded table: whether each donor's key is unique within its biobank.
-        self._donor_keys_unique: dict[str, bool] = {}
 
     # --- reading side -----------------------------------------------------------------------
 
@@ -187,7 +180,9 @@ class EmbeddedBackend(SearchBackend):
         """Create `table` from the generation files, with the key columns facets group by."""
         if files:
             listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-            source = f"read_parquet([{listing}])"
+            # By name: a generation written before a layout change (the fingerprint's key
+            # columns went in issue 12's overhead round) loads beside newer ones.
+            source = f"read_parquet([{listing}], union_by_name = true)"
         else:
             self._db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
             source = "_empty"
@@ -210,17 +205,7 @@ class EmbeddedBackend(SearchBackend):
                 f"AS key_{column}"
                 for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
             ]
-            # Each row's whole donor and sample key, summed into the cells' fingerprints.
-            keys.append(f"{embedded_key_sql(DONOR_KEY_COLUMNS)} AS donor_key")
-            keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
             self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
-            # Donors are grouped by key when keys tell every donor apart (embedded/sql.py).
-            # fetchall: a result left unfinished blocks the connection's next statement.
-            ((clashes,),) = self._db.execute(
-                f"SELECT count(*) FROM (SELECT key_biobank_id, donor_key FROM {table} "
-                "GROUP BY ALL HAVING min(donor_ord) <> max(donor_ord))"
-            ).fetchall()
-            self._donor_keys_unique[table] = clashes == 0
         finally:
             if not files:
                 self._db.unregister("_empty")
@@ -241,7 +226,6 @@ class EmbeddedBackend(SearchBackend):
             if self._in_use.get(name, 0) == 0:
                 self._db.execute(f"DROP TABLE IF EXISTS {name}")
                 self._retired.discard(name)
-                self._donor_keys_unique.pop(name, None)
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
@@ -290,7 +274,6 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
-                donor_keys_unique=self._donor_keys_unique.get(table, False),
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
@@ -298,13 +281,13 @@ class EmbeddedBackend(SearchBackend):
             for row in db.execute(sql, params).fetchall():
                 facet, biobank_id, key = row[:3]
                 if facet is None:
-                    by_biobank[biobank_id] = _cell(row[3:7])
+                    by_biobank[biobank_id] = _cell(row[3:6])
                     split[biobank_id] = {
-                        name: _cell(row[7 + 4 * n : 11 + 4 * n]) for n, name in enumerate(names)
+                        name: _cell(row[6 + 3 * n : 9 + 3 * n]) for n, name in enumerate(names)
                     }
                 else:
                     label = FACET[facet].bucket_key(key)
-                    cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:7]).figures))
+                    cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:6]).figures))
             cells += [
                 FacetCell(facet, biobank_id, biobank_id, *cell.figures)
                 for facet in copied
@@ -477,9 +460,9 @@ def _answer_key(
 
 
 def _cell(figures: Sequence[Any]) -> Cell:
-    """A cell from (donors, samples, donor key sum, sample key sum); NULL sums are empty."""
-    donors, samples, donor_sum, sample_sum = figures
-    return Cell(int(donors or 0), int(samples or 0), combine([donor_sum]), combine([sample_sum]))
+    """A cell from (donors, samples, donor key sum); a NULL sum is an empty fingerprint."""
+    donors, samples, key_sum = figures
+    return Cell(int(donors or 0), int(samples or 0), fingerprint(key_sum))
 
 
 def _enum_type(values: Sequence[str]) -> str:
