@@ -9,6 +9,7 @@ session starts). Every test works under its own index prefix, so sessions can sh
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -32,6 +33,7 @@ from federation.search.documents import ARROW_SCHEMA, COLUMNS
 from federation.search.engine import BiobankLockHeld, EngineBackend, EngineError, biobank_key
 from federation.search.engine.bulk import spool_json_sql
 from federation.search.engine.compiler import compile_filter, normal_form
+from federation.search.fingerprint import DONOR_KEY_FIELD
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -342,6 +344,26 @@ def test_incremental_changes_upsert_delete_and_count_conflicts(network: Federati
     cell = backend.answer(Criteria()).by_biobank["beta"]
     assert (cell.donors, cell.samples) == (2, 3)
     assert backend.sample_ids("beta") == {"b1", "b2", "b4"}
+
+
+def test_an_index_made_before_donor_keys_takes_changes_and_reads_unkeyed(
+    federation: Federation,
+) -> None:
+    """An index whose (strict) mapping predates `donor_key` still takes incremental changes
+    (its donors are rebuilt without the key) and answers with fingerprint 0 until a full
+    sync makes a new index (docs/privacy.md, Overhead: existing data)."""
+    backend = engine_of(federation)
+    schema = copy.deepcopy(backend.index_schema())
+    del schema["mappings"]["properties"][DONOR_KEY_FIELD]
+    backend.admin._schema = schema  # the mappings an older version made its indices with
+    build_network(federation)
+    before = backend.answer(Criteria()).by_biobank["beta"]
+    assert before.donors == 2 and before.donor_fp == 0
+    row = {**_rows(backend, "beta")[0], "sample_id": "b9", "material_type": "SERUM"}
+    outcome = backend.apply_changes("beta", [row], [], version=1000)
+    assert outcome.upserted == 1 and outcome.donors_rebuilt == 1
+    after = backend.answer(Criteria()).by_biobank["beta"]
+    assert (after.donors, after.samples, after.donor_fp) == (2, 4, 0)
 
 
 # --- the sync lock across hosts ----------------------------------------------------------------

@@ -102,6 +102,7 @@ class EngineGenerationWriter(GenerationWriter):
         self.count = 0
         self._created = False
         self._swapped = False
+        self._keyed = True
         self._lease = admin.acquire_lock(biobank_id)
         try:
             remove_dead_spools()
@@ -133,6 +134,8 @@ class EngineGenerationWriter(GenerationWriter):
         names = admin.names
         admin.drop_orphans(self.biobank_id)
         schema = admin.index_schema()
+        # Donor keys go where the mapping the index is made with has a field for them.
+        self._keyed = DONOR_KEY_FIELD in schema["mappings"]["properties"]
         shards = min(MAX_SHARDS, max(1, math.ceil(self.count / SAMPLES_PER_SHARD)))
         settings = _merge(schema["settings"], schema["loading_settings"])
         settings["index"]["number_of_shards"] = shards
@@ -250,15 +253,15 @@ class EngineGenerationWriter(GenerationWriter):
         """Add a donor document (`donor`: its id and ordinal) and its samples' documents."""
         donor_id, ordinal = donor
         # Each row's JSON is used twice: nested in the donor and on its own.
-        head = dumps(
-            {
-                "kind": DONOR_KIND,
-                "biobank_id": self.biobank_id,
-                "donor_id": donor_id,
-                # At the root, where `reverse_nested` sums it into the donors' fingerprint.
-                DONOR_KEY_FIELD: donor_key(ordinal),
-            }
-        )
+        fields: dict[str, Any] = {
+            "kind": DONOR_KIND,
+            "biobank_id": self.biobank_id,
+            "donor_id": donor_id,
+        }
+        if self._keyed:
+            # At the root, where `reverse_nested` sums it into the donors' fingerprint.
+            fields[DONOR_KEY_FIELD] = donor_key(ordinal)
+        head = dumps(fields)
         nested = b",".join(body for _, body in samples)
         document = head[:-1] + b',"' + NESTED.encode() + b'":[' + nested + b"]}"
         action = {"index": {"_index": self.index, "_id": donor_doc_id(donor_id)}}
