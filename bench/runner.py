@@ -508,7 +508,11 @@ def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gat
         "BIOFED_PORT": str(port),
         "BIOFED_WORKERS": str(options.workers),
         "BIOFED_AUTH": json.dumps({"api_keys": [issued.entry]}),
-        "BIOFED_LIMITS": json.dumps({"rate_limit": {"enabled": False}}),
+        # The request deadline as long as the engine's search timeout: a worker's first
+        # search on a loaded machine must not fail the run as TIMEOUT.
+        "BIOFED_LIMITS": json.dumps(
+            {"rate_limit": {"enabled": False}, "timeout_seconds": SEARCH_TIMEOUT_S}
+        ),
     }
     command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
     with log.open("wb") as out:
