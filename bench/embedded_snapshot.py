@@ -108,7 +108,7 @@ def serve(layout: str, index: Path, folder: Path, reps: int) -> dict[str, Any]:
     if layout == "whole":
         # As a server process opens it: memory_limit and allocator settings of the backend.
         db = duckdb.connect(str(folder / "whole.duckdb"), read_only=True, config=reader_config())
-        table, unique = "samples", True
+        table = "samples"
     elif layout == "per_biobank":
         db = duckdb.connect(":memory:")
         parts = sorted(folder.glob("bb*.duckdb"))
@@ -116,18 +116,18 @@ def serve(layout: str, index: Path, folder: Path, reps: int) -> dict[str, Any]:
             db.execute(f"ATTACH '{path}' AS b{n} (READ_ONLY)")
         union = " UNION ALL BY NAME ".join(f"SELECT * FROM b{n}.samples" for n in range(len(parts)))
         db.execute(f"CREATE VIEW samples AS {union}")
-        table, unique = "samples", True
+        table = "samples"
     else:
         store = EmbeddedStore(index)
         db = duckdb.connect(":memory:")
         db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
-        unique = create_samples(db, "mem.samples", store.live_files(store.read_manifest()))
+        create_samples(db, "mem.samples", store.live_files(store.read_manifest()))
         db.execute("CHECKPOINT mem")
         table = "mem.samples"
     opened = time.perf_counter() - started
     out: dict[str, Any] = {"open_or_load_s": round(opened, 3)}
     for name, criteria in QUESTIONS.items():
-        sql, params = summary_sql(table, criteria, list(FACETS), [], donor_keys_unique=unique)
+        sql, params = summary_sql(table, criteria, list(FACETS), [])
         times = []
         for rep in range(reps + 1):
             began = time.perf_counter()

@@ -47,11 +47,18 @@ class Spending:
     spent: float
 
 
+# One budget to charge: the budget, its charges in order, its limit in epsilon.
+BudgetRequest = tuple[BudgetKey, Sequence[Charge], float]
+
+
 class BudgetLedger(Protocol):
     """Where privacy budgets are spent: one transaction per spend, shared by every process."""
 
     def spend(self, key: BudgetKey, charges: Sequence[Charge], limit: float) -> Spending:
         """Charge releases in order against a budget of `limit` epsilon."""
+
+    def spend_all(self, requests: Sequence[BudgetRequest]) -> list[Spending]:
+        """Charge several budgets in one transaction; one Spending per request, in order."""
 
     def spent(self, key: BudgetKey) -> float:
         """Epsilon spent from a budget so far (0 for one never used)."""

@@ -2,7 +2,7 @@
 
 Noise is Laplace-distributed with the rule's scale, drawn from an HMAC of the server
 secret and the counted row set (`CountedSet`: biobank, kind of figure, count, the exact
-fingerprint of the rows, the published generation) and the rule. Not the words of the
+fingerprint of the counted donors, the published generation) and the rule. Not the words of the
 question, the facet or the purpose: every question, alias, facet bucket, consent split or
 total that counts the same rows releases the same value, so rewording and averaging learn
 nothing. Totals are sums of released figures only, so no total recovers a withheld cell.
@@ -27,7 +27,8 @@ _DOMINANCE = (Precision.LOWER_BOUND, Precision.NOISED, Precision.ROUNDED)
 
 @dataclass(frozen=True)
 class CountedSet:
-    """What a released figure counts: the rows, identified by their exact fingerprint."""
+    """What a released figure counts: the rows, identified by their count and the exact
+    fingerprint of their donors (a sample figure's too: search/fingerprint.py)."""
 
     biobank_id: str
     kind: str  # "donors" | "samples"

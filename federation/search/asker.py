@@ -49,13 +49,22 @@ class Asker:
     # One answer releases hundreds of facet cells: look each biobank's rule up once, and
     # encode each row set once for both its noise key and its ledger charge.
     _rules: dict[str, RoleRule] = field(default_factory=dict, compare=False)
-    _keys: dict[CountedSet, FigureKeys] = field(default_factory=dict, compare=False)
+    _keys: dict[tuple[str, Cell, str | None], tuple[FigureKeys, FigureKeys]] = field(
+        default_factory=dict, compare=False
+    )
 
-    def keys(self, rows: CountedSet, rule: RoleRule) -> FigureKeys:
-        """The noise key and charge id of a figure, computed once per answer."""
-        found = self._keys.get(rows)
+    def keys(self, biobank_id: str, cell: Cell, rule: RoleRule) -> tuple[FigureKeys, FigureKeys]:
+        """The noise keys and charge ids of a cell's donor and sample figures, computed once
+        per answer (the same cell comes back as a row, a facet bucket, a consent split)."""
+        asked = (biobank_id, cell, self.generations.get(biobank_id))
+        found = self._keys.get(asked)
         if found is None:
-            found = self._keys[rows] = FigureKeys.of(self.secret, rows, rule)
+            donors, samples = self.counted(biobank_id, cell)
+            found = (
+                FigureKeys.of(self.secret, donors, rule),
+                FigureKeys.of(self.secret, samples, rule),
+            )
+            self._keys[asked] = found
         return found
 
     def rule(self, biobank_id: str) -> RoleRule:
@@ -71,11 +80,12 @@ class Asker:
         return rule.noise > 0 and rule.granularity.allows(Granularity.COUNT)
 
     def counted(self, biobank_id: str, cell: Cell) -> tuple[CountedSet, CountedSet]:
-        """The donor and sample row sets of a cell, as noise and the ledger key them."""
+        """The donor and sample row sets of a cell, as noise and the ledger key them: the
+        sample figure by its donors' fingerprint with the sample count (search/fingerprint)."""
         generation = self.generations.get(biobank_id)
         return (
             CountedSet(biobank_id, "donors", cell.donors, cell.donor_fp, generation),
-            CountedSet(biobank_id, "samples", cell.samples, cell.sample_fp, generation),
+            CountedSet(biobank_id, "samples", cell.samples, cell.donor_fp, generation),
         )
 
     def charges(self, biobank_id: str, cell: Cell) -> list[str]:
@@ -85,7 +95,8 @@ class Asker:
             return []  # exact, rounded, zero or withheld: no noise, nothing to pay
         if not rule.granularity.allows(Granularity.COUNT):
             return []
-        return [self.keys(rows, rule).charge for rows in self.counted(biobank_id, cell)]
+        donors, samples = self.keys(biobank_id, cell, rule)
+        return [donors.charge, samples.charge]
 
     def release(self, biobank_id: str, cell: Cell) -> tuple[Count, Count]:
         rule = self.rule(biobank_id)
@@ -97,8 +108,8 @@ class Asker:
                     coarse_release(cell.donors, rule, fallback, refills),
                     coarse_release(cell.samples, rule, fallback, refills),
                 )
-            donors, samples = self.counted(biobank_id, cell)
-            keys = (self.keys(donors, rule).noise, self.keys(samples, rule).noise)
+            donors, samples = self.keys(biobank_id, cell, rule)
+            keys = (donors.noise, samples.noise)
         else:
             keys = NO_NOISE
         return release_pair(cell.donors, cell.samples, rule, keys)

@@ -18,7 +18,6 @@ import pyarrow as pa
 from federation.model import icd10
 from federation.model.duo import Consent
 from federation.model.records import Collection, Donor, Sample, consent_to_json
-from federation.search.fingerprint import key_columns
 
 # Column name -> type; the embedded backend builds its Arrow schema from this and the
 # engine mapping in schema/ is checked against it.
@@ -51,13 +50,6 @@ COLUMNS: dict[str, str] = {
     "duo_mor_date": "date",
     "withdrawn": "bool",
     "last_updated": "timestamp",
-    # Donor and sample keys in 21-bit parts, summed into a cell's fingerprint.
-    "donor_k0": "int",
-    "donor_k1": "int",
-    "donor_k2": "int",
-    "sample_k0": "int",
-    "sample_k1": "int",
-    "sample_k2": "int",
 }
 _ARROW_TYPES = {
     "string": pa.string(),
@@ -225,7 +217,6 @@ def document(sample: Sample, donor: Donor, collection: Collection, ordinal: int)
         **consent_columns(consent),
         "withdrawn": donor.consent_withdrawn,
         "last_updated": sample.last_updated,
-        **key_columns(sample.biobank_id, donor.id, sample.id),
     }
 
 

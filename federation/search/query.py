@@ -262,16 +262,16 @@ class PageRequest:
 @dataclass(frozen=True)
 class Cell:
     """Exact donor and sample counts for one biobank (or one facet bucket in one biobank),
-    with the fingerprints of the counted donors and samples (see `search.fingerprint`)."""
+    with the fingerprint of the counted donors (see `search.fingerprint`; a sample figure
+    is keyed on it with the sample count)."""
 
     donors: int
     samples: int
     donor_fp: int = 0
-    sample_fp: int = 0
 
     @property
-    def figures(self) -> tuple[int, int, int, int]:
-        return (self.donors, self.samples, self.donor_fp, self.sample_fp)
+    def figures(self) -> tuple[int, int, int]:
+        return (self.donors, self.samples, self.donor_fp)
 
 
 @dataclass(frozen=True)
@@ -282,11 +282,10 @@ class FacetCell:
     donors: int
     samples: int
     donor_fp: int = 0
-    sample_fp: int = 0
 
     @property
     def cell(self) -> Cell:
-        return Cell(self.donors, self.samples, self.donor_fp, self.sample_fp)
+        return Cell(self.donors, self.samples, self.donor_fp)
 
 
 @dataclass(frozen=True)

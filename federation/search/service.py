@@ -12,7 +12,6 @@ import copy
 import dataclasses
 import datetime as dt
 import difflib
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -20,7 +19,7 @@ from typing import Any
 
 from federation.consent import OUTCOMES, ConsentRules, ResearchPurpose, compile_purpose
 from federation.disclosure.budget import BudgetStatus, PrivacyBudgets
-from federation.disclosure.ledger import BudgetKey, BudgetLedger, Charge, Outcome
+from federation.disclosure.ledger import BudgetLedger
 from federation.disclosure.policy import (
     DisclosurePolicy,
     Granularity,
@@ -72,6 +71,7 @@ from federation.search.result import (
     RecordConnection,
     SearchResult,
 )
+from federation.search.spending import ReleaseMemory, spend
 from federation.search.warm import PublishedAnswers
 
 # How long the set of biobanks every answer must cover is trusted before it is read again
@@ -126,11 +126,9 @@ class SearchService:
         self.ledger: BudgetLedger | None = None
         # Each biobank's country (from the network file), for the country filter and facet.
         self.countries: Callable[[], Mapping[str, str | None]] = lambda: {}
-        # Charges this process has seen the ledger accept, per budget: a release is never
-        # undone within its period, so a search whose figures are all among them is a
-        # repeat and skips the ledger's write transaction (shared by `audited` copies).
-        self._released: dict[BudgetKey, set[str]] = {}
-        self._released_lock = threading.Lock()
+        # Charges this process has seen the ledger accept (shared by `audited` copies): a
+        # search whose figures are all among them skips the ledger's write transaction.
+        self._released = ReleaseMemory()
         # The biobanks an answer must cover (every live generation); None: not checked.
         self.live_biobanks: Callable[[], set[str]] | None = None
         self._live: tuple[float, frozenset[str]] | None = None
@@ -253,7 +251,9 @@ class SearchService:
         published = self.source.published()
         generations = {bb: info.generation for bb, info in published.items()}
         asker = dataclasses.replace(asker, generations={**generations, **answer.generation})
-        asker, budget = self._spend(answer, asker)
+        budget: tuple[BudgetStatus, ...] = ()
+        if self.ledger is not None:
+            asker, budget = spend(answer, asker, self.ledger, self.budgets(), self._released)
         collections = declared_collections(published)
         result = self._result(answer, asker, facets, text_codes, rules, records_note)
         if collections:
@@ -281,68 +281,6 @@ class SearchService:
         gone = [b for b in missing if b not in published or published[b].documents > 0]
         if gone:
             raise IncompleteAnswer(gone)
-
-    def _spend(self, answer: BackendAnswer, asker: Asker) -> tuple[Asker, tuple[BudgetStatus, ...]]:
-        """Charge the fresh noised figures of an answer to the asker's budgets, one ledger
-        transaction per scope; the asker then knows which figures fall back."""
-        if self.ledger is None:
-            return asker, ()
-        identity = asker.identity
-        budgets = self.budgets()
-        cells = [(bb, cell) for bb, cell in answer.by_biobank.items()]
-        cells += [(bb, cell) for bb, split in answer.segments.items() for cell in split.values()]
-        cells += [(cell.biobank_id, cell.cell) for cell in answer.facets]
-        wanted: dict[tuple[str, str, str], list[Charge]] = defaultdict(list)
-        limits: dict[tuple[str, str, str], tuple[float, str, str]] = {}
-        fallbacks: dict[str, tuple[str, str]] = {}
-        now = dt.datetime.now(dt.UTC)
-        for biobank_id, cell in cells:
-            rule = asker.rule(biobank_id)
-            role = identity.role_for(biobank_id)
-            budget = budgets.rule(role)
-            ids = asker.charges(biobank_id, cell) if budget is not None else []
-            if budget is None or not ids:
-                continue
-            period, refill_at = budget.period.window(now)
-            key = (role.value, budget.scope_of(biobank_id), period)
-            limits[key] = (budget.epsilon, refill_at.isoformat(timespec="seconds"), role.value)
-            fallbacks[biobank_id] = (budget.fallback.value, limits[key][1])
-            wanted[key] += [Charge(i, 1.0 / rule.noise) for i in ids]
-        subject = f"{identity.via}:{identity.subject}"
-        refused: set[str] = set()
-        statuses = []
-        for key, charges in wanted.items():
-            limit, refills, role_name = limits[key]
-            budget_key = BudgetKey(subject, key[1], key[2])
-            spent = self._spend_in_ledger(budget_key, charges, limit, refused)
-            statuses.append(BudgetStatus(role_name, key[1], key[2], spent, limit, refills))
-        asker = dataclasses.replace(asker, refused=frozenset(refused), fallbacks=fallbacks)
-        return asker, tuple(sorted(statuses, key=lambda s: s.scope))
-
-    def _spend_in_ledger(
-        self, key: BudgetKey, charges: list[Charge], limit: float, refused: set[str]
-    ) -> float:
-        """Charge one budget; add what it refused to `refused`; return what is spent."""
-        assert self.ledger is not None
-        with self._released_lock:
-            known = self._released.get(key)
-            repeat = known is not None and all(c.fingerprint in known for c in charges)
-        if repeat:
-            return self.ledger.spent(key)  # nothing new: a read, no write transaction
-        spending = self.ledger.spend(key, charges, limit)
-        accepted = set()
-        for charge, outcome in zip(charges, spending.outcomes, strict=True):
-            if outcome is Outcome.REFUSED:
-                refused.add(charge.fingerprint)
-            else:
-                accepted.add(charge.fingerprint)
-        with self._released_lock:
-            if key not in self._released:
-                # Periods only move forward: forget the budgets of earlier ones.
-                for old in [k for k in self._released if k.period < key.period]:
-                    del self._released[old]
-            self._released.setdefault(key, set()).update(accepted)
-        return spending.spent
 
     def budget_status(self, identity: Identity) -> tuple[BudgetStatus, ...]:
         """What is left of each budget the identity has spent from in the current period."""

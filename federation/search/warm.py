@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 # The one question kept warm: the landing page with every facet and fingerprints.
 LANDING = "landing"
 # The version of the stored form; an answer stored in another is not read.
-FORMAT = 1
+FORMAT = 2
 
 
 def warm_published(backend: SearchBackend, publications: Publications) -> bool:
@@ -100,7 +100,7 @@ def cut(landing: BackendAnswer, facets: Sequence[str], fingerprints: bool) -> Ba
     return dataclasses.replace(
         landing,
         by_biobank={bb: _unkeyed(c) for bb, c in landing.by_biobank.items()},
-        facets=tuple(dataclasses.replace(c, donor_fp=0, sample_fp=0) for c in cells),
+        facets=tuple(dataclasses.replace(c, donor_fp=0) for c in cells),
         segments={
             bb: {name: _unkeyed(c) for name, c in split.items()}
             for bb, split in landing.segments.items()
@@ -226,7 +226,7 @@ def encode_answer(answer: BackendAnswer) -> str:
             "format": FORMAT,
             "by_biobank": {bb: list(c.figures) for bb, c in answer.by_biobank.items()},
             "facets": [
-                [c.facet, c.key, c.biobank_id, c.donors, c.samples, c.donor_fp, c.sample_fp]
+                [c.facet, c.key, c.biobank_id, c.donors, c.samples, c.donor_fp]
                 for c in answer.facets
             ],
             "page": None if answer.page is None else _encode_page(answer.page),

@@ -9,6 +9,7 @@ session starts). Every test works under its own index prefix, so sessions can sh
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime as dt
 import json
@@ -32,6 +33,7 @@ from federation.search.documents import ARROW_SCHEMA, COLUMNS
 from federation.search.engine import BiobankLockHeld, EngineBackend, EngineError, biobank_key
 from federation.search.engine.bulk import spool_json_sql
 from federation.search.engine.compiler import compile_filter, normal_form
+from federation.search.fingerprint import DONOR_KEY_FIELD
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -182,12 +184,12 @@ def test_engine_answers_exactly_as_embedded(twins: Twins, number: int) -> None:
             assert mine == reference
         assert comparable(got) == comparable(expected)
         assert set(got.generation) == set(got.by_biobank)
-        # The cells carry the exact fingerprints of their rows, the same on both backends
+        # The cells carry the exact fingerprints of their donors, the same on both backends
         # (compared above with the counts); a counted cell never has an empty fingerprint.
         counted = [c for c in got.by_biobank.values() if c.donors] + [
             c.cell for c in got.facets if c.donors
         ]
-        assert all(c.donor_fp and c.sample_fp for c in counted)
+        assert all(c.donor_fp for c in counted)
 
 
 def test_pages_walk_the_same_rows_on_both(twins: Twins) -> None:
@@ -344,6 +346,26 @@ def test_incremental_changes_upsert_delete_and_count_conflicts(network: Federati
     assert backend.sample_ids("beta") == {"b1", "b2", "b4"}
 
 
+def test_an_index_made_before_donor_keys_takes_changes_and_reads_unkeyed(
+    federation: Federation,
+) -> None:
+    """An index whose (strict) mapping predates `donor_key` still takes incremental changes
+    (its donors are rebuilt without the key) and answers with fingerprint 0 until a full
+    sync makes a new index (docs/privacy.md, Overhead: existing data)."""
+    backend = engine_of(federation)
+    schema = copy.deepcopy(backend.index_schema())
+    del schema["mappings"]["properties"][DONOR_KEY_FIELD]
+    backend.admin._schema = schema  # the mappings an older version made its indices with
+    build_network(federation)
+    before = backend.answer(Criteria()).by_biobank["beta"]
+    assert before.donors == 2 and before.donor_fp == 0
+    row = {**_rows(backend, "beta")[0], "sample_id": "b9", "material_type": "SERUM"}
+    outcome = backend.apply_changes("beta", [row], [], version=1000)
+    assert outcome.upserted == 1 and outcome.donors_rebuilt == 1
+    after = backend.answer(Criteria()).by_biobank["beta"]
+    assert (after.donors, after.samples, after.donor_fp) == (2, 4, 0)
+
+
 # --- the sync lock across hosts ----------------------------------------------------------------
 
 
@@ -464,6 +486,8 @@ def test_mappings_follow_the_document_columns(path: Path) -> None:
     nested = top.pop("samples")
     assert nested["type"] == "nested"
     assert top.pop("kind") == {"type": "keyword"}
+    # A donor document's key, summed into its donors' fingerprint (search/fingerprint.py).
+    assert top.pop("donor_key") == {"type": "integer"}
     # Lists are keyword arrays: compare kinds without the [] marker.
     expected = {name: kind.removesuffix("[]") for name, kind in COLUMNS.items()}
     assert _mapping_fields(top) == expected
@@ -653,12 +677,16 @@ def test_spool_rows_become_the_same_json_the_python_encoder_writes(tmp_path: Pat
     path = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=ARROW_SCHEMA), path)
     out = duckdb.connect().sql(spool_json_sql(path)).fetchall()
-    assert [(donor, json.loads(doc_id)) for donor, doc_id, _ in out] == [
+    assert [(donor, json.loads(doc_id)) for donor, doc_id, _, _ in out] == [
         ("D0", "s:S2"),
         ("D1", 's:S"1\\é\n'),
         ("D1", "s:S3"),
     ]
-    by_id = {json.loads(doc)["sample_id"]: json.loads(doc) for _, _, doc in out}
+    # The donor's ordinal rides along: its key goes on the donor document.
+    assert [ordinal for _, _, doc, ordinal in out] == [
+        json.loads(doc)["donor_ord"] for _, _, doc, _ in out
+    ]
+    by_id = {json.loads(doc)["sample_id"]: json.loads(doc) for _, _, doc, _ in out}
     for row in rows:
         doc = by_id[row["sample_id"]]
         assert list(doc) == list(COLUMNS)

@@ -299,6 +299,38 @@ class TestStateStore:
         assert [store.ledger.spent(k) for k in keys] == [0.0, 0.0, 1.0, 0.0]
         assert store.ledger.releases(keys[0]) == 0
 
+    def test_several_budgets_are_charged_in_one_call_each_on_its_own(
+        self, store: StateStore
+    ) -> None:
+        one = BudgetKey("r@example.org", "bb-2", "2026-12-07")
+        two = BudgetKey("r@example.org", "bb-1", "2026-12-07")
+        store.ledger.spend(two, [Charge("f1", 1.0)], 2.0)
+        spendings = store.ledger.spend_all(
+            [
+                (one, [Charge("f1", 1.0), Charge("f2", 1.0), Charge("f3", 1.0)], 2.0),
+                (two, [Charge("f1", 1.0), Charge("f2", 1.0), Charge("f3", 1.0)], 2.0),
+            ]
+        )
+        # In the order asked (not the order the budgets are locked in), each its own limit.
+        assert [s.outcomes for s in spendings] == [
+            (Outcome.SPENT, Outcome.SPENT, Outcome.REFUSED),
+            (Outcome.REPEAT, Outcome.SPENT, Outcome.REFUSED),
+        ]
+        assert [s.spent for s in spendings] == [2.0, 2.0]
+        assert store.ledger.budgets("r@example.org", "2026-12-07") == {"bb-1": 2.0, "bb-2": 2.0}
+        assert store.ledger.spend_all([]) == []
+
+    def test_a_lone_surrogate_in_a_subject_is_stored_escaped(self, store: StateStore) -> None:
+        # An identity's subject may hold one (an OIDC claim, a key's name): the insert
+        # must not fail with an encoding error, and the budget must still be kept.
+        key = BudgetKey("oidc:\ud800x", "bb-1", "2026-12-07")
+        spending = store.ledger.spend(key, [Charge("f1", 1.0), Charge("f2", 1.0)], 1.0)
+        assert spending.outcomes == (Outcome.SPENT, Outcome.REFUSED)
+        assert store.ledger.spend(key, [Charge("f1", 1.0)], 1.0).outcomes == (Outcome.REPEAT,)
+        assert store.ledger.spent(key) == 1.0
+        assert store.ledger.releases(key) == 1
+        assert store.ledger.budgets("oidc:\ud800x", "2026-12-07") == {"bb-1": 1.0}
+
     # --- across processes ----------------------------------------------------------------
 
     @pytest.mark.parametrize("kind", ["bucket", "ledger"])

@@ -48,9 +48,7 @@ from federation.search.embedded.snapshot import (
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET
-from federation.search.fingerprint import (
-    combine,
-)
+from federation.search.fingerprint import fingerprint
 from federation.search.query import (
     BackendAnswer,
     Cell,
@@ -287,7 +285,6 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
-                donor_keys_unique=bool(snapshot.record.get("donor_keys_unique", False)),
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
@@ -295,13 +292,13 @@ class EmbeddedBackend(SearchBackend):
             for row in db.execute(sql, params).fetchall():
                 facet, biobank_id, key = row[:3]
                 if facet is None:
-                    by_biobank[biobank_id] = _cell(row[3:7])
+                    by_biobank[biobank_id] = _cell(row[3:6])
                     split[biobank_id] = {
-                        name: _cell(row[7 + 4 * n : 11 + 4 * n]) for n, name in enumerate(names)
+                        name: _cell(row[6 + 3 * n : 9 + 3 * n]) for n, name in enumerate(names)
                     }
                 else:
                     label = FACET[facet].bucket_key(key)
-                    cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:7]).figures))
+                    cells.append(FacetCell(facet, label, biobank_id, *_cell(row[3:6]).figures))
             cells += [
                 FacetCell(facet, biobank_id, biobank_id, *cell.figures)
                 for facet in copied
@@ -511,6 +508,6 @@ def _answer_key(
 
 
 def _cell(figures: Sequence[Any]) -> Cell:
-    """A cell from (donors, samples, donor key sum, sample key sum); NULL sums are empty."""
-    donors, samples, donor_sum, sample_sum = figures
-    return Cell(int(donors or 0), int(samples or 0), combine([donor_sum]), combine([sample_sum]))
+    """A cell from (donors, samples, donor key sum); a NULL sum is an empty fingerprint."""
+    donors, samples, key_sum = figures
+    return Cell(int(donors or 0), int(samples or 0), fingerprint(key_sum))

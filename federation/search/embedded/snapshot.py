@@ -35,7 +35,6 @@ from federation import faults
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded.store import EmbeddedStore, StoreWriteFailed
 from federation.search.facets import FACET_DEFINITIONS
-from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS, embedded_key_sql
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +61,13 @@ BUILD_MEMORY_LIMIT = "2GB"
 _ENUM_COLUMNS = {f.column: f.is_list for f in FACET_DEFINITIONS if f.bucket_width is None}
 
 
-def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Path]) -> bool:
-    """Create `table` from the generation files, with the key columns facets group by.
-
-    Returns whether every donor's key is unique within its biobank (embedded/sql.py groups
-    donors by key then).
-    """
+def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Path]) -> None:
+    """Create `table` from the generation files, with the key columns facets group by."""
     if files:
         listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-        source = f"read_parquet([{listing}])"
+        # By name: a generation written before a layout change (the fingerprint's key
+        # columns went in issue 12's overhead round) loads beside newer ones.
+        source = f"read_parquet([{listing}], union_by_name = true)"
     else:
         db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
         source = "_empty"
@@ -92,16 +89,7 @@ def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Pa
             f"CAST({column} AS {_enum_type(values or ())}{'[]' if is_list else ''}) AS key_{column}"
             for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
         ]
-        # Each row's whole donor and sample key, summed into the cells' fingerprints.
-        keys.append(f"{embedded_key_sql(DONOR_KEY_COLUMNS)} AS donor_key")
-        keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
         db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
-        # fetchall: a result left unfinished blocks the connection's next statement.
-        ((clashes,),) = db.execute(
-            f"SELECT count(*) FROM (SELECT key_biobank_id, donor_key FROM {table} "
-            "GROUP BY ALL HAVING min(donor_ord) <> max(donor_ord))"
-        ).fetchall()
-        return bool(clashes == 0)
     finally:
         if not files:
             db.unregister("_empty")
@@ -157,7 +145,7 @@ def build_snapshot(store: EmbeddedStore, manifest: dict[str, Any]) -> dict[str, 
     """Write the snapshot of `manifest` under a temporary name, durable; return its record.
 
     The record is what the manifest's `snapshot` entry holds: the file, the manifest version
-    and generations it was built from, and whether donor keys are unique.
+    and generations it was built from.
     """
     folder = snapshot_folder(store)
     started = time.perf_counter()
@@ -167,7 +155,7 @@ def build_snapshot(store: EmbeddedStore, manifest: dict[str, Any]) -> dict[str, 
         # memory (DuckDB's default is 80 % of it); above it DuckDB spills to disk.
         db = duckdb.connect(str(tmp), config={"memory_limit": BUILD_MEMORY_LIMIT})
         try:
-            unique = create_samples(db, TABLE, store.live_files(manifest))
+            create_samples(db, TABLE, store.live_files(manifest))
             db.execute("CHECKPOINT")
         finally:
             db.close()
@@ -186,7 +174,6 @@ def build_snapshot(store: EmbeddedStore, manifest: dict[str, Any]) -> dict[str, 
         "file": final.name,
         "version": version,
         "biobanks": {bb: e["generation"] for bb, e in manifest["biobanks"].items()},
-        "donor_keys_unique": unique,
         "built_at": dt.datetime.now(dt.UTC).isoformat(),
         "build_s": round(time.perf_counter() - started, 2),
     }
@@ -301,9 +288,8 @@ class Snapshot:
     def empty(cls) -> Snapshot:
         """What a store with nothing published searches: an empty table in memory."""
         db = duckdb.connect(":memory:")
-        unique = create_samples(db, TABLE, ())
+        create_samples(db, TABLE, ())
         record: dict[str, Any] = {"file": None, "version": 0, "biobanks": {}}
-        record["donor_keys_unique"] = unique
         return cls(db, record, ":empty:")
 
     def close(self) -> None:

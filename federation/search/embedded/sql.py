@@ -10,6 +10,7 @@ from federation.model import expr as ex
 from federation.model import icd10
 from federation.search.documents import COLUMNS
 from federation.search.facets import FACET, FacetDefinition
+from federation.search.fingerprint import donor_key_sql
 from federation.search.query import Criteria
 
 NOT_WITHDRAWN = ex.In("withdrawn", (False,))
@@ -32,27 +33,27 @@ def summary_sql(
     segments: Sequence[ex.Expr],
     *,
     fingerprints: bool = True,
-    donor_keys_unique: bool = True,
 ) -> tuple[str, list[Any]]:
     """One statement for the per-biobank counts, their segment split and every facet.
 
-    Rows: (None, biobank, None, donors, samples, donor and sample key sums, then the same
-    four per segment) for the counts, and (facet, biobank, key, donors, samples, key sums,
-    None...) per facet bucket.
+    Rows: (None, biobank, None, donors, samples, donor key sum, then the same three per
+    segment) for the counts, and (facet, biobank, key, donors, samples, key sum, None...)
+    per facet bucket.
 
     A facet counts the rows matching the criteria minus its own clause. So the clauses the
     facets drop become boolean columns of one selection of the rows matching the rest, and
     each facet ANDs all of them but its own. When the rest narrows the rows, that selection
     is materialised once instead of filtering every row once per facet. Distinct donors are
-    counted in two steps (rows per donor and key, then donors per key), which at 1M rows is
-    faster than count(DISTINCT) and gives the segments' donor counts from the same pass.
-    Without `fingerprints` the key sums are NULL, and the keys are not read at all.
+    counted in two steps (rows per donor, then donors), which at 1M rows is faster than
+    count(DISTINCT) and gives the segments' donor counts from the same pass.
 
-    With fingerprints, donors are grouped by their key instead of their ordinal: the key
-    then rides in the group key rather than as a payload beside it, which took a third off
-    the fingerprints' cost (measured at 100k rows). A key is unique per donor of a biobank
-    unless two ids hash alike (about n^2 / 2^64); the loader checks, and when that happens
-    (`donor_keys_unique` false) groups by both.
+    The fingerprint of a cell is the sum of its donors' keys (`search.fingerprint`), each
+    worked out from the donor's ordinal in the second step, once per donor and cell: the
+    first step groups by the ordinal as the count needs anyway, and carries no key. (Keys
+    stored per row cost more: carried beside the group +53 %, grouped by instead of the
+    ordinal +36 % on the age facet's branch; this way about +10 % of the statements' CPU
+    time, docs/privacy.md.) Without `fingerprints` the sums are NULL literals: same row
+    shape, no key worked out.
     """
     distinct = list(dict.fromkeys(facets))
     own: dict[str, ex.Expr] = {}
@@ -64,13 +65,7 @@ def summary_sql(
     for facet in own:
         rest = rest.without(facet)
     params: list[Any] = []
-    columns = ["key_biobank_id AS bb"]
-    if not fingerprints or not donor_keys_unique:
-        columns.append("donor_ord")
-    if fingerprints:
-        columns += ["donor_key AS dk", "sample_key AS sk"]
-    # What tells one donor from another in the per-donor groups.
-    donor = "donor_ord" if not fingerprints else "dk" if donor_keys_unique else "donor_ord, dk"
+    columns = ["key_biobank_id AS bb", "donor_ord"]
     columns += [f"{_facet_key(FACET[facet])} AS k{n}" for n, facet in enumerate(distinct)]
     flag = {facet: f"f{n}" for n, facet in enumerate(own)}
     columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
@@ -84,46 +79,34 @@ def summary_sql(
         kept = [name for facet, name in flag.items() if facet != but]
         return " AND ".join(kept) if kept else "TRUE"
 
-    # Per donor: its rows, its key (part of the group key) and the sum of its samples' keys;
-    # the fingerprints are the sums of those over the donors (HUGEINT: exact; reduced mod
-    # 2^64 in Python).
-    # Without fingerprints the sums are NULL literals: same row shape, no key read.
-    def keyed(sql: str) -> str:
-        return sql if fingerprints else "NULL"
+    def key_sum(where: str = "") -> str:
+        if not fingerprints:
+            return "NULL"
+        return f"sum({donor_key_sql('donor_ord')})" + (f" FILTER (WHERE {where})" if where else "")
 
-    per_donor = ["count(*) AS n", keyed("dk") + " AS dk", keyed("sum(sk)") + " AS sk"]
-    per_donor += [
-        f"count(*) FILTER (WHERE g{n}) AS n{n}, "
-        + keyed(f"sum(sk) FILTER (WHERE g{n})")
-        + f" AS s{n}"
-        for n in range(len(segments))
-    ]
+    per_donor = ["donor_ord", "count(*) AS n"]
+    per_donor += [f"count(*) FILTER (WHERE g{n}) AS n{n}" for n in range(len(segments))]
     split = [
-        f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), "
-        + keyed(f"sum(dk) FILTER (WHERE n{n} > 0)")
-        + ", "
-        + keyed(f"sum(s{n})")
+        f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), {key_sum(f'n{n} > 0')}"
         for n in range(len(segments))
     ]
-    blanks = "".join(", NULL, NULL, NULL, NULL" for _ in segments)
+    blanks = "".join(", NULL, NULL, NULL" for _ in segments)
     branches = [
         f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), "
-        f"{keyed('sum(dk)')}, {keyed('sum(sk)')}{''.join(', ' + s for s in split)} "
+        f"{key_sum()}{''.join(', ' + s for s in split)} "
         f"FROM (SELECT bb, {', '.join(per_donor)} "
-        f"FROM m WHERE {matching()} GROUP BY bb, {donor}) GROUP BY bb"
+        f"FROM m WHERE {matching()} GROUP BY bb, donor_ord) GROUP BY bb"
     ]
-    carried = ", " + donor + (", sk" if fingerprints else "")
     for facet in facets:
         column = f"k{distinct.index(facet)}"
         key = f"unnest({column})" if FACET[facet].is_list else column
         # The raw key per bucket; named from it in Python, once per bucket, not per row
         # (building the age label per row tripled the age facet's time at 1M rows).
         branches.append(
-            f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), {keyed('sum(dk)')}, "
-            f"{keyed('sum(sk)')}{blanks} FROM (SELECT bb, k, count(*) AS n, "
-            f"{keyed('dk')} AS dk, {keyed('sum(sk)')} AS sk FROM (SELECT bb"
-            f"{carried}, {key} AS k FROM m WHERE {matching(but=facet)}"
-            f") WHERE k IS NOT NULL GROUP BY bb, {donor}, k) GROUP BY bb, k"
+            f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), {key_sum()}"
+            f"{blanks} FROM (SELECT bb, k, donor_ord, count(*) AS n FROM (SELECT bb, "
+            f"donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
+            f") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"
         )
     sql = (
         f"WITH m AS {how} (SELECT {', '.join(columns)} FROM {table} WHERE {where}) "

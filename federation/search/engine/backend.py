@@ -41,6 +41,7 @@ from federation.search.engine.results import (
     read_page,
 )
 from federation.search.engine.writer import EngineGenerationWriter
+from federation.search.fingerprint import DONOR_KEY_FIELD
 from federation.search.query import (
     BackendAnswer,
     Criteria,
@@ -298,13 +299,17 @@ class EngineBackend(SearchBackend):
             for sid, outcome in zip(removed, written[len(kept) :], strict=True):
                 if outcome.status < 300 or outcome.status == 404:
                     _move(samples, sid, None)
-            self._write_donors(biobank_id, index, samples)
+            mapping = self.writer.mappings(index)[index]
+            # An index made before donor keys (issue 12) has no field for them: its donors
+            # stay unkeyed (fingerprint 0) until a full sync makes a new index.
+            keyed = DONOR_KEY_FIELD in mapping.get("properties", {})
+            self._write_donors(biobank_id, index, samples, keyed=keyed)
             self.retrying("refresh", lambda: self.writer.refresh(index))
             documents = self.retrying(
                 "count",
                 lambda: self.writer.count(index, {"query": {"term": {"kind": SAMPLE_KIND}}}),
             )
-            meta = self.writer.mappings(index)[index].get("_meta", {})
+            meta = mapping.get("_meta", {})
             self.retrying(
                 "update metadata",
                 lambda: self.writer.put_meta(index, {**meta, "documents": documents}),
@@ -354,7 +359,12 @@ class EngineBackend(SearchBackend):
         return samples
 
     def _write_donors(
-        self, biobank_id: str, index: str, samples: Mapping[str, Mapping[str, Any]]
+        self,
+        biobank_id: str,
+        index: str,
+        samples: Mapping[str, Mapping[str, Any]],
+        *,
+        keyed: bool = True,
     ) -> None:
         """Rewrite each donor document with its samples (or delete it when none are left).
 
@@ -366,7 +376,8 @@ class EngineBackend(SearchBackend):
             target = {"_index": index, "_id": donor_doc_id(donor)}
             if rows:
                 ordered = [rows[sid] for sid in sorted(rows)]
-                full = payloads.add({"index": target}, donor_document(biobank_id, donor, ordered))
+                document = donor_document(biobank_id, donor, ordered, keyed=keyed)
+                full = payloads.add({"index": target}, document)
             else:
                 full = payloads.add({"delete": target}, None)
             if full is not None:

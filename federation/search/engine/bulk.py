@@ -15,7 +15,7 @@ from federation.search.engine.client import (
     Written,
 )
 from federation.search.engine.layout import DONOR_KIND, NESTED, SAMPLE_KIND, sample_doc_id
-from federation.search.fingerprint import donor_key_fields
+from federation.search.fingerprint import DONOR_KEY_FIELD, donor_key
 
 # Bulk requests of a few MB keep the engine busy without queueing huge requests.
 BULK_MAX_BYTES = 8 * 1024 * 1024
@@ -53,7 +53,8 @@ def _sql_json_value(name: str, kind: str) -> str:
 
 
 def spool_json_sql(path: Path) -> str:
-    """SQL reading a spool file as (donor_id, sample doc id as JSON, row JSON) by donor.
+    """SQL reading a spool file as (donor_id, sample doc id as JSON, row JSON, donor_ord)
+    by donor.
 
     The row JSON has the COLUMNS in order, as `_dumps` of the row would; the id comes out
     JSON-quoted so any character in a source's sample id survives into the bulk action.
@@ -62,7 +63,7 @@ def spool_json_sql(path: Path) -> str:
     source = "'" + str(path).replace("'", "''") + "'"
     return (
         f"SELECT donor_id, to_json('{sample_doc_id('')}' || sample_id)::VARCHAR AS doc_id, "
-        f"to_json(struct_pack({fields}))::VARCHAR AS doc "
+        f"to_json(struct_pack({fields}))::VARCHAR AS doc, donor_ord "
         f"FROM read_parquet({source}) ORDER BY donor_id, sample_id"
     )
 
@@ -72,15 +73,17 @@ def sample_document(row: Mapping[str, Any]) -> dict[str, Any]:
     return {"kind": SAMPLE_KIND, **{name: row.get(name) for name in COLUMNS}}
 
 
-def donor_document(biobank_id: str, donor_id: str, rows: Sequence[Mapping[str, Any]]) -> Any:
-    """A donor with every one of its sample rows nested: the unit donor counts are made of."""
-    return {
-        "kind": DONOR_KIND,
-        "biobank_id": biobank_id,
-        "donor_id": donor_id,
-        **donor_key_fields(biobank_id, donor_id),
-        NESTED: [{name: row.get(name) for name in COLUMNS} for row in rows],
-    }
+def donor_document(
+    biobank_id: str, donor_id: str, rows: Sequence[Mapping[str, Any]], *, keyed: bool = True
+) -> Any:
+    """A donor with every one of its sample rows nested: the unit donor counts are made of
+    (with its key unless the index predates donor keys: `keyed` false)."""
+    document: dict[str, Any] = {"kind": DONOR_KIND, "biobank_id": biobank_id, "donor_id": donor_id}
+    if keyed:
+        # At the root, where `reverse_nested` sums it into the donors' fingerprint.
+        document[DONOR_KEY_FIELD] = donor_key(rows[0]["donor_ord"])
+    document[NESTED] = [{name: row.get(name) for name in COLUMNS} for row in rows]
+    return document
 
 
 class BulkPayloads:

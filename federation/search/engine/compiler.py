@@ -17,7 +17,7 @@ from federation.search.engine.layout import (
     SAMPLE_KIND,
 )
 from federation.search.facets import FACET
-from federation.search.fingerprint import DONOR_KEY_COLUMNS, SAMPLE_KEY_COLUMNS
+from federation.search.fingerprint import DONOR_KEY_FIELD
 from federation.search.query import (
     Criteria,
     PageRequest,
@@ -258,22 +258,20 @@ def _donors_with_a_sample(sample_filter: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _key_sums(columns: Sequence[str], path: str, keyed: bool) -> dict[str, Any]:
-    # Exact as doubles: each part is below 2^21 (search/fingerprint.py).
-    if not keyed:
-        return {}
-    return {f"fp{n}": {"sum": {"field": f"{path}{c}"}} for n, c in enumerate(columns)}
+def _key_sum(keyed: bool) -> dict[str, Any]:
+    # One sum of the donors' 26-bit keys: exact as a double up to 2^27 donors per bucket
+    # (search/fingerprint.py). Sample figures need none: they are keyed on their donors.
+    return {"fp": {"sum": {"field": DONOR_KEY_FIELD}}} if keyed else {}
 
 
 def _donors(keyed: bool, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Distinct donors of the bucket, with the sums of their keys (at the donor root)."""
-    sums = _key_sums(DONOR_KEY_COLUMNS, "", keyed)
-    return {"reverse_nested": {}, "aggs": {**sums, **(extra or {})}}
+    """Distinct donors of the bucket, with the sum of their keys (at the donor root)."""
+    return {"reverse_nested": {}, "aggs": {**_key_sum(keyed), **(extra or {})}}
 
 
 def _counted(keyed: bool) -> dict[str, Any]:
-    """A bucket's donors, and with `keyed` the sums of its donors' and samples' keys."""
-    return {"donors": _donors(keyed), **_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}.", keyed)}
+    """A bucket's donors, and with `keyed` the sum of their keys."""
+    return {"donors": _donors(keyed)}
 
 
 def _per_biobank(inner: dict[str, Any]) -> dict[str, Any]:
@@ -311,7 +309,6 @@ def answer_search(
         # The donors' index names say which generation answered.
         index = {"index": {"terms": {"field": "_index", "size": 4}}}
         inner["donors"] = _donors(fingerprints, index)
-        inner.update(_key_sums(SAMPLE_KEY_COLUMNS, f"{NESTED}.", fingerprints))
         for n, segment in enumerate(segments.values()):
             inner[f"segment{n}"] = {
                 "filter": compile_filter(segment, f"{NESTED}."),

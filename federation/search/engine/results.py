@@ -11,7 +11,7 @@ from federation.search.documents import RECORD_COLUMNS
 from federation.search.engine.client import EngineError
 from federation.search.engine.layout import DATE_COLUMNS, MAX_TERMS, TIMESTAMP_COLUMNS, IndexNames
 from federation.search.facets import FACET
-from federation.search.fingerprint import KEY_PARTS, combine
+from federation.search.fingerprint import fingerprint
 from federation.search.query import (
     Cell,
     FacetCell,
@@ -65,20 +65,12 @@ def read_counts(
     return by_biobank, segments, generation
 
 
-def _fingerprint(aggs: Mapping[str, Any]) -> int:
-    # A search asked without fingerprints has no key sums: every fingerprint is 0.
-    return combine([aggs[f"fp{n}"]["value"] for n in range(KEY_PARTS) if f"fp{n}" in aggs])
-
-
 def counted(bucket: Mapping[str, Any]) -> Cell:
-    """Donors and samples of a bucket with their fingerprints (compiler's `_counted`)."""
+    """Donors and samples of a bucket with their donors' fingerprint (compiler's `_counted`;
+    asked without fingerprints there is no key sum, and the fingerprint is 0)."""
     donors = bucket["donors"]
-    return Cell(
-        int(donors["doc_count"]),
-        int(bucket["doc_count"]),
-        _fingerprint(donors),
-        _fingerprint(bucket),
-    )
+    key_sum = donors["fp"]["value"] if "fp" in donors else None
+    return Cell(int(donors["doc_count"]), int(bucket["doc_count"]), fingerprint(key_sum))
 
 
 def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:

@@ -45,7 +45,7 @@ from federation.search.engine.layout import (
     donor_doc_id,
     new_generation,
 )
-from federation.search.fingerprint import donor_key_fields
+from federation.search.fingerprint import DONOR_KEY_FIELD, donor_key
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +102,7 @@ class EngineGenerationWriter(GenerationWriter):
         self.count = 0
         self._created = False
         self._swapped = False
+        self._keyed = True
         self._lease = admin.acquire_lock(biobank_id)
         try:
             remove_dead_spools()
@@ -133,6 +134,8 @@ class EngineGenerationWriter(GenerationWriter):
         names = admin.names
         admin.drop_orphans(self.biobank_id)
         schema = admin.index_schema()
+        # Donor keys go where the mapping the index is made with has a field for them.
+        self._keyed = DONOR_KEY_FIELD in schema["mappings"]["properties"]
         shards = min(MAX_SHARDS, max(1, math.ceil(self.count / SAMPLES_PER_SHARD)))
         settings = _merge(schema["settings"], schema["loading_settings"])
         settings["index"]["number_of_shards"] = shards
@@ -220,17 +223,18 @@ class EngineGenerationWriter(GenerationWriter):
             try:
                 reader = db.sql(spool_json_sql(self._spool_path)).to_arrow_reader(SPOOL_BATCH_ROWS)
                 donor: str | None = None
+                ordinal = 0
                 samples: list[tuple[bytes, bytes]] = []
                 for batch in reader:
-                    donors, ids, docs = (batch.column(i).to_pylist() for i in range(3))
-                    for donor_id, doc_id, doc in zip(donors, ids, docs, strict=True):
+                    columns = (batch.column(i).to_pylist() for i in range(4))
+                    for donor_id, doc_id, doc, ord_ in zip(*columns, strict=True):
                         if donor_id != donor and samples:
-                            self._add_donor(payloads, str(donor), samples, send)
+                            self._add_donor(payloads, (str(donor), ordinal), samples, send)
                             samples = []
-                        donor = donor_id
+                        donor, ordinal = donor_id, ord_
                         samples.append((doc_id.encode(), doc.encode()))
                 if samples:
-                    self._add_donor(payloads, str(donor), samples, send)
+                    self._add_donor(payloads, (str(donor), ordinal), samples, send)
                 send(payloads.take())
                 while in_flight:
                     in_flight.popleft().result()
@@ -242,24 +246,26 @@ class EngineGenerationWriter(GenerationWriter):
     def _add_donor(
         self,
         payloads: BulkPayloads,
-        donor_id: str,
+        donor: tuple[str, int],
         samples: list[tuple[bytes, bytes]],
         send: Callable[[bytes | None], None],
     ) -> None:
+        """Add a donor document (`donor`: its id and ordinal) and its samples' documents."""
+        donor_id, ordinal = donor
         # Each row's JSON is used twice: nested in the donor and on its own.
-        head = dumps(
-            {
-                "kind": DONOR_KIND,
-                "biobank_id": self.biobank_id,
-                "donor_id": donor_id,
-                # At the root, where `reverse_nested` sums them into donor fingerprints.
-                **donor_key_fields(self.biobank_id, donor_id),
-            }
-        )
+        fields: dict[str, Any] = {
+            "kind": DONOR_KIND,
+            "biobank_id": self.biobank_id,
+            "donor_id": donor_id,
+        }
+        if self._keyed:
+            # At the root, where `reverse_nested` sums it into the donors' fingerprint.
+            fields[DONOR_KEY_FIELD] = donor_key(ordinal)
+        head = dumps(fields)
         nested = b",".join(body for _, body in samples)
-        donor = head[:-1] + b',"' + NESTED.encode() + b'":[' + nested + b"]}"
+        document = head[:-1] + b',"' + NESTED.encode() + b'":[' + nested + b"]}"
         action = {"index": {"_index": self.index, "_id": donor_doc_id(donor_id)}}
-        send(payloads.add_encoded(action, donor))
+        send(payloads.add_encoded(action, document))
         # Index names are our own ASCII; the ids arrive JSON-quoted from the spool query.
         opening = b'{"index":{"_index":"' + self.index.encode() + b'","_id":'
         for doc_id, body in samples:
