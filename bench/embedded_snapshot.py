@@ -61,9 +61,7 @@ def replicate(index: Path, into: Path, copies: int) -> dict[str, Any]:
         db.execute(
             "COPY (SELECT * REPLACE ("
             "sample_id || '~' || k AS sample_id, donor_id || '~' || k AS donor_id, "
-            f"CAST(donor_ord + k * {int(span or 1)} AS INTEGER) AS donor_ord, "
-            "CAST(xor(donor_k0, k) AS INTEGER) AS donor_k0, "
-            "CAST(xor(sample_k0, k) AS INTEGER) AS sample_k0) "
+            f"CAST(donor_ord + k * {int(span or 1)} AS INTEGER) AS donor_ord) "
             f"FROM read_parquet('{path}'), range({copies}) AS copies(k)) "
             f"TO '{out}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 50000)"
         )
