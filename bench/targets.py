@@ -97,7 +97,7 @@ def server_rss(limit: float) -> Callable[[Mapping[str, Any]], list[Part]]:
         pss = memory.get("pss_mb_sum")
         shared = f"Pss summed {pss} MB" if pss else "Pss not measured"
         # Shown beside the figure, judged by nothing: MET leaves the row's verdict alone.
-        note = [Part(f"({each}; {shared})", MET)]
+        note = [Part(f"per process MB: {each}; {shared}", MET)]
         return [total, *note] if names else [total]
 
     return parts
