@@ -20,6 +20,10 @@ keeps what it measured; `"complete": true` marks a finished one):
    questions a Beacon can ask; then a load run of C clients for T
    seconds, once idle and once with a sync of one biobank running alongside; and the peak
    memory of the server processes.
+
+Issue 18's measurements (bench/serving.py) ride along: after `queries`, the mix as a
+registered researcher and the Beacon count queries, each against the hand-written forms;
+in `gateway`, a load run of mixed roles and the landing page right after a publish.
 """
 
 from __future__ import annotations
