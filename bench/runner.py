@@ -84,6 +84,8 @@ TARGETS: dict[str, dict[str, Any]] = {
 }
 RATIO_TARGET = 1.3
 GATEWAY_OVERHEAD_TARGET_MS = 10.0
+# The landing page after a publish, answered from the warm answer (issue 18).
+LANDING_WARM_TARGET_MS = 20.0
 # A Beacon count query costs at most this much of the same GraphQL search (issue 16).
 BEACON_RATIO_TARGET = 1.10
 # A search slower than this at 10M is slow, not stuck: the engine's default 3 s would fail it.
@@ -296,16 +298,12 @@ class RawBackend:
         if options.backend == "embedded":
             import duckdb
 
+            from federation.search.embedded.snapshot import reader_config
+
             store = runtime.backend.store
-            files = store.live_files(store.read_manifest())
-            listing = ", ".join(f"'{p}'" for p in files)
-            # The same table the backend searches: the published Parquet generations in an
-            # in-memory database compressed at checkpoint.
-            self.db = duckdb.connect(":memory:")
-            self.db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
-            self.db.execute(f"CREATE TABLE mem.samples AS SELECT * FROM read_parquet([{listing}])")
-            self.db.execute("CHECKPOINT mem")
-            self.db.execute("USE mem")
+            # The same table the backend searches: the published snapshot file, read-only.
+            snapshot = store.root / "snapshots" / store.read_manifest()["snapshot"]["file"]
+            self.db = duckdb.connect(str(snapshot), read_only=True, config=reader_config())
         else:
             from opensearchpy import OpenSearch
 
@@ -376,8 +374,13 @@ def clear_request_cache(url: str) -> None:
 
 def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
     """Each question through the service and by hand, interleaved, after a warm-up."""
+    from federation.search.warm import PublishedAnswers
+
     runtime = _runtime(env)
     service = runtime.search
+    # The mix is the backend's work: the landing page asked, not cut from the warm answer
+    # the sync kept (timed apart in `landing_warm`).
+    service.source = PublishedAnswers(runtime.backend, runtime.store.publications, warm=False)
     identity = asking_identity(options)
     today = dt.date.today()
     raw = RawBackend(options, runtime)
@@ -431,13 +434,44 @@ def queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
         }
     if options.backend == "embedded":
         out["cached"] = cached_queries(options, env)
+    out["landing_warm"] = landing_warm(options, env)
     return out
+
+
+def landing_warm(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
+    """The landing page in a fresh server process after the publish, from the warm answer
+    the sync computed (federation/search/warm.py): released, charged and timed as usual."""
+    from federation.search.query import SampleQuery
+
+    runtime = _runtime(env)
+    service = runtime.search
+    identity = asking_identity(options)
+    times = []
+    first = timed(partial(service.search, SampleQuery(), identity=identity))
+    for _ in range(options.warmup):
+        service.search(SampleQuery(), identity=identity)
+    for _ in range(options.reps):
+        times.append(timed(partial(service.search, SampleQuery(), identity=identity)))
+    hits = service.source.warm_hits
+    runtime.backend.close()
+    return {
+        **percentiles(times),
+        "first_ms": round(first, 1),
+        # Every landing search answered from the warm answer (none asked of the backend).
+        "warm_hits": hits,
+        "searches": 1 + options.warmup + options.reps,
+        "loadavg": loadavg(),
+    }
 
 
 def cached_queries(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
     """Each question answered from the embedded backend's answer cache (after one miss)."""
+    from federation.search.warm import PublishedAnswers
+
     runtime = _runtime({**env, "BIOFED_EMBEDDED_ANSWER_CACHE": str(len(QUESTIONS))})
     service = runtime.search
+    # The answer cache's hits, the landing page's too (not the warm answer's).
+    service.source = PublishedAnswers(runtime.backend, runtime.store.publications, warm=False)
     identity = operator_identity()
     today = dt.date.today()
     purposes = {q.name: q.research_purpose(today) for q in QUESTIONS}
@@ -524,7 +558,11 @@ def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gat
         "BIOFED_PORT": str(port),
         "BIOFED_WORKERS": str(options.workers),
         "BIOFED_AUTH": json.dumps({"api_keys": [issued.entry, researcher.entry]}),
-        "BIOFED_LIMITS": json.dumps({"rate_limit": {"enabled": False}}),
+        # The request deadline as long as the engine's search timeout: a worker's first
+        # search on a loaded machine must not fail the run as TIMEOUT.
+        "BIOFED_LIMITS": json.dumps(
+            {"rate_limit": {"enabled": False}, "timeout_seconds": SEARCH_TIMEOUT_S}
+        ),
     }
     command = [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "gunicorn.conf.py")]
     with log.open("wb") as out:
@@ -977,6 +1015,9 @@ def check_targets(data: Mapping[str, Any]) -> list[dict[str, Any]]:
             )
         if "landing_p50_ms" in targets:
             add("landing p50 ms", questions["landing"]["ours"]["p50_ms"], targets["landing_p50_ms"])
+        warm = data.get("queries", {}).get("landing_warm")
+        if warm:
+            add("landing after publish (warm) p50 ms", warm["p50_ms"], LANDING_WARM_TARGET_MS)
         for name, entry in questions.items():
             add(f"ours/raw p50 {name}", entry["ratio_p50"], RATIO_TARGET)
     if "gateway" in data:

@@ -88,6 +88,14 @@ def _interleaved(
     return out
 
 
+def backend_work(runtime: Any, service: Any) -> None:
+    """Make `service` ask the backend every time, as the runner's mix does: a landing
+    question is not cut from the warm answer of the publish (timed apart)."""
+    from federation.search.warm import PublishedAnswers
+
+    service.source = PublishedAnswers(runtime.backend, runtime.store.publications, warm=False)
+
+
 def registered_pass(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
     """The mix as a registered researcher through the service, against the raw forms."""
     from federation.disclosure.budget import BudgetRule, PrivacyBudgets
@@ -95,6 +103,7 @@ def registered_pass(options: Options, env: Mapping[str, str]) -> dict[str, Any]:
 
     runtime = _runtime(env)
     service = copy.copy(runtime.search)
+    backend_work(runtime, service)
     budgets = PrivacyBudgets({Role.REGISTERED: BudgetRule(UNSPENDABLE_EPSILON)})
     service.budgets = lambda: budgets
     identity = registered_identity()
@@ -163,6 +172,7 @@ def beacon_against_raw(options: Options, env: Mapping[str, str]) -> dict[str, An
 
     runtime = _runtime(env)
     service = runtime.search
+    backend_work(runtime, service)
     identity = operator_identity()
     today = dt.date.today()
     raw = RawBackend(options, runtime)

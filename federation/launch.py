@@ -267,12 +267,14 @@ def start_local_node(settings: Settings, say: Say) -> tuple[Settings, LocalSearc
 def forget_biobanks_not_in(settings: Settings, say: Say) -> None:
     """Unpublish biobanks of an earlier demo network that the current one does not have."""
     from federation.runtime import Runtime
+    from federation.search.warm import record_publish
 
     runtime = Runtime(settings)
     biobank_ids = {s.biobank.id for s in runtime.network().biobanks}
     try:
         for stale in sorted(set(runtime.backend.published()) - biobank_ids):
             runtime.backend.remove_biobank(stale)
+            record_publish(runtime.backend, runtime.store.publications)
             say(f"removed {stale} (not in this demo network) from the index")
     finally:
         runtime.backend.close()

@@ -16,6 +16,7 @@ from federation.requests.deliver import Deliverer
 from federation.search.audit import AuditLog
 from federation.search.backend import SearchBackend
 from federation.search.service import SearchService
+from federation.search.warm import PublishedAnswers
 from federation.settings import Network, Settings, SettingsError, load_network
 from federation.state import StateStore, open_state_store
 from federation.sync.state import SyncState
@@ -103,6 +104,8 @@ class Runtime:
         }
         service.ledger = self.ledger
         service.live_biobanks = self.live_biobanks
+        # Published generations and warm answers read once per publish (search/warm.py).
+        service.source = PublishedAnswers(self.backend, self.store.publications)
         return service.audited(self.audit) if self.audited else service
 
     def live_biobanks(self) -> set[str]:

@@ -14,6 +14,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -51,7 +52,8 @@ from federation.gateway.ratelimit import client_address
 from federation.gateway.schema import schema
 from federation.i18n import language_of
 from federation.runtime import Runtime
-from federation.search.audit import AuditLog
+from federation.search.audit import AuditLog, AuditUnavailable
+from federation.search.audit_commit import deferred_audit
 
 # Limits on what one request may ask the parser to do. The body cap is Flask's
 # MAX_CONTENT_LENGTH (set in `create_app`); these bound GET requests as well.
@@ -294,14 +296,23 @@ def run(
             middleware=[deadline] if deadline.seconds is not None else None,
         )
 
+    # A query's searches commit their audit rows while the answer is built, and the answer
+    # waits for them below; a mutation may store what a search found, so its searches wait
+    # for their row before going on (federation/search/audit_commit.py).
+    deferring = deferred_audit() if operation.operation is OperationType.QUERY else nullcontext()
     try:
-        result = limits.run(execute, deadline)
+        with deferring as receipts:
+            result = limits.run(execute, deadline)
     except RequestTimeout as err:
         return {
             "data": None,
             "errors": [error_body(str(err), err.code, **err.extensions)],
             "extensions": {"cost": cost.as_extension()},
         }
+    if receipts is not None and not receipts.all_written():
+        # Fail-closed: nothing of an answer whose search the log could not record leaves.
+        refused = AuditUnavailable()
+        return {"data": None, "errors": [error_body(str(refused), refused.code)]}
     body: dict[str, Any] = {"data": result.data}
     if result.errors:
         body["errors"] = [execution_error(e) for e in result.errors]

@@ -7,9 +7,11 @@ released numbers: the log must not become a second copy of what disclosure prote
 
 The search service writes the row (`SearchService.audited`), so every entry point (the
 GraphQL API, the web UI through it, `biofed search`) is audited the same way. Writing is
-fail-closed: the row is written before the answer leaves the service, and if it cannot be
-written the search is not answered: a network that promises biobanks an audit trail of
-every search cannot answer searches it is unable to account for.
+fail-closed: the row is committed before the answer leaves the process, and if it cannot
+be written the search is not answered: a network that promises biobanks an audit trail of
+every search cannot answer searches it is unable to account for. Rows of concurrent
+searches share one commit, and the GraphQL endpoint waits for it only just before its
+answer leaves (federation/search/audit_commit.py).
 
 The rows live in the state store (`federation/state/audit_trail.py`: `state.db` in the data
 folder, or the PostgreSQL database every gateway host shares), so one log covers every
@@ -26,12 +28,11 @@ import logging
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from federation.consent.purpose import ResearchPurpose
 from federation.disclosure.permissions import require_operator
 from federation.disclosure.roles import Identity
 from federation.errors import BadInput, FederationError, check_range, unencodable
+from federation.search.audit_commit import CommitFailed, GroupCommit, defer
 from federation.search.backend import decode_cursor, encode_cursor
 from federation.search.query import MAX_PAGE_SIZE, SampleQuery
 from federation.search.result import SearchResult
@@ -123,34 +124,27 @@ class AuditLog:
 
     def __init__(self, trail: AuditTrail) -> None:
         self.trail = trail
+        # Rows of concurrent searches share one transaction (federation/search/audit_commit.py).
+        self.commits = GroupCommit(trail.append_many)
 
     def record(self, search: AnsweredSearch) -> None:
-        """Write the search's row before its answer is returned; AuditUnavailable if it cannot."""
+        """Write the search's row before its answer is returned; AuditUnavailable if it cannot.
+
+        Inside `deferred_audit` the row is queued and the block's owner waits for its commit
+        before answering; elsewhere this waits for the commit itself.
+        """
+        receipt = self.commits.submit(audit_record(search))
+        if defer(receipt):
+            return
         try:
-            self.append(search)
-        except (SQLAlchemyError, OSError):
-            log.exception("writing the audit log failed; the search is not answered")
+            receipt.wait()
+        except CommitFailed:
             raise AuditUnavailable() from None
 
     def append(self, search: AnsweredSearch) -> int:
-        """Write one row; return its id. Raises SQLAlchemyError when it cannot."""
-        identity, records = search.identity, search.result.records
-        return self.trail.append(
-            AuditRecord(
-                at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
-                subject=_storable(identity.subject),
-                via=identity.via,
-                roles=tuple(r.value for r in identity.roles),
-                admin_of=tuple(_storable(b) for b in identity.admin_of),
-                approved_for=tuple(_storable(b) for b in identity.approved_for),
-                client_ip=search.client_ip,
-                filters=_storable(search.query.normalised()),
-                purpose=None if search.purpose is None else _storable(search.purpose.normalised()),
-                released=tuple(vars(r) for r in released_precision(search.result)),
-                records_returned=records is not None,
-                record_count=0 if records is None else len(records.records),
-            )
-        )
+        """Write one row at once, in its own transaction; return its id. Raises
+        SQLAlchemyError when it cannot."""
+        return self.trail.append(audit_record(search))
 
     def entries(
         self,
@@ -165,6 +159,25 @@ class AuditLog:
         entries = tuple(_entry(r) for r in records)
         end = encode_cursor(("audit", str(entries[-1].id))) if entries else None
         return AuditPage(entries, end, more)
+
+
+def audit_record(search: AnsweredSearch) -> AuditRecord:
+    """The row an answered search leaves: who, from where, what was asked, at what precision."""
+    identity, records = search.identity, search.result.records
+    return AuditRecord(
+        at=dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+        subject=_storable(identity.subject),
+        via=identity.via,
+        roles=tuple(r.value for r in identity.roles),
+        admin_of=tuple(_storable(b) for b in identity.admin_of),
+        approved_for=tuple(_storable(b) for b in identity.approved_for),
+        client_ip=search.client_ip,
+        filters=_storable(search.query.normalised()),
+        purpose=None if search.purpose is None else _storable(search.purpose.normalised()),
+        released=tuple(vars(r) for r in released_precision(search.result)),
+        records_returned=records is not None,
+        record_count=0 if records is None else len(records.records),
+    )
 
 
 def read_audit_log(

@@ -159,6 +159,11 @@ class SearchBackend(abc.ABC):
     def published(self) -> dict[str, GenerationInfo]:
         """The generation each biobank currently serves."""
 
+    def publication_scope(self) -> str:
+        """What names this backend's data in the state store's publication counters: every
+        process reading the same data says the same (federation/search/warm.py)."""
+        return self.name
+
     @abc.abstractmethod
     def sample_ids(self, biobank_id: str) -> set[str]:
         """Ids of the samples the biobank's current generation holds (to count deletions)."""
@@ -174,6 +179,15 @@ class SearchBackend(abc.ABC):
         embedded backend); an engine shared by several hosts adds its own.
         """
         return contextlib.nullcontext()
+
+    def holding_publishes(self) -> AbstractContextManager[object]:
+        """Generations published inside may become searchable only at `settle()`: a sync of
+        many biobanks then prepares what servers search once (the embedded snapshot), not
+        once per biobank. Backends that publish each generation whole need nothing."""
+        return contextlib.nullcontext()
+
+    def settle(self) -> None:  # noqa: B027 - optional hook, most backends need none
+        """Return once every generation published so far is what searches see."""
 
     @abc.abstractmethod
     def ready(self) -> bool:

@@ -72,6 +72,7 @@ from federation.search.result import (
     RecordConnection,
     SearchResult,
 )
+from federation.search.warm import PublishedAnswers
 
 # How long the set of biobanks every answer must cover is trusted before it is read again
 # (a sync's state database query; a newly published biobank shows up in answers anyway).
@@ -112,6 +113,9 @@ class SearchService:
         record_biobanks: Callable[[], Sequence[str]] | None = None,
     ) -> None:
         self.backend = backend
+        # Where answers and published generations are read: the backend, or the backend
+        # through its publication counter with warm answers (runtime wires that).
+        self.source: SearchBackend | PublishedAnswers = backend
         self.names = names or default_names()
         self.policies: PolicyLookup = policies or (lambda _biobank: DisclosurePolicy())
         self.secret = secret
@@ -225,7 +229,7 @@ class SearchService:
                 records_note = (Message.of("records.none"),)
         # Fingerprints only key noise: an asker whose figures carry none skips their cost.
         keyed = any(asker.noised(bb) for bb in self.record_biobanks())
-        answer = self.backend.answer(
+        answer = self.source.answer(
             criteria,
             facets=facets,
             page=record_page,
@@ -236,7 +240,7 @@ class SearchService:
         if not keyed and any(asker.noised(bb) for bb in answer.by_biobank):
             # A biobank outside the network file (still published) noises this asker's
             # figures: its noise must be keyed on real fingerprints, so ask again with them.
-            answer = self.backend.answer(
+            answer = self.source.answer(
                 criteria,
                 facets=facets,
                 page=record_page,
@@ -246,7 +250,7 @@ class SearchService:
         self._check_coverage(answer)
         # Past this point the search is charged and audited: only if it reaches the asker.
         claim_delivery()
-        published = self.backend.published()
+        published = self.source.published()
         generations = {bb: info.generation for bb, info in published.items()}
         asker = dataclasses.replace(asker, generations={**generations, **answer.generation})
         asker, budget = self._spend(answer, asker)
@@ -273,7 +277,7 @@ class SearchService:
         if not missing:
             return
         # A generation published empty has nothing to search; one that is gone does.
-        published = self.backend.published()
+        published = self.source.published()
         gone = [b for b in missing if b not in published or published[b].documents > 0]
         if gone:
             raise IncompleteAnswer(gone)
@@ -377,7 +381,7 @@ class SearchService:
         if all(b in known for b in biobank_ids):
             return
         # A biobank still published but since dropped from the network is searchable too.
-        known |= set(self.backend.published())
+        known |= set(self.source.published())
         for biobank_id in biobank_ids:
             if biobank_id not in known:
                 raise unknown_biobank(biobank_id, known)

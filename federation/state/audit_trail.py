@@ -8,6 +8,7 @@ The migrations refuse UPDATE and DELETE on this table in the database itself.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,24 @@ def _record(row: Row[Any]) -> AuditRecord:
     return AuditRecord(**values)
 
 
+def _values(record: AuditRecord) -> dict[str, Any]:
+    """The row's columns as stored (JSON columns as text)."""
+    return {
+        "at": record.at,
+        "subject": record.subject,
+        "via": record.via,
+        "roles": stored_json(list(record.roles)),
+        "admin_of": stored_json(sorted(record.admin_of)),
+        "approved_for": stored_json(sorted(record.approved_for)),
+        "client_ip": record.client_ip,
+        "filters": stored_json(record.filters),
+        "purpose": None if record.purpose is None else stored_json(record.purpose),
+        "released": stored_json(list(record.released)),
+        "records_returned": int(record.records_returned),
+        "record_count": record.record_count,
+    }
+
+
 class AuditTrail:
     """Append-only audited searches, readable newest first."""
 
@@ -57,25 +76,14 @@ class AuditTrail:
 
     def append(self, record: AuditRecord) -> int:
         """Write one row and return its id; raises when it cannot be written."""
-        values = {
-            "at": record.at,
-            "subject": record.subject,
-            "via": record.via,
-            "roles": stored_json(list(record.roles)),
-            "admin_of": stored_json(sorted(record.admin_of)),
-            "approved_for": stored_json(sorted(record.approved_for)),
-            "client_ip": record.client_ip,
-            "filters": stored_json(record.filters),
-            "purpose": None if record.purpose is None else stored_json(record.purpose),
-            "released": stored_json(list(record.released)),
-            "records_returned": int(record.records_returned),
-            "record_count": record.record_count,
-        }
+        return self.append_many([record])[0]
+
+    def append_many(self, records: Sequence[AuditRecord]) -> list[int]:
+        """Write rows in one transaction (one commit for all) and return their ids in order;
+        raises when they cannot be written, and then none is."""
+        statement = insert(audit_searches).returning(audit_searches.c.id)
         with writing(self.engine) as db:
-            row_id = db.execute(
-                insert(audit_searches).values(**values).returning(audit_searches.c.id)
-            ).scalar_one()
-        return int(row_id)
+            return [int(db.execute(statement, _values(r)).scalar_one()) for r in records]
 
     def page(
         self, first: int, *, before_id: int | None = None, subject: str | None = None

@@ -362,3 +362,30 @@ lock_takeovers = Table(
     Index("lock_takeovers_biobank", "biobank_id"),
     sqlite_autoincrement=True,
 )
+
+# --- publications --------------------------------------------------------------------------
+
+# One counter per search backend's data (its scope: the engine's index prefix, the embedded
+# index folder), bumped by every publish, so every server process and host sees a publish at
+# once with one indexed row read per search (revision 0005, federation/search/warm.py).
+publications = Table(
+    "publications",
+    metadata,
+    Column("scope", Text, primary_key=True),
+    Column("serial", BigInteger, nullable=False),
+    Column("published_at", Text, nullable=False),
+)
+
+# The answers every visitor asks for (the landing page), computed once after a publish and
+# kept as raw backend figures (JSON) under the publication they were computed at; released
+# under each asker's rules at every use like any other answer (revision 0005).
+warm_answers = Table(
+    "warm_answers",
+    metadata,
+    Column("scope", Text, nullable=False),
+    Column("serial", BigInteger, nullable=False),
+    Column("question", Text, nullable=False),
+    Column("answer", Text, nullable=False),
+    Column("computed_at", Text, nullable=False),
+    PrimaryKeyConstraint("scope", "serial", "question"),
+)

@@ -29,6 +29,7 @@ from federation.state.database import (
 )
 from federation.state.ledger import PrivacyLedger
 from federation.state.lock_takeovers import LockTakeovers
+from federation.state.publications import Publications
 from federation.state.rate_buckets import RateBuckets
 from federation.state.saved_searches import SavedSearches
 from federation.state.sync_records import Checkpoints, Quarantine, SyncRequests, SyncRuns
@@ -38,8 +39,8 @@ log = logging.getLogger(__name__)
 
 class StateStore:
     """Sync runs, quarantine, checkpoints, the sync queue, the audit log, rate-limit
-    buckets, the privacy ledger, engine lock takeovers, access requests, saved searches and the
-    notification outbox, in one database."""
+    buckets, the privacy ledger, engine lock takeovers, access requests, saved searches, the
+    notification outbox and the publication counters with their warm answers, in one database."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -54,6 +55,7 @@ class StateStore:
         self.access_requests = AccessRequestRecords(engine, self.outbox)
         self.saved_searches = SavedSearches(engine, self.outbox)
         self.lock_takeovers = LockTakeovers(engine)
+        self.publications = Publications(engine)
 
     @classmethod
     def open(cls, url: URL, *, migrate: bool | None = None) -> StateStore:

@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 from federation import faults
 from federation.model.records import SCHEMAS, Collection, Donor
 from federation.search.documents import Orphan, donor_ordinals, join_sample
+from federation.search.warm import record_publish
 from federation.sync.connector import ConfigError, SourceError, SourceRecord
 from federation.sync.guards import SourceShrank, check_shrink
 from federation.sync.pipeline import WRITE_BATCH, BiobankSync, Rejection, collection_json
@@ -77,6 +78,7 @@ class FullSync(BiobankSync):
             faults.reached("before_publish")
             info = writer.publish()
             self.published = info.generation
+            record_publish(self.backend, self.state.store.publications)
             faults.reached("after_publish")
         self.counts.indexed = info.documents
         self.state.replace_quarantine(self.biobank_id, self.run_id, quarantine)

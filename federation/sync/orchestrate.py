@@ -8,6 +8,8 @@ process per run, `start_in_process`). Sync sits below the composition root
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import multiprocessing
 import sys
 from collections.abc import Callable, Iterable
@@ -18,11 +20,14 @@ from pathlib import Path
 from typing import Protocol
 
 from federation.search.backend import SearchBackend
+from federation.search.warm import warm_published
 from federation.settings import Network, Settings, load_network
 from federation.sync.locks import SyncAlreadyRunning
 from federation.sync.pipeline import Progress, RunRequest
 from federation.sync.run import SyncFailed, sync_biobank
 from federation.sync.state import SyncRun, SyncState
+
+log = logging.getLogger(__name__)
 
 
 class SyncEnvironment(Protocol):
@@ -90,8 +95,29 @@ def sync_all(
 ) -> int:
     """Run the order (in parallel when it asks for jobs > 1 and says how a child opens its
     environment); return how many failed."""
-    if order.jobs > 1 and len(order.biobank_ids) > 1 and open_environment is not None:
-        return sync_in_parallel(runtime, order, report, open_environment)
+    # The run's publishes become searchable together when it ends (one embedded snapshot
+    # build for the whole run), before `biofed sync` returns; then warmed once, not per
+    # biobank: each warming asks the landing question of what is searchable.
+    with runtime.backend.holding_publishes():
+        try:
+            if order.jobs > 1 and len(order.biobank_ids) > 1 and open_environment is not None:
+                failures = sync_in_parallel(runtime, order, report, open_environment)
+            else:
+                failures = sync_in_turn(runtime, order, report, progress_for)
+        finally:
+            runtime.backend.settle()
+    if failures < len(order.biobank_ids):
+        warm_answers(runtime.backend, runtime.state)
+    return failures
+
+
+def sync_in_turn(
+    runtime: SyncEnvironment,
+    order: SyncOrder,
+    report: Report,
+    progress_for: ProgressFor | None = None,
+) -> int:
+    """Run the order one biobank after the other; return how many failed."""
     failures = 0
     for biobank_id in order.biobank_ids:
         progress, done = progress_for(biobank_id) if progress_for else (None, _nothing)
@@ -134,6 +160,7 @@ def sync_in_parallel(
                 runtime.settings,
                 biobank_id,
                 order.request(runtime.settings),
+                False,  # the order warms once when every job is done
             ): biobank_id
             for biobank_id in ordered
         }
@@ -154,23 +181,44 @@ def largest_first(runtime: SyncEnvironment, biobank_ids: Iterable[str]) -> list[
 
 
 def sync_one(
-    open_environment: OpenEnvironment, settings: Settings, biobank_id: str, request: RunRequest
+    open_environment: OpenEnvironment,
+    settings: Settings,
+    biobank_id: str,
+    request: RunRequest,
+    warm: bool = True,
 ) -> tuple[str, bool]:
-    """One biobank's sync in its own process: its summary line, and whether it failed."""
+    """One biobank's sync in its own process: its summary line, and whether it failed;
+    with `warm`, the warm answers of what it published are computed after it."""
     runtime = open_environment(settings)
     try:
-        run = sync_biobank(
-            runtime.network().get(biobank_id),
-            runtime.backend,
-            runtime.state,
-            locks_dir=settings.locks_dir,
-            request=request,
-        )
+        # A job of a parallel order leaves making its publish searchable (one snapshot build
+        # for the order) and warming to the parent (`sync_all`); a run on its own (the
+        # worker's) is searchable when its publish returns, and warms what it published.
+        hold = contextlib.nullcontext() if warm else runtime.backend.holding_publishes()
+        with hold:
+            run = sync_biobank(
+                runtime.network().get(biobank_id),
+                runtime.backend,
+                runtime.state,
+                locks_dir=settings.locks_dir,
+                request=request,
+            )
+        if warm:
+            warm_answers(runtime.backend, runtime.state)
     except (SyncFailed, SyncAlreadyRunning) as err:
         return f"{biobank_id}: FAILED: {err}", True
     finally:
         runtime.backend.close()
     return summary(run), False
+
+
+def warm_answers(backend: SearchBackend, state: SyncState) -> None:
+    """Compute the warm answers of what was just published (search/warm.py); one that
+    fails is only logged: searches are then asked of the backend, as before."""
+    try:
+        warm_published(backend, state.store.publications)
+    except Exception as err:  # a warming failure must not fail the sync that published
+        log.warning("warm answers not computed: %s: %s", type(err).__name__, err)
 
 
 def start_in_process(

@@ -32,6 +32,7 @@ from federation.search.backend import SearchBackend
 
 # Published with each generation's metadata; re-exported for the sync runs.
 from federation.search.documents import collection_json as collection_json
+from federation.search.warm import record_publish
 from federation.sync.completeness import check_not_empty
 from federation.sync.connector import Connector, RecordRejected, SourceRecord, Stream
 from federation.sync.state import FAILED, SUCCEEDED, SyncRun, SyncState
@@ -255,6 +256,7 @@ class BiobankSync(abc.ABC):
             )
             info = writer.publish()
             self.published = info.generation
+            record_publish(self.backend, self.state.store.publications)
         return info.generation, info.documents
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from federation.search.backend import SearchBackend
+from federation.search.warm import record_publish
 from federation.settings import BiobankSource
 from federation.sync import registry
 from federation.sync.connector import ConfigError, Connector
@@ -68,7 +69,9 @@ def sync_biobank(
     try:
         with biobank_lock(Path(locks_dir), biobank_id), _engine_lock(backend, biobank_id):
             # Under the lock, every run of this biobank still marked running is dead.
-            settle_locked(state, backend.published, biobank_id)
+            if settle_locked(state, backend.published, biobank_id):
+                # A dead run may have published without counting it: count it now.
+                record_publish(backend, state.store.publications)
             return _locked_sync(source, backend, state, request)
     except SyncAlreadyRunning as err:
         # Refused attempts are recorded, so an admin sees who tried and what held the lock.

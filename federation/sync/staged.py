@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 from federation.model.records import SCHEMAS, Collection
 from federation.search.backend import BackendUnavailable
 from federation.search.documents import Orphan, join_sample
+from federation.search.warm import record_publish
 from federation.sync.completeness import EmptyRead
 from federation.sync.connector import (
     RECORD_KINDS,
@@ -194,6 +195,7 @@ class StagedSync(BiobankSync):
             if upserts or publish.deletes:
                 version = self.staging.next_version(biobank_id)
                 backend.apply_changes(biobank_id, upserts, publish.deletes, version=version)
+                record_publish(backend, self.state.store.publications)
             self.counts.indexed = len(upserts)
             published = backend.published().get(biobank_id)
             generation = published.generation if published else None

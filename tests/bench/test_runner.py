@@ -80,6 +80,10 @@ def test_runner_writes_every_phase_at_tiny_size(tmp_path: Path) -> None:
     cached = data["queries"]["cached"]
     assert set(cached["questions"]) == QUESTIONS
     assert cached["answers_from_cache"] == 3 * len(QUESTIONS)
+    # The landing page after the publish: every search cut from the sync's warm answer.
+    warm = data["queries"]["landing_warm"]
+    assert warm["n"] == 3 and warm["warm_hits"] == warm["searches"]
+    assert "landing after publish (warm) p50 ms" in {t["target"] for t in data["targets"]}
 
     gateway = data["gateway"]
     assert set(gateway["questions"]) == QUESTIONS

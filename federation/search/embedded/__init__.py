@@ -1,8 +1,10 @@
 """The embedded backend: immutable Parquet generations queried in-process with DuckDB.
 
 - `store`: the generations on disk behind an atomically replaced manifest, and their writer.
+- `snapshot`: the one read-only DuckDB file per published state that the publisher builds
+  and every server process opens.
 - `sql`: filter trees and questions compiled to DuckDB SQL.
-- `backend`: `EmbeddedBackend`, which loads the published generations and answers from them,
+- `backend`: `EmbeddedBackend`, which opens the published snapshot and answers from it,
   with its per-process `AnswerCache`.
 """
 

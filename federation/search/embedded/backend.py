@@ -5,9 +5,10 @@ donor counts over a million rows fastest among the stores measured here, but a D
 database file takes one writing process or many read-only ones. So a sync never writes
 into what servers read: it writes a new Parquet file per biobank generation and publishes
 it by atomically replacing `manifest.json` (the embedded equivalent of an alias swap).
-Each server process notices the new manifest on its next search, loads the published
-files into an in-memory table, and swaps it in; searches in flight finish on the table
-they started with.
+The publishing process then builds one read-only DuckDB snapshot of all live generations
+(`snapshot.py`) and names it in the manifest. Each server process notices the new manifest
+on its next search and opens that file read-only (milliseconds, no copy of the rows);
+searches in flight finish on the snapshot they started with.
 """
 
 from __future__ import annotations
@@ -36,15 +37,19 @@ from federation.search.backend import (
     decode_cursor,
     encode_cursor,
 )
-from federation.search.documents import ARROW_SCHEMA, COLUMNS, RECORD_COLUMNS
+from federation.search.documents import COLUMNS, RECORD_COLUMNS
+from federation.search.embedded.snapshot import (
+    TABLE,
+    Snapshot,
+    orphaned,
+    pending_publish,
+    publish_snapshot,
+)
 from federation.search.embedded.sql import summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
-from federation.search.facets import FACET, FACET_DEFINITIONS
+from federation.search.facets import FACET
 from federation.search.fingerprint import (
-    DONOR_KEY_COLUMNS,
-    SAMPLE_KEY_COLUMNS,
     combine,
-    embedded_key_sql,
 )
 from federation.search.query import (
     BackendAnswer,
@@ -59,10 +64,6 @@ from federation.search.query import (
 
 log = logging.getLogger(__name__)
 
-# Columns copied as ENUMs at load, `key_<column>`, with whether they hold lists: the term
-# facets' columns. Grouping by an ENUM groups by its small-integer index, about twice as fast
-# as by the string at 1M rows (measured); `key_biobank_id` also groups the counts.
-_ENUM_COLUMNS = {f.column: f.is_list for f in FACET_DEFINITIONS if f.bucket_width is None}
 _RECORD_COLUMNS = ", ".join(RECORD_COLUMNS)
 
 
@@ -112,7 +113,7 @@ class AnswerCache:
 
 
 class EmbeddedBackend(SearchBackend):
-    """Searches the published generations of every biobank with in-process DuckDB."""
+    """Searches the published snapshot of every biobank's generation with in-process DuckDB."""
 
     name = "embedded"
 
@@ -127,25 +128,18 @@ class EmbeddedBackend(SearchBackend):
         # Repeated questions are answered from here until the next publish (DESIGN.md); the
         # runtime sizes it from the `embedded_answer_cache` setting.
         self.answers = AnswerCache(answer_cache)
-        self._db = duckdb.connect(":memory:")
-        if threads:
-            self._db.execute(f"SET threads = {int(threads)}")
-        # Tables live in an in-memory database attached with compression, which DuckDB
-        # applies at checkpoint; the allocator settings return the freed memory to the OS.
-        # Measured at 1M rows (docs/embedded-backend.md): ~670 MB of private memory per
-        # server process uncompressed, ~230 MB compressed, and queries no slower.
-        self._db.execute("SET allocator_flush_threshold = '32MB'")
-        self._db.execute("SET allocator_background_threads = true")
-        self._db.execute("ATTACH ':memory:' AS mem (COMPRESS)")
+        self._threads = threads
         self._lock = threading.Lock()
-        self._table: str | None = None
+        # Held by the one thread opening a new snapshot; the others keep searching the
+        # current one meanwhile instead of waiting.
+        self._opening = threading.Lock()
+        self._current: Snapshot | None = None
         self._manifest_stamp: tuple[int, int] | None = None
         self._manifest: dict[str, Any] = {"version": 0, "biobanks": {}}
-        self._in_use: dict[str, int] = {}
-        self._retired: set[str] = set()
-        self._serial = 0
-        # Per loaded table: whether each donor's key is unique within its biobank.
-        self._donor_keys_unique: dict[str, bool] = {}
+        self._covered: frozenset[str] = frozenset()
+        # Set while a sync of many biobanks runs in this process: its publishes become
+        # searchable together at `settle()`, one snapshot build instead of one each.
+        self._holding = False
 
     # --- reading side -----------------------------------------------------------------------
 
@@ -156,108 +150,105 @@ class EmbeddedBackend(SearchBackend):
             return None
         return (st.st_mtime_ns, st.st_ino)
 
+    def _current_enough(self) -> bool:
+        """Whether the open snapshot is the one the manifest named when last read."""
+        return self._current is not None and self._stamp() == self._manifest_stamp
+
     def _refresh(self) -> None:
-        stamp = self._stamp()
-        if stamp == self._manifest_stamp and self._table is not None:
+        """Follow the manifest: open the snapshot it names when that is a new one."""
+        if self._current_enough():
             return
-        with self._lock:
-            if stamp == self._manifest_stamp and self._table is not None:
+        # The first search of a process waits for the opening; later ones search the
+        # current snapshot while one thread opens the next.
+        if not self._opening.acquire(blocking=self._current is None):
+            return
+        try:
+            if self._current_enough():
                 return
+            stamp = self._stamp()
             manifest = self.store.read_manifest()
-            self._serial += 1
-            table = f"mem.samples_{self._serial}"
-            files = self.store.live_files(manifest)
-            try:
-                self._load(table, files)
-            except duckdb.IOException as err:
-                # A generation vanished between reading the manifest and loading it: a newer
-                # manifest exists; keep serving the loaded table and load that next time.
-                if self._table is None:
-                    raise BackendUnavailable(f"embedded store unreadable: {err}") from None
+            record = manifest.get("snapshot")
+            version = int(manifest.get("version", 0))
+            behind = record is None or int(record["version"]) < version
+            if (
+                self._current is None
+                and behind
+                and (record is not None or manifest["biobanks"])
+                and orphaned(self.store)
+            ):
+                # A process starting on a store whose last publisher was killed before its
+                # build (or that predates snapshots): build, as the publisher would have.
+                # A running server never builds in a search: it serves its snapshot until
+                # the next publish builds one that covers the killed publisher's too.
+                publish_snapshot(self.store, at_least=version)
+                stamp, manifest = self._stamp(), self.store.read_manifest()
+                record = manifest.get("snapshot")
+            current = self._current
+            if current is not None and record is not None and current.name == record["file"]:
+                self._changed(current, manifest, stamp)
                 return
-            old = self._table
-            self._table, self._manifest, self._manifest_stamp = table, manifest, stamp
-            self.answers.clear()
-            if old is not None:
-                self._retired.add(old)
-            self._drop_retired()
-            self._compress()
-
-    def _load(self, table: str, files: Sequence[Path]) -> None:
-        """Create `table` from the generation files, with the key columns facets group by."""
-        if files:
-            listing = ", ".join("'" + str(p).replace("'", "''") + "'" for p in files)
-            source = f"read_parquet([{listing}])"
-        else:
-            self._db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
-            source = "_empty"
-        try:
-            # Unnesting the lists is ~2x faster than distinct lists flattened (measured).
-            found = self._db.execute(
-                "SELECT "
-                + ", ".join(
-                    f"(SELECT list(DISTINCT v) FILTER (WHERE v IS NOT NULL) "
-                    f"FROM (SELECT unnest({column}) AS v FROM {source}))"
-                    if is_list
-                    else f"(SELECT list(DISTINCT {column}) FILTER (WHERE {column} IS NOT NULL) "
-                    f"FROM {source})"
-                    for column, is_list in _ENUM_COLUMNS.items()
+            try:
+                snapshot = (
+                    Snapshot.open(self.store, record, self._threads) if record else Snapshot.empty()
                 )
-            ).fetchone()
-            assert found is not None
-            keys = [
-                f"CAST({column} AS {_enum_type(values or ())}{'[]' if is_list else ''}) "
-                f"AS key_{column}"
-                for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
-            ]
-            # Each row's whole donor and sample key, summed into the cells' fingerprints.
-            keys.append(f"{embedded_key_sql(DONOR_KEY_COLUMNS)} AS donor_key")
-            keys.append(f"{embedded_key_sql(SAMPLE_KEY_COLUMNS)} AS sample_key")
-            self._db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
-            # Donors are grouped by key when keys tell every donor apart (embedded/sql.py).
-            # fetchall: a result left unfinished blocks the connection's next statement.
-            ((clashes,),) = self._db.execute(
-                f"SELECT count(*) FROM (SELECT key_biobank_id, donor_key FROM {table} "
-                "GROUP BY ALL HAVING min(donor_ord) <> max(donor_ord))"
-            ).fetchall()
-            self._donor_keys_unique[table] = clashes == 0
+            except duckdb.Error as err:
+                # Collected between reading the manifest and opening it: a newer manifest
+                # names its successor; keep serving the open one and follow next time.
+                if current is None:
+                    raise BackendUnavailable(f"embedded snapshot unreadable: {err}") from None
+                log.info("embedded snapshot: opening deferred (%s)", err)
+                return
+            self._changed(snapshot, manifest, stamp)
         finally:
-            if not files:
-                self._db.unregister("_empty")
+            self._opening.release()
 
-    def _compress(self) -> None:
-        """Checkpoint the attached database, which compresses the new table.
+    def _changed(
+        self, snapshot: Snapshot, manifest: dict[str, Any], stamp: tuple[int, int] | None
+    ) -> None:
+        """The published state changed: search `snapshot` from now on, forget old answers.
 
-        A checkpoint cannot run while another thread's query holds a transaction; the table
-        then stays uncompressed (faster to lose than to wait for) until the next reload.
+        Searches in flight finish on the snapshot they started with, closed by the last.
         """
-        try:
-            self._db.execute("CHECKPOINT mem")
-        except duckdb.Error as err:
-            log.info("embedded store: checkpoint deferred (%s)", err)
-
-    def _drop_retired(self) -> None:
-        for name in list(self._retired):
-            if self._in_use.get(name, 0) == 0:
-                self._db.execute(f"DROP TABLE IF EXISTS {name}")
-                self._retired.discard(name)
-                self._donor_keys_unique.pop(name, None)
+        # Served: the snapshot's biobanks the manifest still names, whose generation files
+        # (the source of truth) still exist; the others are reported as not searchable.
+        built = snapshot.record["biobanks"]
+        covered = frozenset(
+            bb
+            for bb, generation in built.items()
+            if bb in manifest["biobanks"] and self.store.generation_path(bb, generation).exists()
+        )
+        # A biobank published after the snapshot was built (its build is coming) is
+        # answered as the previous state had it, without rows: not a generation gone.
+        if int(snapshot.record.get("version", 0)) < int(manifest.get("version", 0)):
+            covered |= frozenset(manifest["biobanks"]) - frozenset(built)
+        with self._lock:
+            old = self._current
+            if old is not snapshot or covered != self._covered:
+                self.answers.clear()
+            self._current, self._manifest, self._manifest_stamp = snapshot, manifest, stamp
+            self._covered = covered
+            if old is not None and old is not snapshot:
+                old.retired = True
+                if old.users == 0:
+                    old.close()
 
     @contextlib.contextmanager
-    def _reading(self) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+    def _reading(self) -> Iterator[tuple[Snapshot, duckdb.DuckDBPyConnection, frozenset[str]]]:
         self._refresh()
         with self._lock:
-            table = self._table
-            assert table is not None
-            self._in_use[table] = self._in_use.get(table, 0) + 1
-        cursor = self._db.cursor()  # one per thread: DuckDB connections are not shared
+            snapshot = self._current
+            assert snapshot is not None
+            snapshot.users += 1
+            covered = self._covered
+        cursor = snapshot.db.cursor()  # one per thread: DuckDB connections are not shared
         try:
-            yield cursor, table
+            yield snapshot, cursor, covered
         finally:
             cursor.close()
             with self._lock:
-                self._in_use[table] -= 1
-                self._drop_retired()
+                snapshot.users -= 1
+                if snapshot.retired and snapshot.users == 0:
+                    snapshot.close()
 
     def answer(
         self,
@@ -269,9 +260,15 @@ class EmbeddedBackend(SearchBackend):
         page_filter: ex.Expr | None = None,
         fingerprints: bool = True,
     ) -> BackendAnswer:
-        with self._reading() as (db, table):
+        with self._reading() as (snapshot, db, covered):
+            table = TABLE
             asked = _answer_key(
-                (table, fingerprints), criteria, facets, page, segments, page_filter
+                (snapshot.name, covered, fingerprints),
+                criteria,
+                facets,
+                page,
+                segments,
+                page_filter,
             )
             cached = self.answers.get(asked) if asked is not None else None
             if cached is not None:
@@ -290,7 +287,7 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
-                donor_keys_unique=self._donor_keys_unique.get(table, False),
+                donor_keys_unique=bool(snapshot.record.get("donor_keys_unique", False)),
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
@@ -313,11 +310,16 @@ class EmbeddedBackend(SearchBackend):
             ]
             order = {facet: n for n, facet in enumerate(dict.fromkeys(facets))}
             cells.sort(key=lambda cell: order[cell.facet])
+            # Served: the snapshot's biobanks whose generations the manifest still names and
+            # whose files exist (`_changed`); rows of others are left out here and the
+            # service names those biobanks as not searchable.
+            if not covered.issuperset(by_biobank):
+                by_biobank = {bb: c for bb, c in by_biobank.items() if bb in covered}
+                split = {bb: c for bb, c in split.items() if bb in covered}
+                cells = [c for c in cells if c.biobank_id in covered]
             record_page = self._page(db, table, criteria, page, page_filter) if page else None
-            generation = {bb: e["generation"] for bb, e in self._manifest["biobanks"].items()}
-            # The loaded table holds every generation of its manifest (a file that cannot
-            # be read fails the load), so the manifest's biobanks are what was searched.
-            covered = frozenset(generation)
+            built = snapshot.record["biobanks"]
+            generation = {bb: built[bb] for bb in covered if bb in built}
             answer = BackendAnswer(
                 by_biobank, tuple(cells), record_page, generation, split, covered
             )
@@ -371,6 +373,10 @@ class EmbeddedBackend(SearchBackend):
             for bb, e in manifest["biobanks"].items()
         }
 
+    def publication_scope(self) -> str:
+        """The index folder: the processes of one host (and hosts sharing it) read the same."""
+        return f"embedded:{self.store.root.resolve()}"
+
     def sample_ids(self, biobank_id: str) -> set[str]:
         entry = self.store.read_manifest()["biobanks"].get(biobank_id)
         if not entry:
@@ -380,7 +386,31 @@ class EmbeddedBackend(SearchBackend):
         return {str(v) for v in column.to_pylist()}
 
     def generation_writer(self, biobank_id: str) -> GenerationWriter:
-        return ParquetGenerationWriter(self.store, biobank_id)
+        return ParquetGenerationWriter(self.store, biobank_id, publishing=self._publishing)
+
+    @contextlib.contextmanager
+    def _publishing(self) -> Iterator[None]:
+        """Around naming a generation in the manifest: make it searchable before leaving,
+        unless publishes are held (then `settle()` does)."""
+        with pending_publish(self.store):
+            yield
+            if not self._holding:
+                self.settle()
+
+    @contextlib.contextmanager
+    def holding_publishes(self) -> Iterator[None]:
+        """Generations published inside become searchable at `settle()`: a sync of many
+        biobanks builds one snapshot, not one per biobank."""
+        held, self._holding = self._holding, True
+        try:
+            with pending_publish(self.store):
+                yield
+        finally:
+            self._holding = held
+
+    def settle(self) -> None:
+        """Return once the snapshot covers every generation published so far."""
+        publish_snapshot(self.store, at_least=int(self.store.read_manifest()["version"]))
 
     def apply_changes(
         self,
@@ -406,7 +436,7 @@ class EmbeddedBackend(SearchBackend):
         drop = pa.array(sorted(replaced | gone), type=pa.string())
         present = pc.is_in(live.column("sample_id"), value_set=drop)
         held = set(live.filter(present).column("sample_id").to_pylist())
-        writer = ParquetGenerationWriter(self.store, biobank_id)
+        writer = ParquetGenerationWriter(self.store, biobank_id, publishing=self._publishing)
         with writer:
             writer.metadata = dict(entry.get("metadata") or {})
             survivors = live.filter(pc.invert(present))
@@ -425,7 +455,7 @@ class EmbeddedBackend(SearchBackend):
         )
 
     def remove_biobank(self, biobank_id: str) -> None:
-        with self.store.manifest_lock():
+        with self._publishing(), self.store.manifest_lock():
             manifest = self.store.read_manifest()
             if manifest["biobanks"].pop(biobank_id, None) is not None:
                 manifest["version"] = int(manifest.get("version", 0)) + 1
@@ -449,10 +479,14 @@ class EmbeddedBackend(SearchBackend):
             self._refresh()
         except BackendUnavailable:
             return False
-        return self._table is not None
+        return self._current is not None
 
     def close(self) -> None:
-        self._db.close()
+        with self._lock:
+            if self._current is not None:
+                self._current.retired = True
+                if self._current.users == 0:
+                    self._current.close()
 
 
 def _placeholder(column: str) -> str:
@@ -480,10 +514,3 @@ def _cell(figures: Sequence[Any]) -> Cell:
     """A cell from (donors, samples, donor key sum, sample key sum); NULL sums are empty."""
     donors, samples, donor_sum, sample_sum = figures
     return Cell(int(donors or 0), int(samples or 0), combine([donor_sum]), combine([sample_sum]))
-
-
-def _enum_type(values: Sequence[str]) -> str:
-    """An ENUM of the values; VARCHAR when there are none (an ENUM needs one)."""
-    if not values:
-        return "VARCHAR"
-    return "ENUM(" + ", ".join("'" + v.replace("'", "''") + "'" for v in sorted(values)) + ")"

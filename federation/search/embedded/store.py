@@ -9,7 +9,7 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -121,9 +121,18 @@ class EmbeddedStore:
 
 
 class ParquetGenerationWriter(GenerationWriter):
-    def __init__(self, store: EmbeddedStore, biobank_id: str) -> None:
+    def __init__(
+        self,
+        store: EmbeddedStore,
+        biobank_id: str,
+        *,
+        publishing: Callable[[], contextlib.AbstractContextManager[object]] | None = None,
+    ) -> None:
         super().__init__(biobank_id)
         self.store = store
+        # Entered around naming the generation in the manifest: the backend makes it
+        # searchable (builds its snapshot) before leaving it.
+        self.publishing = publishing or contextlib.nullcontext
         store.ensure()
         # Leftovers of a killed sync of this biobank (one sync per biobank runs at a time).
         for stale in (store.root / "tmp").glob(f"{biobank_id}--*.parquet"):
@@ -168,24 +177,25 @@ class ParquetGenerationWriter(GenerationWriter):
             dt.datetime.now(dt.UTC).isoformat(),
             self.metadata,
         )
-        try:
-            with self.store.manifest_lock():
-                manifest = self.store.read_manifest()
-                manifest["version"] = int(manifest.get("version", 0)) + 1
-                replaced = manifest["biobanks"].get(self.biobank_id, {}).get("generation")
-                manifest["biobanks"][self.biobank_id] = {
-                    "generation": info.generation,
-                    "previous": replaced,
-                    "documents": info.documents,
-                    "published_at": info.published_at,
-                    "metadata": info.metadata,
-                }
-                self.store.write_manifest(manifest)
-        except BaseException:
-            # Not published (a full disk, say): the file must not stay and fill the disk.
-            final.unlink(missing_ok=True)
-            raise
-        self.store.collect_garbage(self.biobank_id, manifest)
+        with self.publishing():
+            try:
+                with self.store.manifest_lock():
+                    manifest = self.store.read_manifest()
+                    manifest["version"] = int(manifest.get("version", 0)) + 1
+                    replaced = manifest["biobanks"].get(self.biobank_id, {}).get("generation")
+                    manifest["biobanks"][self.biobank_id] = {
+                        "generation": info.generation,
+                        "previous": replaced,
+                        "documents": info.documents,
+                        "published_at": info.published_at,
+                        "metadata": info.metadata,
+                    }
+                    self.store.write_manifest(manifest)
+            except BaseException:
+                # Not published (a full disk, say): the file must not stay and fill the disk.
+                final.unlink(missing_ok=True)
+                raise
+            self.store.collect_garbage(self.biobank_id, manifest)
         return info
 
     def abort(self) -> None:

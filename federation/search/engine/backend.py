@@ -156,6 +156,10 @@ class EngineBackend(SearchBackend):
             )
         return out
 
+    def publication_scope(self) -> str:
+        """The index prefix: every host on the engine reads the same, whatever URL it uses."""
+        return f"engine:{self.names.prefix}"
+
     def sample_ids(self, biobank_id: str) -> set[str]:
         query = {"term": {"kind": SAMPLE_KIND}}
         return {
