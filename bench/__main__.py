@@ -29,6 +29,9 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--load-seconds", type=float, default=30.0, help="0 skips the load run")
     bench.add_argument("--clients", type=int, default=4)
     bench.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    bench.add_argument(
+        "--sync-jobs", type=int, default=0, help="biobanks synced at once (0: one per CPU)"
+    )
     bench.add_argument("--engine-url", default=ENGINE_URL)
     bench.add_argument("--results-dir", type=Path, default=RESULTS)
     bench.add_argument(
@@ -77,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         load_seconds=args.load_seconds,
         clients=args.clients,
         workers=args.workers,
+        sync_jobs=args.sync_jobs,
         engine_url=args.engine_url,
         keep=args.keep,
         results_dir=args.results_dir,

@@ -83,3 +83,21 @@ def process_memory(pid: int | str = "self") -> dict[str, int]:
         if value.strip().endswith("kB"):
             out[name] = int(value.split()[0])
     return out
+
+
+def process_shared_memory(pid: int | str = "self") -> dict[str, int]:
+    """The kB fields of /proc/<pid>/smaps_rollup (Rss, Pss, Shared_Clean, ...), in KiB.
+
+    Pss divides each shared page among the processes mapping it: summed over server
+    processes that map one snapshot file it counts the file once, where VmRSS/VmHWM count
+    it in every process. Empty when the process is gone or the kernel has no rollup."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return {}
+    out = {}
+    for line in lines[1:]:  # the first line names the address range
+        name, _, value = line.partition(":")
+        if value.strip().endswith("kB"):
+            out[name] = int(value.split()[0])
+    return out

@@ -20,6 +20,10 @@ keeps what it measured; `"complete": true` marks a finished one):
    questions a Beacon can ask; then a load run of C clients for T
    seconds, once idle and once with a sync of one biobank running alongside; and the peak
    memory of the server processes.
+
+Issue 18's measurements (bench/serving.py) ride along: after `queries`, the mix as a
+registered researcher and the Beacon count queries, each against the hand-written forms;
+in `gateway`, a load run of mixed roles and the landing page right after a publish.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bench.measure import machine_facts, percentiles, process_memory
+from bench.measure import machine_facts, percentiles, process_memory, process_shared_memory
 from bench.queries import (
     BEACON_FILTERS,
     QUESTIONS,
@@ -506,6 +510,8 @@ class Gateway:
     process: subprocess.Popen[bytes]
     port: int
     key: str
+    # A registered researcher's key (noised figures, the privacy ledger); "" for none.
+    registered_key: str = ""
 
     def processes(self) -> list[int]:
         """The master and its workers."""
@@ -520,12 +526,21 @@ class Gateway:
         out: dict[str, Any] = {}
         for n, pid in enumerate(self.processes()):
             status = process_memory(pid)
+            shared = process_shared_memory(pid)
             role = "master" if n == 0 else f"worker{n}"
             out[role] = {
                 "peak_rss_mb": round(status.get("VmHWM", 0) / 1024, 1),
                 "rss_mb": round(status.get("VmRSS", 0) / 1024, 1),
+                # A shared snapshot's pages count once in the Pss sum, in every VmRSS.
+                "pss_mb": round(shared.get("Pss", 0) / 1024, 1),
+                "rss_anon_mb": round(status.get("RssAnon", 0) / 1024, 1),
+                "rss_file_mb": round(status.get("RssFile", 0) / 1024, 1),
             }
-        out["peak_rss_mb_sum"] = round(sum(v["peak_rss_mb"] for v in out.values()), 1)
+        processes = list(out.values())
+        out["processes"] = len(processes)
+        out["peak_rss_mb_sum"] = round(sum(v["peak_rss_mb"] for v in processes), 1)
+        out["rss_mb_sum"] = round(sum(v["rss_mb"] for v in processes), 1)
+        out["pss_mb_sum"] = round(sum(v["pss_mb"] for v in processes), 1)
         return out
 
 
@@ -535,13 +550,14 @@ def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gat
     from federation.gateway.auth import issue_api_key
 
     issued = issue_api_key("bench-operator", operator=True)
+    researcher = issue_api_key("bench-researcher")
     port = free_port()
     server_env = {
         **env,
         "BIOFED_HOST": "127.0.0.1",
         "BIOFED_PORT": str(port),
         "BIOFED_WORKERS": str(options.workers),
-        "BIOFED_AUTH": json.dumps({"api_keys": [issued.entry]}),
+        "BIOFED_AUTH": json.dumps({"api_keys": [issued.entry, researcher.entry]}),
         # The request deadline as long as the engine's search timeout: a worker's first
         # search on a loaded machine must not fail the run as TIMEOUT.
         "BIOFED_LIMITS": json.dumps(
@@ -572,7 +588,7 @@ def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gat
             if time.monotonic() > deadline:
                 raise RuntimeError(f"gunicorn not ready:\n{log.read_text()[-3000:]}")
             time.sleep(0.5)
-        yield Gateway(process, port, issued.key)
+        yield Gateway(process, port, issued.key, researcher.key)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -588,7 +604,10 @@ class GraphQLClient:
 
     def __init__(self, port: int, key: str) -> None:
         self.port = port
-        self.headers = {"Content-Type": "application/json", "X-API-Key": key}
+        self.headers = {"Content-Type": "application/json"}
+        if key:  # no key: an anonymous visitor
+            self.headers["X-API-Key"] = key
+        self.last_response_bytes = 0
         self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=SEARCH_TIMEOUT_S)
 
     def post(self, document: str) -> dict[str, Any]:
@@ -603,6 +622,7 @@ class GraphQLClient:
                 self.connection.request("POST", path, body, self.headers)
                 response = self.connection.getresponse()
                 payload = response.read()
+                self.last_response_bytes = len(payload)
                 break
             except (http.client.HTTPException, ConnectionError):
                 # The server closed an idle keep-alive connection: open a new one once.
@@ -632,11 +652,13 @@ def gateway_overhead(options: Options, env: Mapping[str, str], server: Gateway) 
     documents = {q.name: graphql_document(q) for q in QUESTIONS}
     http_ms: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
     direct_ms: dict[str, list[float]] = {q.name: [] for q in QUESTIONS}
+    response_bytes: dict[str, int] = {}
     before = loadavg()
     for q in QUESTIONS:
         for _ in range(options.warmup + options.workers):  # warm every worker
             client.post(documents[q.name])
             service.search(q.query, identity=identity, purpose=purposes[q.name])
+        response_bytes[q.name] = client.last_response_bytes
     for _ in range(options.reps):
         for q in QUESTIONS:
             clear_engine_cache(options)
@@ -654,10 +676,15 @@ def gateway_overhead(options: Options, env: Mapping[str, str], server: Gateway) 
             "graphql_http": over_http,
             "service_direct": direct,
             "overhead_p50_ms": round(over_http["p50_ms"] - direct["p50_ms"], 2),
+            "response_bytes": response_bytes[q.name],
         }
     overheads = [v["overhead_p50_ms"] for v in out["questions"].values()]
     out["overhead_p50_ms_median"] = round(statistics.median(overheads), 2)
     out["overhead_p50_ms_max"] = round(max(overheads), 2)
+    # The largest question: the one with the largest GraphQL response (most to serialise).
+    largest = max(response_bytes, key=lambda name: response_bytes[name])
+    out["largest_question"] = largest
+    out["overhead_p50_ms_largest"] = out["questions"][largest]["overhead_p50_ms"]
     return out
 
 
@@ -702,17 +729,22 @@ def beacon_overhead(options: Options, server: Gateway) -> dict[str, Any]:
     return out
 
 
-def load_run(options: Options, server: Gateway) -> dict[str, Any]:
-    """C clients posting the mix back to back for T seconds (or MAX_LOAD_REQUESTS)."""
+def load_run(
+    options: Options, server: Gateway, roles: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """C clients posting the mix back to back for T seconds (or MAX_LOAD_REQUESTS); with
+    `roles` (role name -> API key), client n asks as the n-th role, round robin."""
     deadline = time.monotonic() + options.load_seconds
     documents = [graphql_document(q) for q in QUESTIONS]
     latencies: list[list[float]] = [[] for _ in range(options.clients)]
     errors: list[str] = []
     issued = [0]
     lock = threading.Lock()
+    role_names = list(roles or {"operator": server.key})
+    keys = dict(roles or {"operator": server.key})
 
     def client_loop(n: int) -> None:
-        client = GraphQLClient(server.port, server.key)
+        client = GraphQLClient(server.port, keys[role_names[n % len(role_names)]])
         order = random.Random(n)
         try:
             while time.monotonic() < deadline:
@@ -737,7 +769,7 @@ def load_run(options: Options, server: Gateway) -> dict[str, Any]:
         thread.join()
     elapsed = time.perf_counter() - started
     done = [v for per_client in latencies for v in per_client]
-    return {
+    out: dict[str, Any] = {
         "clients": options.clients,
         "seconds": round(elapsed, 2),
         "requests": len(done),
@@ -748,6 +780,21 @@ def load_run(options: Options, server: Gateway) -> dict[str, Any]:
         "loadavg_before": before,
         "loadavg_after": loadavg(),
     }
+    if roles:
+        out["by_role"] = {
+            role: percentiles(
+                [v for n, per in enumerate(latencies) if n % len(role_names) == i for v in per]
+            )
+            for i, role in enumerate(role_names)
+        }
+    return out
+
+
+def sync_slowdown(load: Mapping[str, Any]) -> float | None:
+    """The load run's p99 with a sync running over the idle p99 of the same run."""
+    idle = load.get("idle", {}).get("latency", {}).get("p99_ms")
+    busy = load.get("with_sync", {}).get("latency", {}).get("p99_ms")
+    return round(busy / idle, 2) if idle and busy else None
 
 
 def parallel_sync_biobank(env: Mapping[str, str]) -> str:
@@ -844,10 +891,12 @@ def run(options: Options) -> dict[str, Any]:
     try:
         if "ingest" in options.phases:
             report.data["ingest"] = ingest(options, env, workdir)
+            report.data["ingest"]["stored"] = stored(options, workdir / "data", prefix)
             report.save()
         if "queries" in options.phases:
             report.data["queries"] = queries(options, env)
             report.save()
+            serving_queries(options, env, report)
         if "gateway" in options.phases:
             with gateway(options, env, workdir / "gunicorn.log") as server:
                 report.data["gateway"] = gateway_overhead(options, env, server)
@@ -858,6 +907,17 @@ def run(options: Options) -> dict[str, Any]:
                     report.data["load"] = {"idle": load_run(options, server)}
                     report.save()
                     report.data["load"]["with_sync"] = load_with_sync(options, env, server, workdir)
+                    report.data["load"]["with_sync_p99_over_idle"] = sync_slowdown(
+                        report.data["load"]
+                    )
+                    report.save()
+                    report.data["load"]["mixed_roles"] = mixed_roles_load(options, server)
+                    report.save()
+                # Before the memory reading: the publishes' reloads are part of the peak.
+                report.data["landing_after_publish"] = publish_landing(
+                    options, env, server, workdir
+                )
+                report.save()
                 report.data["server_memory"] = server.memory()
                 report.save()
         report.data["targets"] = check_targets(report.data)
@@ -872,6 +932,42 @@ def run(options: Options) -> dict[str, Any]:
     summary = markdown(report.data)
     report.path.with_suffix(".md").write_text(summary, encoding="utf-8")
     return report.data
+
+
+# The measurements of issue 18 live in bench/serving.py, which imports this module's pieces.
+
+
+def serving_queries(options: Options, env: Mapping[str, str], report: Report) -> None:
+    """The registered pass of the mix and the Beacon count queries against raw."""
+    from bench.serving import beacon_against_raw, registered_pass
+
+    report.data["registered"] = registered_pass(options, env)
+    report.save()
+    report.data["beacon_raw"] = beacon_against_raw(options, env)
+    report.save()
+
+
+def mixed_roles_load(options: Options, server: Gateway) -> dict[str, Any]:
+    """The load run with the clients asking as anonymous, registered and operator in turn."""
+    from bench.serving import role_keys
+
+    return load_run(options, server, role_keys(server))
+
+
+def publish_landing(
+    options: Options, env: Mapping[str, str], server: Gateway, workdir: Path
+) -> dict[str, Any]:
+    """The landing page right after a publish and steadily after it (bench/serving.py)."""
+    from bench.serving import landing_after_publish
+
+    return landing_after_publish(options, env, server, workdir)
+
+
+def stored(options: Options, data_dir: Path, prefix: str) -> dict[str, Any]:
+    """Bytes on disk after the sync (bench/serving.py)."""
+    from bench.serving import stored_size
+
+    return stored_size(options, data_dir, prefix, options.samples)
 
 
 # --- targets and the summary ------------------------------------------------------------------
@@ -1011,6 +1107,7 @@ def markdown(data: Mapping[str, Any]) -> str:
                 f"{entry['throughput_rps']} req/s, p50 {lat.get('p50_ms')} / p95 "
                 f"{lat.get('p95_ms')} / p99 {lat.get('p99_ms')} ms, {entry['errors']} errors."
             )
+    lines += serving_summary(data)
     if "server_memory" in data:
         lines += [
             "",
@@ -1024,6 +1121,35 @@ def markdown(data: Mapping[str, Any]) -> str:
             met = "yes" if t["met"] else "NO"
             lines.append(f"| {t['target']} | {t['value']} | {t['limit']} | {met}{note} |")
     return "\n".join(lines) + "\n"
+
+
+def serving_summary(data: Mapping[str, Any]) -> list[str]:
+    """The summary lines of bench/serving.py's measurements (none when not measured)."""
+    lines: list[str] = []
+    for key, label in (("registered", "Registered researcher"), ("beacon_raw", "Beacon count")):
+        if key in data:
+            cells = ", ".join(
+                f"{q} {e['ours']['p50_ms']} vs {e['raw']['p50_ms']} ms ({e['ratio_p50']}x)"
+                for q, e in data[key]["questions"].items()
+            )
+            lines += ["", f"**{label}, in-process vs raw** (p50): {cells}."]
+    mixed = data.get("load", {}).get("mixed_roles")
+    if mixed:
+        roles = ", ".join(f"{r} p50 {v.get('p50_ms')}" for r, v in mixed["by_role"].items())
+        lines += [
+            "",
+            f"**Load, mixed roles**: {mixed['throughput_rps']} req/s, p99 "
+            f"{mixed['latency'].get('p99_ms')} ms ({roles} ms).",
+        ]
+    after = data.get("landing_after_publish")
+    if after:
+        lines += [
+            "",
+            f"**Landing after a publish** ({after['rounds']} publishes of {after['biobank']}): "
+            f"first search p50 {after['first_after_publish']['p50_ms']} ms, steady p50 "
+            f"{after['steady']['p50_ms']} ms.",
+        ]
+    return lines
 
 
 def _question_cell(name: str, run: dict[str, Any]) -> str:
@@ -1095,6 +1221,47 @@ def comparison_table(paths: list[Path]) -> str:
             r["load"]["with_sync"]["latency"]["p99_ms"],
         ),
     )
+    row(
+        "load + sync p99 / idle p99",
+        lambda r: sync_slowdown(r["load"]) or "-",
+    )
+    row(
+        "load, mixed roles (anonymous, registered, operator): req/s, p50/p99 ms",
+        lambda r: "{}, {}/{}".format(
+            r["load"]["mixed_roles"]["throughput_rps"],
+            r["load"]["mixed_roles"]["latency"]["p50_ms"],
+            r["load"]["mixed_roles"]["latency"]["p99_ms"],
+        ),
+    )
+    row(
+        "registered mix: ours/raw p50 ratio (max over the mix)",
+        lambda r: r["registered"]["ratio_p50_max"],
+    )
+    row(
+        "Beacon count in-process / raw count, p50 ratio (max)",
+        lambda r: r["beacon_raw"]["ratio_p50_max"],
+    )
+    row(
+        "GraphQL overhead p50 ms on the largest answer",
+        lambda r: "{} ({})".format(
+            r["gateway"]["overhead_p50_ms_largest"], r["gateway"]["largest_question"]
+        ),
+    )
+    row(
+        "landing after a publish: first / steady p50 ms",
+        lambda r: "{} / {}".format(
+            r["landing_after_publish"]["first_after_publish"]["p50_ms"],
+            r["landing_after_publish"]["steady"]["p50_ms"],
+        ),
+    )
     row("server peak RSS MB (all processes)", lambda r: r["server_memory"]["peak_rss_mb_sum"])
+    row(
+        "server Pss MB (all processes; shared pages once)",
+        lambda r: r["server_memory"]["pss_mb_sum"],
+    )
+    row(
+        "stored bytes per sample (engine: primaries)",
+        lambda r: r["ingest"]["stored"]["bytes_per_sample"],
+    )
     row("load average at start", lambda r: r["loadavg_start"])
     return "\n".join(lines) + "\n"

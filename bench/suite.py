@@ -4,8 +4,10 @@ One command reproduces the published figures: it starts the local OpenSearch nod
 engine run needs one and none answers (scripts/search-node, heap from BIOFED_NODE_HEAP,
 4 GB unless set), runs each benchmark in turn (never two at once: they would measure each
 other), and rewrites the table between the markers in docs/performance.md from the JSON
-files. `--only NAME` runs a subset; `--table-only` just rewrites the table; `--keep`
-keeps each run's data and indices (for profiling afterwards).
+files, and the table of issue 18's targets (bench/targets.py: every target, the figures
+from the JSONs, met / missed / not measured) between its own markers. `--only NAME` runs a
+subset; `--table-only` just rewrites the tables; `--keep` keeps each run's data and indices
+(for profiling afterwards).
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.runner import ENGINE_URL, RESULTS, ROOT, Options, comparison_table, run
+from bench.targets import targets_table
 
 DOC = ROOT / "docs" / "performance.md"
 TABLE_START = "<!-- bench suite table: start (written by python -m bench suite) -->"
 TABLE_END = "<!-- bench suite table: end -->"
+TARGETS_START = "<!-- bench suite targets: start (written by python -m bench suite) -->"
+TARGETS_END = "<!-- bench suite targets: end -->"
 NODE_HEAP = "4g"
 
 
@@ -33,12 +38,15 @@ class SuiteRun:
     reps: int = 10
     warmup: int = 2
     load_seconds: float = 20.0
+    # Biobanks synced at once: the issue states the 10M ingest target for 2 jobs.
+    sync_jobs: int = 2
 
 
-# The sizes the issue asks for: 1M on both backends, 10M on the node (about 40 minutes of
-# the suite's hour on 2 cores, most of it the sync).
+# The sizes issue 18 asks for: 1M and 10M on both backends (the 10M runs take most of the
+# suite's time on 2 cores, most of it the syncs).
 RUNS = (
     SuiteRun("embedded-1m", "embedded", 1_000_000),
+    SuiteRun("embedded-10m", "embedded", 10_000_000),
     SuiteRun("opensearch-1m", "opensearch", 1_000_000),
     SuiteRun("opensearch-10m", "opensearch", 10_000_000),
 )
@@ -67,16 +75,25 @@ def suite_results(results: Path = RESULTS) -> list[Path]:
     return [results / f"{r.name}.json" for r in RUNS if (results / f"{r.name}.json").exists()]
 
 
-def write_table(doc: Path, paths: list[Path]) -> str:
-    """Rewrite the table between the markers in `doc` from result files; return it."""
-    table = comparison_table(paths)
+def replace_between(doc: Path, start_marker: str, end_marker: str, table: str) -> str:
+    """Put `table` between the markers in `doc`; return it."""
     text = doc.read_text(encoding="utf-8")
-    head, start, rest = text.partition(TABLE_START)
-    _, end, tail = rest.partition(TABLE_END)
+    head, start, rest = text.partition(start_marker)
+    _, end, tail = rest.partition(end_marker)
     if not start or not end:
-        raise ValueError(f"{doc} has no suite table markers ({TABLE_START} ... {TABLE_END})")
-    doc.write_text(f"{head}{TABLE_START}\n{table}{TABLE_END}{tail}", encoding="utf-8")
+        raise ValueError(f"{doc} has no suite table markers ({start_marker} ... {end_marker})")
+    doc.write_text(f"{head}{start_marker}\n{table}{end_marker}{tail}", encoding="utf-8")
     return table
+
+
+def write_table(doc: Path, paths: list[Path]) -> str:
+    """Rewrite the runs' table between the markers in `doc` from result files; return it."""
+    return replace_between(doc, TABLE_START, TABLE_END, comparison_table(paths))
+
+
+def write_targets(doc: Path, paths: list[Path]) -> str:
+    """Rewrite the targets table between its markers in `doc` from result files."""
+    return replace_between(doc, TARGETS_START, TARGETS_END, targets_table(paths))
 
 
 def suite(
@@ -103,6 +120,7 @@ def suite(
                 reps=entry.reps,
                 warmup=entry.warmup,
                 load_seconds=entry.load_seconds,
+                sync_jobs=entry.sync_jobs,
                 engine_url=engine_url,
                 keep=keep,
                 command=f"python -m bench suite --only {entry.name}",
@@ -116,4 +134,6 @@ def suite(
             failures += not data["complete"]
             print(f"{entry.name}: written to bench/results/{entry.name}.json")
     print(write_table(DOC, suite_results()), end="")
+    # Every run of the suite, found or not: a missing file shows as "not measured".
+    print(write_targets(DOC, [RESULTS / f"{r.name}.json" for r in RUNS]), end="")
     return failures
