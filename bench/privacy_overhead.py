@@ -74,11 +74,18 @@ def services(runtime: Any) -> dict[str, Any]:
     from federation.disclosure.budget import BudgetRule, PrivacyBudgets
     from federation.disclosure.roles import Role
 
+    from federation.search.warm import PublishedAnswers
+
     budgets = PrivacyBudgets({Role.REGISTERED: BudgetRule(UNSPENDABLE_EPSILON)})
+    publications = runtime.store.publications
     full = copy.copy(runtime.search)
     full.budgets = lambda: budgets
+    # The service asks through `source` (search/warm.py): each variant asks its own backend,
+    # and every question is the backend's work, none cut from the warm landing answer.
+    full.source = PublishedAnswers(runtime.backend, publications, warm=False)
     base = copy.copy(full)
     base.backend = FingerprintsOff(runtime.backend)
+    base.source = PublishedAnswers(base.backend, publications, warm=False)
     base.ledger = None
     return {"without": base, "with": full, "fresh": full}
 
