@@ -73,7 +73,6 @@ def services(runtime: Any) -> dict[str, Any]:
 
     from federation.disclosure.budget import BudgetRule, PrivacyBudgets
     from federation.disclosure.roles import Role
-
     from federation.search.warm import PublishedAnswers
 
     budgets = PrivacyBudgets({Role.REGISTERED: BudgetRule(UNSPENDABLE_EPSILON)})

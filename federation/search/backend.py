@@ -193,6 +193,15 @@ class SearchBackend(abc.ABC):
     def ready(self) -> bool:
         """True when searches can be answered now."""
 
+    def serves(self, generations: Mapping[str, str]) -> bool:
+        """Whether these generations (biobank -> generation) are all searchable now: a kept
+        answer read from them (search/warm.py) may stand in for asking."""
+        published = self.published()
+        return all(
+            bb in published and published[bb].generation == generation
+            for bb, generation in generations.items()
+        )
+
     def damaged(self) -> dict[str, str]:
         """Published generations that cannot be searched whole: biobank -> why.
 

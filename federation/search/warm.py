@@ -156,7 +156,10 @@ class PublishedAnswers:
         self._asked.serial = serial
         if self.warm and is_landing(criteria, facets, page, segments, page_filter):
             landing = self._warm_landing(serial)
-            if landing is not None:
+            # Data lost behind the servers' back (an index deleted, a generation file gone)
+            # publishes nothing: asking the backend then refuses the answer, naming whose
+            # data is missing, where the kept answer would hide it.
+            if landing is not None and self.backend.serves(landing.generation):
                 with self._lock:
                     self.warm_hits += 1
                 return cut(landing, facets, fingerprints)

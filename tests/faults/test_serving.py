@@ -156,6 +156,10 @@ def test_a_generation_gone_from_the_embedded_store_is_an_error_naming_its_bioban
         partial = post_search(url, BACKEND_QUESTION)
         assert (partial.get("data") or {}).get("search") is None, partial
         assert partial["errors"][0]["message"].endswith("(not searchable now: bb-b)")
+        # The landing page too: its kept warm answer no longer stands in (search/warm.py).
+        landing = post_search(url)
+        assert (landing.get("data") or {}).get("search") is None, landing
+        assert landing["errors"][0]["message"].endswith("(not searchable now: bb-b)")
         manifest_path.write_text(json.dumps(manifest))
         assert post_search(url, BACKEND_QUESTION) == whole
     # A server started while bb-b's generation file is gone answers nothing rather than

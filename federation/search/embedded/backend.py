@@ -370,6 +370,15 @@ class EmbeddedBackend(SearchBackend):
             for bb, e in manifest["biobanks"].items()
         }
 
+    def serves(self, generations: Mapping[str, str]) -> bool:
+        """The manifest names each generation and its file is there (a stat per biobank)."""
+        named = self.store.read_manifest()["biobanks"]
+        return all(
+            named.get(bb, {}).get("generation") == generation
+            and self.store.generation_path(bb, generation).exists()
+            for bb, generation in generations.items()
+        )
+
     def publication_scope(self) -> str:
         """The index folder: the processes of one host (and hosts sharing it) read the same."""
         return f"embedded:{self.store.root.resolve()}"

@@ -157,6 +157,12 @@ class EngineBackend(SearchBackend):
             )
         return out
 
+    def serves(self, generations: Mapping[str, str]) -> bool:
+        """Each generation's index is behind the read alias now (one alias lookup: an index
+        deleted behind the gateway's back takes its aliases with it)."""
+        behind = self.reader.aliases(self.names.read_alias)
+        return all(self.names.index(bb, g) in behind for bb, g in generations.items())
+
     def publication_scope(self) -> str:
         """The index prefix: every host on the engine reads the same, whatever URL it uses."""
         return f"engine:{self.names.prefix}"
