@@ -56,7 +56,7 @@ for line in sys.stdin:
         try:
             opened.add(os.readlink(fd))
         except OSError:
-            pass
+            pass  # closed while listed (the listing's own descriptor): not an open file
     files = sorted(p for p in opened if p.endswith('.duckdb') or '.duckdb ' in p)
     samples = sum(cell.samples for cell in answer.by_biobank.values())
     print(json.dumps({'samples': samples, 'files': files, 'seconds': seconds}), flush=True)

@@ -135,7 +135,7 @@ def orphaned(store: EmbeddedStore) -> bool:
     for name in (PENDING_LOCK, BUILD_LOCK):
         try:
             with _flocked(store, name, fcntl.LOCK_EX | fcntl.LOCK_NB):
-                pass
+                pass  # a probe: taken at once means nobody holds it; released on leaving
         except BlockingIOError:
             return False
     return True
