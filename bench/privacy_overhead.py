@@ -17,7 +17,9 @@ researcher, interleaved per repetition so that the machine's load hits all varia
   charge written to the ledger (the worst case: nobody ever repeats a question).
 
 Reports each question's p50 per variant and the median over the mix of the p50s, with the
-ratios to `without`.
+ratios to `without`; the same for the CPU time of this process per search (the service's
+Python and, on the embedded backend, DuckDB's threads; not the engine's), which a loaded
+machine disturbs far less than the wall time.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import itertools
 import json
 import statistics
 import sys
+import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -110,6 +113,7 @@ def measure(options: Options, env: dict[str, str]) -> dict[str, Any]:
     times: dict[str, dict[str, list[float]]] = {
         v: {q.name: [] for q in QUESTIONS} for v in VARIANTS
     }
+    cpu: dict[str, dict[str, list[float]]] = {v: {q.name: [] for q in QUESTIONS} for v in VARIANTS}
     for _ in range(options.warmup):
         for q in QUESTIONS:
             for v in VARIANTS:
@@ -122,7 +126,9 @@ def measure(options: Options, env: dict[str, str]) -> dict[str, Any]:
             for v in order:
                 clear_engine_cache(options)
                 call: Callable[[], Any] = partial(ask, v, q)
+                started = time.process_time()
                 times[v][q.name].append(timed(call))
+                cpu[v][q.name].append((time.process_time() - started) * 1000)
     runtime.backend.close()
     out: dict[str, Any] = {"loadavg_before": before, "loadavg_after": loadavg(), "questions": {}}
     for q in QUESTIONS:
@@ -133,6 +139,13 @@ def measure(options: Options, env: dict[str, str]) -> dict[str, Any]:
     }
     out["mix_median_p50_ms"] = mix
     out["ratio_to_without"] = {v: round(mix[v] / mix["without"], 3) for v in VARIANTS}
+    cpu_p50 = {v: {q.name: statistics.median(cpu[v][q.name]) for q in QUESTIONS} for v in VARIANTS}
+    out["cpu_p50_ms"] = {
+        q.name: {v: round(cpu_p50[v][q.name], 2) for v in VARIANTS} for q in QUESTIONS
+    }
+    cpu_mix = {v: round(statistics.median(cpu_p50[v].values()), 2) for v in VARIANTS}
+    out["cpu_mix_median_p50_ms"] = cpu_mix
+    out["cpu_ratio_to_without"] = {v: round(cpu_mix[v] / cpu_mix["without"], 3) for v in VARIANTS}
     return out
 
 
