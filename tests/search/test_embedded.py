@@ -17,7 +17,9 @@ from federation.model import expr as ex
 from federation.runtime import Runtime
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded import AnswerCache, EmbeddedBackend
-from federation.search.fingerprint import donor_key
+from federation.search.embedded.snapshot import TABLE
+from federation.search.embedded.sql import summary_sql
+from federation.search.fingerprint import KEY_BITS, donor_key
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -169,6 +171,33 @@ def test_answers_match_the_reference_evaluator(
             assert comparable(answer) == expected
 
 
+@pytest.mark.parametrize("number", range(len(CRITERIA)))
+def test_grouping_by_ordinal_or_stored_key_answers_alike(generated: Generated, number: int) -> None:
+    """The snapshot's stored donor keys are unique here: counting groups donors by them.
+    Grouping by the ordinal (the path of a snapshot without them) gives the same answer."""
+    criteria = CRITERIA[number]
+    expected = reference(generated.rows, criteria, FACETS, SEGMENTS)
+    with generated.backend._reading() as (snapshot, _, _):
+        assert snapshot.donor_keys  # the generated network's ordinals are far below 2^26
+    statements = [
+        summary_sql(TABLE, criteria, FACETS, list(SEGMENTS.values()), donor_keys=keyed)[0]
+        for keyed in (True, False)
+    ]
+    assert "GROUP BY bb, donor_key" in statements[0] and "donor_key" not in statements[1]
+    cache = generated.backend.answers
+    try:
+        for keyed in (True, False):
+            generated.backend.answers = AnswerCache(0)
+            with generated.backend._reading() as (snapshot, _, _):
+                snapshot.donor_keys = keyed
+            answer = generated.backend.answer(criteria, facets=FACETS, segments=SEGMENTS)
+            assert comparable(answer) == expected, keyed
+    finally:
+        with generated.backend._reading() as (snapshot, _, _):
+            snapshot.donor_keys = True
+        generated.backend.answers = cache
+
+
 def _unkeyed(cell: Cell) -> Cell:
     return dataclasses.replace(cell, donor_fp=0)
 
@@ -219,6 +248,29 @@ def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:
             ("country", "x", 2),  # per biobank: the service names the country
             ("sex", "FEMALE", 1),
         ]
+    finally:
+        backend.close()
+
+
+def test_donors_whose_keys_clash_are_still_two_donors(tmp_path: Path) -> None:
+    """Ordinals 2^26 apart share a key (the mix works modulo 2^26): such a snapshot counts
+    donors by their ordinals, and their fingerprint still sums both keys."""
+    backend = EmbeddedBackend(tmp_path)
+    blank: dict[str, Any] = {name: None for name in ARROW_SCHEMA.names}
+    far = 1 << KEY_BITS
+    rows = [
+        {**blank, "biobank_id": "x", "sample_id": f"s{n}", "donor_ord": ordinal, "withdrawn": False}
+        for n, ordinal in enumerate((3, 3 + far, 3 + far))
+    ]
+    assert donor_key(3) == donor_key(3 + far)
+    try:
+        with backend.generation_writer("x") as writer:
+            writer.add(rows)
+            writer.publish()
+        with backend._reading() as (snapshot, _, _):
+            assert not snapshot.donor_keys
+        answer = backend.answer(Criteria(), facets=("sex", "biobank"))
+        assert answer.by_biobank == {"x": Cell(2, 3, 2 * donor_key(3))}
     finally:
         backend.close()
 

@@ -13,6 +13,9 @@ from federation.search.facets import FACET, FacetDefinition
 from federation.search.fingerprint import donor_key_sql
 from federation.search.query import Criteria
 
+# The snapshot's column of each row's donor key (`search.fingerprint.donor_key`).
+DONOR_KEY_COLUMN = "donor_key"
+
 NOT_WITHDRAWN = ex.In("withdrawn", (False,))
 # Up to this many terms, a list filter is an OR of list_contains (several times faster than
 # list_has_any at 1M rows, measured); beyond it, one list_has_any keeps the SQL small.
@@ -33,6 +36,7 @@ def summary_sql(
     segments: Sequence[ex.Expr],
     *,
     fingerprints: bool = True,
+    donor_keys: bool = False,
 ) -> tuple[str, list[Any]]:
     """One statement for the per-biobank counts, their segment split and every facet.
 
@@ -54,6 +58,12 @@ def summary_sql(
     ordinal +36 % on the age facet's branch; this way about +10 % of the statements' CPU
     time, docs/privacy.md.) Without `fingerprints` the sums are NULL literals: same row
     shape, no key worked out.
+
+    With `donor_keys` (a snapshot whose stored `donor_key` column is unique per biobank)
+    donors are grouped by that key instead of the ordinal, the same groups, and the key is
+    summed as it is: an INTEGER column with known bounds, which DuckDB sums without the
+    128-bit accumulator and the arithmetic (+1.5 % against +9.5 % of the statements' CPU
+    time at 100k rows; grouping by both +7 %).
     """
     distinct = list(dict.fromkeys(facets))
     own: dict[str, ex.Expr] = {}
@@ -65,7 +75,8 @@ def summary_sql(
     for facet in own:
         rest = rest.without(facet)
     params: list[Any] = []
-    columns = ["key_biobank_id AS bb", "donor_ord"]
+    donor = DONOR_KEY_COLUMN if donor_keys else "donor_ord"
+    columns = ["key_biobank_id AS bb", donor]
     columns += [f"{_facet_key(FACET[facet])} AS k{n}" for n, facet in enumerate(distinct)]
     flag = {facet: f"f{n}" for n, facet in enumerate(own)}
     columns += [f"{to_sql(clause, params)} AS {flag[facet]}" for facet, clause in own.items()]
@@ -82,9 +93,10 @@ def summary_sql(
     def key_sum(where: str = "") -> str:
         if not fingerprints:
             return "NULL"
-        return f"sum({donor_key_sql('donor_ord')})" + (f" FILTER (WHERE {where})" if where else "")
+        summed = DONOR_KEY_COLUMN if donor_keys else donor_key_sql("donor_ord")
+        return f"sum({summed})" + (f" FILTER (WHERE {where})" if where else "")
 
-    per_donor = ["donor_ord", "count(*) AS n"]
+    per_donor = [donor, "count(*) AS n"]
     per_donor += [f"count(*) FILTER (WHERE g{n}) AS n{n}" for n in range(len(segments))]
     split = [
         f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), {key_sum(f'n{n} > 0')}"
@@ -95,7 +107,7 @@ def summary_sql(
         f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), "
         f"{key_sum()}{''.join(', ' + s for s in split)} "
         f"FROM (SELECT bb, {', '.join(per_donor)} "
-        f"FROM m WHERE {matching()} GROUP BY bb, donor_ord) GROUP BY bb"
+        f"FROM m WHERE {matching()} GROUP BY bb, {donor}) GROUP BY bb"
     ]
     for facet in facets:
         column = f"k{distinct.index(facet)}"
@@ -104,9 +116,9 @@ def summary_sql(
         # (building the age label per row tripled the age facet's time at 1M rows).
         branches.append(
             f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), {key_sum()}"
-            f"{blanks} FROM (SELECT bb, k, donor_ord, count(*) AS n FROM (SELECT bb, "
-            f"donor_ord, {key} AS k FROM m WHERE {matching(but=facet)}"
-            f") WHERE k IS NOT NULL GROUP BY bb, donor_ord, k) GROUP BY bb, k"
+            f"{blanks} FROM (SELECT bb, k, {donor}, count(*) AS n FROM (SELECT bb, "
+            f"{donor}, {key} AS k FROM m WHERE {matching(but=facet)}"
+            f") WHERE k IS NOT NULL GROUP BY bb, {donor}, k) GROUP BY bb, k"
         )
     sql = (
         f"WITH m AS {how} (SELECT {', '.join(columns)} FROM {table} WHERE {where}) "
