@@ -106,7 +106,7 @@ def spend(
         (BudgetKey(subject, slot[1], slot[2]), budget.charges, budget.limit)
         for slot, budget in used
     ]
-    spent, refused = _charge(ledger, asked, memory)
+    spent, refused = charge(ledger, asked, memory)
     statuses = [
         BudgetStatus(budget.role, slot[1], slot[2], spent[key], budget.limit, budget.refills)
         for (slot, budget), (key, _, _) in zip(used, asked, strict=True)
@@ -141,12 +141,13 @@ def _budget_of(
     return slots[slot].charges, 1.0 / rule.noise, rule.min_count
 
 
-def _charge(
+def charge(
     ledger: BudgetLedger,
     wanted: list[tuple[BudgetKey, dict[str, float], float]],
     memory: ReleaseMemory,
 ) -> tuple[dict[BudgetKey, float], set[str]]:
-    """Epsilon spent per budget after charging, and the charge ids the budgets refused."""
+    """Charge each budget's charge ids (id: epsilon, in order) up to its limit: epsilon
+    spent per budget afterwards, and the charge ids the budgets refused."""
     # Charges are built only for budgets with something new: a repeat needs none.
     fresh: list[BudgetRequest] = [
         (key, [Charge(f, epsilon) for f, epsilon in charges.items()], limit)
