@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -84,6 +85,20 @@ def summary(run: SyncRun) -> str:
         f"rejected {run.rejected}), indexed {run.indexed}, deleted {run.deleted}, "
         f"withdrawn {run.withdrawn}" + (f"; {run.notes}" if run.notes else "")
     )
+
+
+def at_sync_priority(niceness: int) -> int:
+    """Lower this process's CPU priority to `niceness` (never raise it); the niceness now.
+
+    A sync is a batch job: at a lower priority it takes the cores only when searches leave
+    them idle. Called first thing in a sync process: on Linux the niceness is a thread's,
+    and the threads started after (DuckDB's, a pool's processes) inherit it.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+        return niceness
+    return current
 
 
 def sync_all(
@@ -189,6 +204,7 @@ def sync_one(
 ) -> tuple[str, bool]:
     """One biobank's sync in its own process: its summary line, and whether it failed;
     with `warm`, the warm answers of what it published are computed after it."""
+    at_sync_priority(settings.sync_niceness)
     runtime = open_environment(settings)
     try:
         # A job of a parallel order leaves making its publish searchable (one snapshot build
