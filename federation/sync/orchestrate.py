@@ -97,8 +97,26 @@ def at_sync_priority(niceness: int) -> int:
     current = os.getpriority(os.PRIO_PROCESS, 0)
     if niceness > current:
         os.setpriority(os.PRIO_PROCESS, 0, niceness)
-        return niceness
-    return current
+    if os.getsid(0) == os.getpid():
+        _lower_session_priority(niceness)
+    return max(current, niceness)
+
+
+# Linux's autogroup scheduling (on by default) gives each session one share of the CPU,
+# with a niceness of its own: a process's niceness then orders only its own session's
+# processes. Written here, it applies to the session as a whole.
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def _lower_session_priority(niceness: int) -> None:
+    """Lower this session's CPU share as well: only called in a session's leader (a sync
+    started in a session of its own), so no server shares it."""
+    try:
+        current = int(AUTOGROUP.read_text().split()[-1])  # "/autogroup-42 nice 0"
+        if niceness > current:
+            AUTOGROUP.write_text(str(niceness))
+    except (OSError, ValueError, IndexError):
+        pass  # no autogroup scheduling here: the process's own niceness is what counts
 
 
 def sync_all(

@@ -6,9 +6,17 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from federation.runtime import Runtime
 from federation.settings import Settings
-from federation.sync.orchestrate import SyncOrder, largest_first, start_in_process, sync_all
+from federation.sync.orchestrate import (
+    AUTOGROUP,
+    SyncOrder,
+    largest_first,
+    start_in_process,
+    sync_all,
+)
 from federation.sync.pipeline import RunRequest
 from tests.conftest import Federation
 
@@ -99,3 +107,26 @@ def test_sync_priority_is_only_ever_lowered() -> None:
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
     start, *after = map(int, out.stdout.split())
     assert after == [start + 2] * 4
+
+
+def test_a_sync_leading_its_own_session_lowers_the_session_priority_too() -> None:
+    # Under autogroup scheduling a niceness only orders processes within their session;
+    # a sync started in a session of its own (as the benchmark and a service manager start
+    # it) lowers its session's share against the server's session.
+    if not AUTOGROUP.exists():
+        pytest.skip("this kernel has no autogroup scheduling")
+    script = (
+        "from pathlib import Path; from federation.sync.orchestrate import at_sync_priority; "
+        "at_sync_priority(9); print(Path('/proc/self/autogroup').read_text().split()[-1])"
+    )
+    led = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    assert int(led.stdout) == 9
+    # Not the leader of its session (the test's): the session's share is left alone.
+    joined = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert joined.returncode == 0 and int(joined.stdout) == int(AUTOGROUP.read_text().split()[-1])
