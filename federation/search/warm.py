@@ -178,11 +178,16 @@ class PublishedAnswers:
 
     def _watching(self) -> None:
         noticed: tuple[int | None, float] = (None, 0.0)
+        failing = ""
         while True:
             try:
                 loaded = self.prepare()
+                failing = ""
             except Exception as err:  # a search reads it itself; the watch goes on
-                log.warning("warm answers not prepared: %s: %s", type(err).__name__, err)
+                # Once per failure, not once a second while the state store is away.
+                if f"{type(err).__name__}: {err}" != failing:
+                    failing = f"{type(err).__name__}: {err}"
+                    log.warning("warm answers not prepared: %s", failing)
                 loaded = True
             if self._serial != noticed[0]:
                 noticed = (self._serial, time.monotonic())
