@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         "--sync-jobs", type=int, default=0, help="biobanks synced at once (0: one per CPU)"
     )
     bench.add_argument("--engine-url", default=ENGINE_URL)
+    bench.add_argument("--port", type=int, default=0, help="gateway port (0: a free one)")
     bench.add_argument("--results-dir", type=Path, default=RESULTS)
     bench.add_argument(
         "--phases",
@@ -87,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         command="python -m bench " + shlex.join(args_list),
         phases=tuple(p.strip() for p in args.phases.split(",") if p.strip()),
         identity=args.identity,
+        port=args.port,
     )
     data = run(options)
     print((options.results_dir / f"{data['name']}.md").read_text(encoding="utf-8"))

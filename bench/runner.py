@@ -118,6 +118,8 @@ class Options:
     # Who asks the query mix: `operator` (exact counts) or `registered` (noise keyed on
     # the rows' fingerprints, and each fresh figure charged to the privacy ledger).
     identity: str = "operator"
+    # The gateway's port (`--port`); 0 picks a free one.
+    port: int = 0
 
 
 @dataclass
@@ -301,9 +303,11 @@ class RawBackend:
             from federation.search.embedded.snapshot import reader_config
 
             store = runtime.backend.store
-            # The same table the backend searches: the published snapshot file, read-only.
+            # The same table the backend searches: the published snapshot file, read-only,
+            # opened as a server process opens it (its threads too: one database per file).
             snapshot = store.root / "snapshots" / store.read_manifest()["snapshot"]["file"]
-            self.db = duckdb.connect(str(snapshot), read_only=True, config=reader_config())
+            config = reader_config(runtime.settings.embedded_reader_threads)
+            self.db = duckdb.connect(str(snapshot), read_only=True, config=config)
         else:
             from opensearchpy import OpenSearch
 
@@ -551,7 +555,7 @@ def gateway(options: Options, env: Mapping[str, str], log: Path) -> Iterator[Gat
 
     issued = issue_api_key("bench-operator", operator=True)
     researcher = issue_api_key("bench-researcher")
-    port = free_port()
+    port = options.port or free_port()
     server_env = {
         **env,
         "BIOFED_HOST": "127.0.0.1",

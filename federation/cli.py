@@ -187,10 +187,14 @@ def sync(
     """Sync biobanks: pull, validate, quarantine, publish (see docs/connectors.md)."""
     if not all_biobanks and not biobank_ids:
         raise click.UsageError("give --all or --biobank ID")
-    from federation.sync.orchestrate import SyncOrder
+    from federation.sync.orchestrate import SyncOrder, at_sync_priority
 
+    settings = _settings(ctx)
+    # A batch job: before any thread starts, so they all inherit it (docs/operations.md).
+    # Not in `_sync`, which `biofed demo` runs in the process that then becomes the server.
+    at_sync_priority(settings.sync_niceness)
     failures = _sync(
-        _settings(ctx),
+        settings,
         None if all_biobanks else biobank_ids,
         progress,
         SyncOrder(

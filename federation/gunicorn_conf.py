@@ -51,10 +51,17 @@ control_socket_disable = True
 
 def post_worker_init(worker: object) -> None:
     """Build the disease name index (with Japanese names, about a second) before serving,
-    so the first researcher to type in the search box does not wait for it."""
+    so the first researcher to type in the search box does not wait for it; and watch for
+    publishes, so the first search after one does not wait for the new snapshot and warm
+    answer to be read (federation/search/warm.py)."""
     from federation.model.disease_names import default_names
+    from federation.search.warm import PublishedAnswers
 
     default_names()
+    app = getattr(worker, "wsgi")  # noqa: B009
+    source = app.extensions["biofed"].search.source
+    if isinstance(source, PublishedAnswers):
+        source.watch()
 
 
 # /metrics in multiprocess mode (docs/metrics.md): each worker writes its counters to files

@@ -38,7 +38,9 @@ class Runtime:
             from federation.search.embedded import EmbeddedBackend
 
             return EmbeddedBackend(
-                self.settings.index_dir, answer_cache=self.settings.embedded_answer_cache
+                self.settings.index_dir,
+                threads=self.settings.embedded_reader_threads,
+                answer_cache=self.settings.embedded_answer_cache,
             )
         if self.settings.backend in ("elasticsearch", "opensearch"):
             from federation.search.engine import EngineBackend

@@ -28,6 +28,8 @@ from federation.errors import FederationError
 from federation.model.records import Biobank, BiobankSchema, describe_errors
 
 ENV_PREFIX = "BIOFED_"
+# The lowest CPU priority a process can take (nice 19).
+MAX_NICENESS = 19
 # Settings that may only come from the environment (or a caller), never from a file.
 SECRET_SETTINGS = ("secret_key", "engine_password", "engine_api_key", "webhook_secret")
 _INDEX_PREFIX = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
@@ -179,11 +181,18 @@ class Settings:
     # Answers each server process keeps until the next publish; 0 turns the cache off. The
     # largest, a landing page, is ~630 facet cells and ~270 kB at 1M rows in 20 biobanks.
     embedded_answer_cache: int = 128
+    # DuckDB threads per search in each server process; 0: the machine's cores shared out
+    # among the workers (`embedded_reader_threads`). More threads than that on every
+    # worker oversubscribes the cores under load and costs CPU (docs/performance.md).
+    embedded_threads: int = 0
     # --- syncs; see docs/operations.md ---------------------------------------------------
     # The largest fraction of a biobank's indexed samples one full sync may delete; a
     # source that shrinks more (or to nothing) fails its run unless an admin confirms it
     # (`biofed sync --allow-shrink`). 1 turns the guard off except for shrinking to nothing.
     sync_max_shrink: float = 0.5
+    # How much lower a sync process's CPU priority is than the servers' (nice, 0-19): a
+    # sync is a batch job, so searches running beside it keep their latency. 0 leaves it.
+    sync_niceness: int = 10
     # --- the engine backend (elasticsearch / opensearch); see EngineSettings -------------
     engine: EngineSettings = field(default_factory=lambda: EngineSettings())
     # --- access: API keys / OIDC, and request limits; see docs/access.md ---------------------
@@ -212,6 +221,13 @@ class Settings:
     @property
     def locks_dir(self) -> Path:
         return self.data_dir / "locks"
+
+    @property
+    def embedded_reader_threads(self) -> int:
+        """DuckDB threads per search in a server process: the setting, else cores / workers."""
+        if self.embedded_threads:
+            return self.embedded_threads
+        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
 
     def with_overrides(self, **values: Any) -> Settings:
         return load_settings(overrides={**_as_dict(self), **values}, read_files=False)
@@ -301,13 +317,15 @@ def _coerce(name: str, value: Any) -> Any:
         return _access_section(name, value)
     if name in ("data_dir", "network"):
         return None if value in (None, "") else Path(value)
-    if name in ("port", "workers", "embedded_answer_cache"):
+    if name in ("port", "workers", "embedded_answer_cache", "embedded_threads", "sync_niceness"):
         try:
             number = int(value)
         except (TypeError, ValueError):
             raise SettingsError(f"{name}: {value!r} is not an integer") from None
         if name.startswith("embedded_") and number < 0:
             raise SettingsError(f"{name}: {value!r} must not be negative")
+        if name == "sync_niceness" and not 0 <= number <= MAX_NICENESS:
+            raise SettingsError(f"{name}: {value!r} must be between 0 and {MAX_NICENESS}")
         return number
     if name == "state_url" and value and urlsplit(str(value)).password is not None:
         raise SettingsError(

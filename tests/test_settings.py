@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -88,3 +89,25 @@ def test_metrics_allow_takes_addresses_and_networks_from_a_file_or_the_environme
     assert load_settings(read_files=False, environ={}).metrics_allow == ()
     with pytest.raises(SettingsError, match="metrics_allow: 'ten' is not an IP address"):
         load_settings(overrides={"metrics_allow": ["ten"]}, read_files=False, environ={})
+
+
+def test_embedded_threads_share_the_cores_among_the_workers_unless_set() -> None:
+    cores = os.cpu_count() or 1
+    shared = load_settings(read_files=False, environ={"BIOFED_WORKERS": "2"})
+    assert shared.embedded_threads == 0
+    assert shared.embedded_reader_threads == max(1, cores // 2)
+    many = load_settings(read_files=False, environ={"BIOFED_WORKERS": str(cores * 4)})
+    assert many.embedded_reader_threads == 1
+    fixed = load_settings(read_files=False, environ={"BIOFED_EMBEDDED_THREADS": "3"})
+    assert fixed.embedded_reader_threads == 3
+    with pytest.raises(SettingsError, match="embedded_threads: '-1' must not be negative"):
+        load_settings(read_files=False, environ={"BIOFED_EMBEDDED_THREADS": "-1"})
+
+
+def test_sync_niceness_is_a_nice_value() -> None:
+    assert load_settings(read_files=False, environ={}).sync_niceness == 10
+    assert load_settings(read_files=False, environ={"BIOFED_SYNC_NICENESS": "0"}).sync_niceness == 0
+    for wrong in ("20", "-1"):
+        message = f"sync_niceness: '{wrong}' must be between 0 and 19"
+        with pytest.raises(SettingsError, match=message):
+            load_settings(read_files=False, environ={"BIOFED_SYNC_NICENESS": wrong})

@@ -47,6 +47,14 @@ log = logging.getLogger(__name__)
 LANDING = "landing"
 # The version of the stored form; an answer stored in another is not read.
 FORMAT = 2
+# How often a watching server process (`PublishedAnswers.watch`) reads the publication
+# counter; after noticing a publish, how often it looks for the warm answer the sync is
+# still computing, and for how long at most (a sync whose warming failed stores none).
+WATCH_INTERVAL_S = 1.0
+WARMING_INTERVAL_S = 0.1
+WARMING_WINDOW_S = 120.0
+# Cuts of the landing answer kept per publication (one per set of facets asked).
+KEPT_CUTS = 16
 
 
 def warm_published(backend: SearchBackend, publications: Publications) -> bool:
@@ -132,6 +140,11 @@ class PublishedAnswers:
         self._asked = threading.local()
         # Questions answered warm in this process (for tests and metrics).
         self.warm_hits = 0
+        # Cuts of the warm landing answer, by (facets, fingerprints): the same few
+        # questions (the landing page) are cut again and again until the next publish.
+        self._cuts: dict[tuple[tuple[str, ...], bool], BackendAnswer] = {}
+        # The publication `prepare` last made the backend follow.
+        self._prepared: int | None = None
 
     def _observe(self) -> int:
         """Read the counter; forget what was kept for an earlier publication."""
@@ -139,7 +152,47 @@ class PublishedAnswers:
         with self._lock:
             if serial != self._serial:
                 self._serial, self._published, self._landing = serial, None, None
+                self._cuts = {}
         return serial
+
+    def prepare(self) -> bool:
+        """Read now what the first search after a publish would read: the backend's new
+        state (`ready`: the embedded backend opens the new snapshot), the published
+        generations and the warm landing answer. True when all of it is loaded."""
+        serial = self._observe()
+        with self._lock:
+            noticed = self._prepared != serial
+            self._prepared = serial
+        if noticed:
+            self.backend.ready()
+        self._published_at(serial)
+        return not self.warm or self._warm_landing(serial) is not None
+
+    def watch(self) -> threading.Thread:
+        """Prepare each publication as soon as it is noticed, in a background thread of
+        this process (a gunicorn worker starts one), so that no visitor's search pays for
+        loading it. Figures are released per search as always: nothing is served here."""
+        thread = threading.Thread(target=self._watching, name="warm-answers", daemon=True)
+        thread.start()
+        return thread
+
+    def _watching(self) -> None:
+        noticed: tuple[int | None, float] = (None, 0.0)
+        failing = ""
+        while True:
+            try:
+                loaded = self.prepare()
+                failing = ""
+            except Exception as err:  # a search reads it itself; the watch goes on
+                # Once per failure, not once a second while the state store is away.
+                if f"{type(err).__name__}: {err}" != failing:
+                    failing = f"{type(err).__name__}: {err}"
+                    log.warning("warm answers not prepared: %s", failing)
+                loaded = True
+            if self._serial != noticed[0]:
+                noticed = (self._serial, time.monotonic())
+            warming = not loaded and time.monotonic() - noticed[1] < WARMING_WINDOW_S
+            time.sleep(WARMING_INTERVAL_S if warming else WATCH_INTERVAL_S)
 
     def answer(
         self,
@@ -160,9 +213,7 @@ class PublishedAnswers:
             # publishes nothing: asking the backend then refuses the answer, naming whose
             # data is missing, where the kept answer would hide it.
             if landing is not None and self.backend.serves(landing.generation):
-                with self._lock:
-                    self.warm_hits += 1
-                return cut(landing, facets, fingerprints)
+                return self._cut(serial, landing, facets, fingerprints)
         return self.backend.answer(
             criteria,
             facets=facets,
@@ -171,6 +222,24 @@ class PublishedAnswers:
             page_filter=page_filter,
             fingerprints=fingerprints,
         )
+
+    def _cut(
+        self, serial: int, landing: BackendAnswer, facets: Sequence[str], fingerprints: bool
+    ) -> BackendAnswer:
+        """`cut`, kept per publication: answers are immutable, so every thread shares one."""
+        key = (tuple(facets), fingerprints)
+        with self._lock:
+            self.warm_hits += 1
+            kept = self._cuts.get(key) if self._serial == serial else None
+        if kept is not None:
+            return kept
+        answer = cut(landing, facets, fingerprints)
+        with self._lock:
+            if self._serial == serial:
+                if len(self._cuts) >= KEPT_CUTS:
+                    self._cuts = {}
+                self._cuts[key] = answer
+        return answer
 
     def published(self) -> dict[str, GenerationInfo]:
         """The backend's published generations, read once per publication."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import multiprocessing
+import os
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -84,6 +85,38 @@ def summary(run: SyncRun) -> str:
         f"rejected {run.rejected}), indexed {run.indexed}, deleted {run.deleted}, "
         f"withdrawn {run.withdrawn}" + (f"; {run.notes}" if run.notes else "")
     )
+
+
+def at_sync_priority(niceness: int) -> int:
+    """Lower this process's CPU priority to `niceness` (never raise it); the niceness now.
+
+    A sync is a batch job: at a lower priority it takes the cores only when searches leave
+    them idle. Called first thing in a sync process: on Linux the niceness is a thread's,
+    and the threads started after (DuckDB's, a pool's processes) inherit it.
+    """
+    current = os.getpriority(os.PRIO_PROCESS, 0)
+    if niceness > current:
+        os.setpriority(os.PRIO_PROCESS, 0, niceness)
+    if os.getsid(0) == os.getpid():
+        _lower_session_priority(niceness)
+    return max(current, niceness)
+
+
+# Linux's autogroup scheduling (on by default) gives each session one share of the CPU,
+# with a niceness of its own: a process's niceness then orders only its own session's
+# processes. Written here, it applies to the session as a whole.
+AUTOGROUP = Path("/proc/self/autogroup")
+
+
+def _lower_session_priority(niceness: int) -> None:
+    """Lower this session's CPU share as well: only called in a session's leader (a sync
+    started in a session of its own), so no server shares it."""
+    try:
+        current = int(AUTOGROUP.read_text().split()[-1])  # "/autogroup-42 nice 0"
+        if niceness > current:
+            AUTOGROUP.write_text(str(niceness))
+    except (OSError, ValueError, IndexError):
+        pass  # no autogroup scheduling here: the process's own niceness is what counts
 
 
 def sync_all(
@@ -189,6 +222,7 @@ def sync_one(
 ) -> tuple[str, bool]:
     """One biobank's sync in its own process: its summary line, and whether it failed;
     with `warm`, the warm answers of what it published are computed after it."""
+    at_sync_priority(settings.sync_niceness)
     runtime = open_environment(settings)
     try:
         # A job of a parallel order leaves making its publish searchable (one snapshot build

@@ -295,3 +295,30 @@ def test_a_sync_of_many_biobanks_builds_one_snapshot(federation: Federation, job
         "bb2": 3,
         "bb3": 3,
     }
+
+
+@pytest.mark.parametrize("threads", ["1", "3"])
+def test_the_server_settings_reach_the_reader_connection(tmp_path: Path, threads: str) -> None:
+    from federation.runtime import Runtime
+    from federation.settings import load_settings
+
+    publish(tmp_path / "index", 3)
+    settings = load_settings(
+        read_files=False,
+        environ={"BIOFED_DATA_DIR": str(tmp_path), "BIOFED_EMBEDDED_THREADS": threads},
+    )
+    runtime = Runtime(settings)
+    backend = runtime.backend
+    assert isinstance(backend, EmbeddedBackend)
+    try:
+        assert sum(c.samples for c in backend.answer(Criteria()).by_biobank.values()) == 3
+        with backend._reading() as (_snapshot, db, _covered):
+            found = db.execute(
+                "SELECT current_setting('threads'), current_setting('memory_limit')"
+            ).fetchone()
+        assert found is not None
+        assert found[0] == int(threads)
+        # 500MB as DuckDB shows it (in MiB), the bound each server process keeps.
+        assert found[1] == "476.8 MiB"
+    finally:
+        backend.close()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -49,6 +50,8 @@ from tests.search.test_engine import engine_federation
 pytest_plugins = ["tests.engine.fixtures"]
 
 SECRET = "warm-tests-fixed-secret-0001"
+# How long a background watch may take to notice a publish on a loaded machine.
+WAIT_S = 60.0
 REGISTERED = Identity("researcher@warm.example", authenticated=True, via="api_key")
 OPERATOR = Identity("operator@warm.example", authenticated=True, operator=True, via="api_key")
 ROLES = {"anonymous": ANONYMOUS, "registered": REGISTERED, "operator": OPERATOR}
@@ -279,6 +282,42 @@ def test_a_warm_answer_of_other_data_is_never_used(embedded: Federation, tmp_pat
     )
     assert landing(runtime, OPERATOR).donors.value == 6
     assert source(runtime).warm_hits == 0
+
+
+def test_a_watching_process_prepares_a_publish_before_its_first_search(
+    embedded: Federation,
+) -> None:
+    # A server process whose watch (started in each gunicorn worker) notices a publish and
+    # reads the new snapshot and warm answer before any visitor asks; each role's first
+    # search then releases that answer as its own, exactly as asking the backend would.
+    assert warm_published(embedded.runtime.backend, embedded.runtime.store.publications)
+    runtime = server(embedded)
+    watched = source(runtime)
+    landing(runtime, OPERATOR)
+    watched.watch()
+    beta = embedded.biobanks["beta"]
+    beta.donor("B3", "FEMALE", 1975, diagnoses="E11.9")
+    beta.sample("b4", "B3", "SERUM", "2013-06-01")
+    embedded.sync("beta")
+    warm_answers(embedded.runtime.backend, embedded.runtime.state)
+    publications = runtime.store.publications
+    serial = publications.serial(watched.scope)
+    manifest = EmbeddedBackend(embedded.settings.index_dir).store.read_manifest()
+    backend = runtime.backend
+    assert isinstance(backend, EmbeddedBackend)
+    deadline = time.monotonic() + WAIT_S
+    while not (watched._serial == serial and watched._landing is not None):
+        assert time.monotonic() < deadline, "the watch did not prepare the publish"
+        time.sleep(0.05)
+    opened = backend._current
+    assert opened is not None and opened.name == manifest["snapshot"]["file"]
+    hits = watched.warm_hits
+    for name, identity in ROLES.items():
+        assert figures(landing(runtime, identity)) == figures(
+            landing(cold(server(embedded)), identity)
+        ), name
+    assert watched.warm_hits == hits + len(ROLES)
+    assert landing(runtime, OPERATOR).donors.value == 7
 
 
 # --- proved on the engine by its own search counter --------------------------------------------
