@@ -285,6 +285,7 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
+                donor_tables=snapshot.donor_tables,
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}

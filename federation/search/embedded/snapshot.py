@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from federation import faults
 from federation.search.documents import ARROW_SCHEMA
+from federation.search.embedded.sql import donor_table, donor_tables_sql
 from federation.search.embedded.store import EmbeddedStore, StoreWriteFailed
 from federation.search.facets import FACET_DEFINITIONS
 
@@ -90,6 +91,8 @@ def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Pa
             for (column, is_list), values in zip(_ENUM_COLUMNS.items(), found, strict=True)
         ]
         db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
+        for statement, params in donor_tables_sql(table):
+            db.execute(statement, params)
     finally:
         if not files:
             db.unregister("_empty")
@@ -275,6 +278,11 @@ class Snapshot:
         self.name = name
         self.users = 0
         self.retired = False
+        # A snapshot built before the per-donor tables existed is searched without them.
+        found = db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [donor_table(TABLE)]
+        ).fetchone()
+        self.donor_tables = bool(found and found[0])
 
     @classmethod
     def open(cls, store: EmbeddedStore, record: dict[str, Any], threads: int | None) -> Snapshot:
