@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument(
         "--phases",
         default="ingest,queries,gateway",
-        help="comma-separated subset of ingest,queries,gateway (queries need an ingest)",
+        help="comma-separated subset of ingest,queries,gateway (without ingest: on the data a "
+        "--keep run of the same --name left)",
     )
     bench.add_argument("--keep", action="store_true", help="keep the synced data and indices")
     bench.add_argument(

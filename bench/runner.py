@@ -870,8 +870,10 @@ def run(options: Options) -> dict[str, Any]:
     name = options.name or f"{options.backend}-{options.samples}"
     report = Report(options.results_dir / f"{name}.json")
     workdir = CACHE / "runs" / name
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
+    if "ingest" in options.phases:
+        shutil.rmtree(workdir, ignore_errors=True)
+    # Without `ingest` the phases run on the data a `--keep` run of the same name left.
+    workdir.mkdir(parents=True, exist_ok=True)
     prefix = f"bench{uuid.uuid4().hex[:8]}"
     report.data = {
         "name": name,

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import shutil
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 
@@ -17,8 +19,9 @@ from federation.model import expr as ex
 from federation.runtime import Runtime
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded import AnswerCache, EmbeddedBackend
-from federation.search.embedded.snapshot import TABLE
-from federation.search.embedded.sql import summary_sql
+from federation.search.embedded.snapshot import TABLE, Snapshot, snapshot_folder
+from federation.search.embedded.sql import PER_DONOR_FACETS, donor_table, summary_sql
+from federation.search.facets import FACET
 from federation.search.fingerprint import KEY_BITS, donor_key
 from federation.search.query import (
     FACETS,
@@ -218,6 +221,74 @@ def test_without_fingerprints_the_counts_are_the_same(generated: Generated, numb
     assert comparable(answer)["facets"] == [
         dataclasses.replace(c, donor_fp=0) for c in expected["facets"]
     ]
+
+
+def _answer_from(db: Any, criteria: Criteria, *, donor_tables: bool) -> dict[str, Any]:
+    """The statement's rows, per biobank and per facet cell, as the reference gives them."""
+    facets = [f for f in FACETS if f not in ("biobank", "country")]
+    sql, params = summary_sql(TABLE, criteria, facets, [], donor_tables=donor_tables)
+    by_biobank, cells = {}, []
+    for facet, biobank, key, donors, samples, key_sum in db.execute(sql, params).fetchall():
+        if facet is None:
+            by_biobank[biobank] = Cell(donors, samples, key_sum)
+        else:
+            cells.append(
+                FacetCell(facet, FACET[facet].bucket_key(key), biobank, donors, samples, key_sum)
+            )
+    return {
+        "by_biobank": by_biobank,
+        "facets": sorted(cells, key=lambda c: (c.facet, c.key, c.biobank_id)),
+    }
+
+
+def test_the_unfiltered_question_is_counted_from_the_donor_tables(generated: Generated) -> None:
+    """The landing page reads the snapshot's per-donor tables: the same figures and keys."""
+    with generated.backend._reading() as (snapshot, _, _):
+        assert snapshot.donor_tables
+    expected = reference(generated.rows, Criteria(), FACETS, {})
+    for fingerprints in (True, False):
+        answer = comparable(
+            generated.backend.answer(Criteria(), facets=FACETS, fingerprints=fingerprints)
+        )
+        if fingerprints:
+            assert answer == expected
+        else:
+            assert answer["by_biobank"] == {
+                bb: _unkeyed(c) for bb, c in expected["by_biobank"].items()
+            }
+            assert answer["facets"] == [
+                dataclasses.replace(c, donor_fp=0) for c in expected["facets"]
+            ]
+    # Only the unfiltered question without segments reads them.
+    facets = [f for f in FACETS if f not in ("biobank", "country")]
+    assert donor_table(TABLE) in summary_sql(TABLE, Criteria(), facets, [], donor_tables=True)[0]
+    for criteria, segments in ((CRITERIA[1], []), (Criteria(), list(SEGMENTS.values()))):
+        sql, _ = summary_sql(TABLE, criteria, facets, segments, donor_tables=True)
+        assert donor_table(TABLE) not in sql
+
+
+def test_a_snapshot_built_before_the_donor_tables_is_counted_row_by_row(
+    generated: Generated, tmp_path: Path
+) -> None:
+    """A server reading a snapshot an older build wrote (no per-donor tables) counts rows."""
+    with generated.backend._reading() as (snapshot, _, _):
+        source = snapshot_folder(generated.backend.store) / str(snapshot.record["file"])
+    older = tmp_path / "older.duckdb"
+    shutil.copyfile(source, older)
+    with duckdb.connect(str(older)) as db:
+        for name in [donor_table(TABLE), *(donor_table(TABLE, f) for f in PER_DONOR_FACETS)]:
+            db.execute(f"DROP TABLE {name}")
+    opened = Snapshot(duckdb.connect(str(older), read_only=True), {"file": older.name}, older.name)
+    try:
+        assert not opened.donor_tables
+        expected = reference(generated.rows, Criteria(), FACETS, {})
+        rows = _answer_from(opened.db, Criteria(), donor_tables=False)
+        assert rows["by_biobank"] == expected["by_biobank"]
+        assert rows["facets"] == [
+            c for c in expected["facets"] if c.facet not in ("biobank", "country")
+        ]
+    finally:
+        opened.close()
 
 
 def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:

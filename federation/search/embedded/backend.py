@@ -286,6 +286,7 @@ class EmbeddedBackend(SearchBackend):
                 filters,
                 fingerprints=fingerprints,
                 donor_keys=snapshot.donor_keys,
+                donor_tables=snapshot.donor_tables,
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}

@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from federation import faults
 from federation.search.documents import ARROW_SCHEMA
-from federation.search.embedded.sql import DONOR_KEY_COLUMN
+from federation.search.embedded.sql import DONOR_KEY_COLUMN, donor_table, donor_tables_sql
 from federation.search.embedded.store import EmbeddedStore, StoreWriteFailed
 from federation.search.facets import FACET_DEFINITIONS
 from federation.search.fingerprint import KEY_MASK, donor_key_sql
@@ -105,6 +105,8 @@ def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Pa
         # statements at 100k: +1.5 % over no fingerprint, against +9.5 %; docs/privacy.md).
         keys.append(f"CAST({donor_key_sql('donor_ord')} AS INTEGER) AS {DONOR_KEY_COLUMN}")
         db.execute(f"CREATE TABLE {table} AS SELECT *, {', '.join(keys)} FROM {source}")
+        for statement, params in donor_tables_sql(table):
+            db.execute(statement, params)
         return bool(found[len(_ENUM_COLUMNS)])
     finally:
         if not files:
@@ -295,6 +297,11 @@ class Snapshot:
         self.retired = False
         # Whether counting groups donors by the stored key column (unique per biobank).
         self.donor_keys = bool(record.get(DONOR_KEYS, False))
+        # A snapshot built before the per-donor tables existed is searched without them.
+        found = db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [donor_table(TABLE)]
+        ).fetchone()
+        self.donor_tables = bool(found and found[0])
 
     @classmethod
     def open(cls, store: EmbeddedStore, record: dict[str, Any], threads: int | None) -> Snapshot:
