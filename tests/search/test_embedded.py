@@ -20,7 +20,7 @@ from federation.runtime import Runtime
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded import AnswerCache, EmbeddedBackend
 from federation.search.embedded.snapshot import TABLE, Snapshot, snapshot_folder
-from federation.search.embedded.sql import PER_DONOR_FACETS, donor_table, summary_sql
+from federation.search.embedded.sql import PER_DONOR_FACETS, Holds, donor_table, summary_sql
 from federation.search.facets import FACET
 from federation.search.fingerprint import KEY_BITS, donor_key
 from federation.search.query import (
@@ -183,7 +183,7 @@ def test_grouping_by_ordinal_or_stored_key_answers_alike(generated: Generated, n
     with generated.backend._reading() as (snapshot, _, _):
         assert snapshot.donor_keys  # the generated network's ordinals are far below 2^26
     statements = [
-        summary_sql(TABLE, criteria, FACETS, list(SEGMENTS.values()), donor_keys=keyed)[0]
+        summary_sql(TABLE, criteria, FACETS, list(SEGMENTS.values()), holds=Holds(keyed))[0]
         for keyed in (True, False)
     ]
     assert "GROUP BY bb, donor_key" in statements[0] and "donor_key" not in statements[1]
@@ -226,7 +226,7 @@ def test_without_fingerprints_the_counts_are_the_same(generated: Generated, numb
 def _answer_from(db: Any, criteria: Criteria, *, donor_tables: bool) -> dict[str, Any]:
     """The statement's rows, per biobank and per facet cell, as the reference gives them."""
     facets = [f for f in FACETS if f not in ("biobank", "country")]
-    sql, params = summary_sql(TABLE, criteria, facets, [], donor_tables=donor_tables)
+    sql, params = summary_sql(TABLE, criteria, facets, [], holds=Holds(donor_tables=donor_tables))
     by_biobank, cells = {}, []
     for facet, biobank, key, donors, samples, key_sum in db.execute(sql, params).fetchall():
         if facet is None:
@@ -261,9 +261,10 @@ def test_the_unfiltered_question_is_counted_from_the_donor_tables(generated: Gen
             ]
     # Only the unfiltered question without segments reads them.
     facets = [f for f in FACETS if f not in ("biobank", "country")]
-    assert donor_table(TABLE) in summary_sql(TABLE, Criteria(), facets, [], donor_tables=True)[0]
+    tables = Holds(donor_tables=True)
+    assert donor_table(TABLE) in summary_sql(TABLE, Criteria(), facets, [], holds=tables)[0]
     for criteria, segments in ((CRITERIA[1], []), (Criteria(), list(SEGMENTS.values()))):
-        sql, _ = summary_sql(TABLE, criteria, facets, segments, donor_tables=True)
+        sql, _ = summary_sql(TABLE, criteria, facets, segments, holds=Holds(donor_tables=True))
         assert donor_table(TABLE) not in sql
 
 

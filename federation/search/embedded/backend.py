@@ -45,7 +45,7 @@ from federation.search.embedded.snapshot import (
     pending_publish,
     publish_snapshot,
 )
-from federation.search.embedded.sql import summary_sql, to_sql
+from federation.search.embedded.sql import Holds, summary_sql, to_sql
 from federation.search.embedded.store import EmbeddedStore, ParquetGenerationWriter
 from federation.search.facets import FACET
 from federation.search.fingerprint import fingerprint
@@ -285,8 +285,7 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
-                donor_keys=snapshot.donor_keys,
-                donor_tables=snapshot.donor_tables,
+                holds=Holds(snapshot.donor_keys, snapshot.donor_tables),
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}
