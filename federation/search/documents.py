@@ -11,13 +11,14 @@ import datetime as dt
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from federation.model import icd10
 from federation.model.duo import Consent
 from federation.model.records import Collection, Donor, Sample, consent_to_json
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 # Column name -> type; the embedded backend builds its Arrow schema from this and the
 # engine mapping in schema/ is checked against it.
@@ -51,16 +52,35 @@ COLUMNS: dict[str, str] = {
     "withdrawn": "bool",
     "last_updated": "timestamp",
 }
-_ARROW_TYPES = {
-    "string": pa.string(),
-    "string[]": pa.list_(pa.string()),
-    "int": pa.int32(),
-    "bool": pa.bool_(),
-    "date": pa.date32(),
-    "timestamp": pa.timestamp("us", tz="UTC"),
-}
-# The rows as Arrow/Parquet hold them: the embedded store's files and the engine's spool.
-ARROW_SCHEMA = pa.schema([(name, _ARROW_TYPES[kind]) for name, kind in COLUMNS.items()])
+
+
+@functools.cache
+def arrow_schema() -> pa.Schema:
+    """The rows as Arrow/Parquet hold them: the embedded store's files and the engine's spool.
+
+    Built on first use: pyarrow (some 60 MB of memory per process) is imported only by the
+    processes that write or read Parquet files (sync, publish), not by every server process.
+    """
+    import pyarrow as pa
+
+    types = {
+        "string": pa.string(),
+        "string[]": pa.list_(pa.string()),
+        "int": pa.int32(),
+        "bool": pa.bool_(),
+        "date": pa.date32(),
+        "timestamp": pa.timestamp("us", tz="UTC"),
+    }
+    return pa.schema([(name, types[kind]) for name, kind in COLUMNS.items()])
+
+
+def __getattr__(name: str) -> pa.Schema:
+    """`ARROW_SCHEMA`, the same as `arrow_schema()`, built when first named (PEP 562)."""
+    if name == "ARROW_SCHEMA":
+        return arrow_schema()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 # The columns of a record page, in the order a record shows them.
 RECORD_COLUMNS = (
     "biobank_id",

@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from federation.model import expr as ex
 from federation.search import metrics
@@ -389,6 +386,10 @@ class EmbeddedBackend(SearchBackend):
         if not entry:
             return set()
         path = self.store.generation_path(biobank_id, entry["generation"])
+        # pyarrow is imported where the sync path needs it, never by a server process only
+        # searching (some 60 MB each; docs/performance.md, "Serving round 2").
+        import pyarrow.parquet as pq
+
         column = pq.read_table(path, columns=["sample_id"]).column("sample_id")
         return {str(v) for v in column.to_pylist()}
 
@@ -436,6 +437,10 @@ class EmbeddedBackend(SearchBackend):
         entry = self.store.read_manifest()["biobanks"].get(biobank_id)
         if entry is None:
             raise ValueError(f"{biobank_id} has no published generation; run a full sync")
+        import pyarrow as pa
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         live = pq.read_table(self.store.generation_path(biobank_id, entry["generation"]))
         kept_rows = [dict(r) for r in upserts if not r.get("withdrawn")]
         replaced = {str(r["sample_id"]) for r in upserts}
@@ -470,15 +475,23 @@ class EmbeddedBackend(SearchBackend):
 
     def damaged(self) -> dict[str, str]:
         out = {}
-        for biobank_id, entry in self.store.read_manifest()["biobanks"].items():
-            path = self.store.generation_path(biobank_id, entry["generation"])
-            try:
-                rows = pq.ParquetFile(path).metadata.num_rows
-            except (OSError, pa.ArrowInvalid) as err:
-                out[biobank_id] = f"generation file {path} unreadable: {err}"
-                continue
-            if rows != entry["documents"]:
-                out[biobank_id] = f"{path} holds {rows} rows, {entry['documents']} were published"
+        # The files' footers read by DuckDB, not pyarrow: every readiness probe asks, and a
+        # server process imports no pyarrow (docs/performance.md, "Serving round 2").
+        with duckdb.connect() as footers:
+            for biobank_id, entry in self.store.read_manifest()["biobanks"].items():
+                path = self.store.generation_path(biobank_id, entry["generation"])
+                try:
+                    found = footers.execute(
+                        "SELECT num_rows FROM parquet_file_metadata(?)", [str(path)]
+                    ).fetchall()
+                except (OSError, duckdb.Error) as err:
+                    out[biobank_id] = f"generation file {path} unreadable: {err}"
+                    continue
+                rows = sum(int(r[0]) for r in found)
+                if rows != entry["documents"]:
+                    out[biobank_id] = (
+                        f"{path} holds {rows} rows, {entry['documents']} were published"
+                    )
         return out
 
     def ready(self) -> bool:

@@ -29,10 +29,9 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from federation import faults
-from federation.search.documents import ARROW_SCHEMA
+from federation.search.documents import arrow_schema
 from federation.search.embedded.sql import DONOR_KEY_COLUMN, donor_table, donor_tables_sql
 from federation.search.embedded.store import EmbeddedStore, StoreWriteFailed
 from federation.search.facets import FACET_DEFINITIONS
@@ -75,7 +74,9 @@ def create_samples(db: duckdb.DuckDBPyConnection, table: str, files: Sequence[Pa
         # columns went in issue 12's overhead round) loads beside newer ones.
         source = f"read_parquet([{listing}], union_by_name = true)"
     else:
-        db.register("_empty", pa.Table.from_pylist([], schema=ARROW_SCHEMA))
+        import pyarrow as pa  # only here: a server process that opens snapshots needs none
+
+        db.register("_empty", pa.Table.from_pylist([], schema=arrow_schema()))
         source = "_empty"
     try:
         # Unnesting the lists is ~2x faster than distinct lists flattened (measured).

@@ -11,15 +11,16 @@ import os
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
-import pyarrow.parquet as pq
+from typing import TYPE_CHECKING, Any
 
 from federation import faults
 from federation.errors import FederationError
 from federation.search.backend import GenerationInfo, GenerationWriter
-from federation.search.documents import ARROW_SCHEMA
+from federation.search.documents import arrow_schema
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 
@@ -139,9 +140,13 @@ class ParquetGenerationWriter(GenerationWriter):
             stale.unlink(missing_ok=True)
         self.generation = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
         self.tmp_path = store.root / "tmp" / f"{biobank_id}--{self.generation}.parquet"
+        # Imported here, not at the top: server processes read through DuckDB only and
+        # need no pyarrow (docs/performance.md, "Serving round 2").
+        import pyarrow.parquet as pq
+
         with naming(self.tmp_path):
             self._writer: pq.ParquetWriter | None = pq.ParquetWriter(
-                self.tmp_path, ARROW_SCHEMA, compression="zstd"
+                self.tmp_path, arrow_schema(), compression="zstd"
             )
         self.count = 0
 
@@ -149,14 +154,17 @@ class ParquetGenerationWriter(GenerationWriter):
         if not rows:
             return
         assert self._writer is not None, "writer already closed"
+        import pyarrow as pa
+
         with naming(self.tmp_path):
-            self._writer.write_table(pa.Table.from_pylist(list(rows), schema=ARROW_SCHEMA))
+            self._writer.write_table(pa.Table.from_pylist(list(rows), schema=arrow_schema()))
         self.count += len(rows)
 
     def add_table(self, table: pa.Table) -> None:
         """Append rows already in the index's Arrow schema (a previous generation's)."""
         assert self._writer is not None, "writer already closed"
-        self._writer.write_table(table.select(ARROW_SCHEMA.names).cast(ARROW_SCHEMA))
+        schema = arrow_schema()
+        self._writer.write_table(table.select(schema.names).cast(schema))
         self.count += table.num_rows
 
     def _publish(self) -> GenerationInfo:

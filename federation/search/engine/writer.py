@@ -17,14 +17,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
 from federation.search.backend import (
     GenerationInfo,
     GenerationWriter,
 )
-from federation.search.documents import ARROW_SCHEMA
+from federation.search.documents import arrow_schema
 from federation.search.engine.admin import IndexAdmin
 from federation.search.engine.bulk import (
     BULK_IN_FLIGHT,
@@ -108,16 +105,21 @@ class EngineGenerationWriter(GenerationWriter):
             remove_dead_spools()
             self._spool_dir = Path(tempfile.mkdtemp(prefix=f"{SPOOL_PREFIX}{os.getpid()}-"))
             self._spool_path = self._spool_dir / "rows.parquet"
-            self._spool: Any = pq.ParquetWriter(self._spool_path, ARROW_SCHEMA)
+            # Imported here: a server process, which never writes, needs no pyarrow.
+            import pyarrow.parquet as pq
+
+            self._spool: Any = pq.ParquetWriter(self._spool_path, arrow_schema())
         except BaseException:
             admin.release_lock(biobank_id)
             raise
-        self._arrow_schema = ARROW_SCHEMA
+        self._arrow_schema = arrow_schema()
 
     def add(self, rows: Sequence[dict[str, Any]]) -> None:
         if not rows:
             return
         assert self._spool is not None, "writer already closed"
+        import pyarrow as pa
+
         self._spool.write_table(pa.Table.from_pylist(list(rows), schema=self._arrow_schema))
         self.count += len(rows)
 
