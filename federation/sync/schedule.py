@@ -57,7 +57,12 @@ class Schedule:
 
     def last_tick(self, at: dt.datetime) -> dt.datetime:
         """The most recent tick at or before `at`."""
+        # get_prev is strictly before its start, so start a second later to include a tick
+        # at `at` itself; but within the last second before a tick that finds the coming
+        # tick, which is after `at` (10:59:59.5 gave 11:00): step back from it then.
         value: dt.datetime = croniter(self.cron, at + dt.timedelta(seconds=1)).get_prev(dt.datetime)
+        if value > at:
+            value = croniter(self.cron, value).get_prev(dt.datetime)
         return value
 
     def is_due(self, runs: list[SyncRun], at: dt.datetime) -> bool:

@@ -70,14 +70,32 @@ def test_schedules_run_once_per_tick_even_after_missed_ones(federation: Federati
     assert due(schedules, state, at) == {"bb1": "full"}  # never synced: everything is due
     run = federation.sync("bb1")
     started = dt.datetime.fromisoformat(run.started_at)
-    # Just after the run nothing is due; at the next quarter hour the incremental one is,
-    # once, however many quarters a stopped worker missed.
-    assert due(schedules, state, started + dt.timedelta(seconds=1)) == {}
+    # When the run started nothing is due (not "a second later": a quarter hour may begin
+    # within it); at the next quarter hour the incremental one is, once, however many
+    # quarters a stopped worker missed.
+    assert due(schedules, state, started) == {}
     later = started + dt.timedelta(hours=5)
     assert due(schedules, state, later).get("bb1") in ("incremental", "full")
     assert Schedule("bb1", "full", "0 3 * * *").last_tick(at) == dt.datetime(
         2026, 5, 1, 3, 0, tzinfo=dt.UTC
     )
+
+
+@pytest.mark.parametrize(
+    ("at", "last", "next_"),
+    [
+        ("10:59:59.500000", "10:00:00", "11:00:00"),  # the last second before a tick
+        ("10:59:59", "10:00:00", "11:00:00"),
+        ("11:00:00", "11:00:00", "12:00:00"),  # a tick is its own latest
+        ("11:00:00.250000", "11:00:00", "12:00:00"),
+    ],
+)
+def test_the_latest_tick_is_never_after_the_moment_asked(at: str, last: str, next_: str) -> None:
+    hourly = Schedule("bb1", "auto", "0 * * * *")
+    moment = dt.datetime.fromisoformat(f"2026-12-07T{at}+00:00")
+    assert hourly.last_tick(moment) == dt.datetime.fromisoformat(f"2026-12-07T{last}+00:00")
+    assert hourly.next_tick(moment) == dt.datetime.fromisoformat(f"2026-12-07T{next_}+00:00")
+    assert hourly.last_tick(moment) <= moment < hourly.next_tick(moment)
 
 
 def test_a_bad_cron_line_is_named(tmp_path: Path) -> None:
