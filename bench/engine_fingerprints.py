@@ -19,8 +19,18 @@ and it is refused):
 
 - `fp`: the bodies as the service sends them;
 - `no_fp`: every `fp` sum removed (what `fingerprints=False` sends: the baseline);
+- `fp_all`, `no_fp_merged`: bodies the service split by keyed biobanks (`biobank` and
+  `biobank_keyed`, when only some biobanks noise the asker) as one `terms` again, with
+  every biobank keyed, or none;
+- `keyed_only`: the split by hand, keying only the biobanks whose network-file rule gives
+  a registered researcher noise (before the default noise for registered askers, and
+  before the service split by itself);
+- `no_country`, `no_fp_no_country`: the country facet's own buckets left out where the
+  search counts each biobank's donors already (bodies from before the compiler did so);
 - `fp_long`, `fp_double`: the sum read from a `long` / `double` copy of the key, when the
-  indices have one (`--field-variants`, which adds the fields by an update by query).
+  indices have one (synced with the contract's `donor_key` given
+  `"copy_to": ["donor_key_long", "donor_key_double"]` and those two fields mapped: how the
+  field types were compared; not the shipped mapping).
 """
 
 from __future__ import annotations
