@@ -355,8 +355,8 @@ def answer_search(
     keyed_ids = sorted(fingerprints) if isinstance(fingerprints, frozenset) else None
     per_biobank: dict[str, Any] = {}
     if keyed_ids:
-        # A sum costs the engine a doc-values read per donor and bucket (+10 % to +30 % of
-        # a question at 1M): biobanks whose figures carry no noise never use one.
+        # A sum costs the engine a doc-values read per donor and bucket (+12 % to +34 % of
+        # a facet-heavy search at 1M): biobanks whose figures carry no noise never use one.
         plain = _per_biobank(_biobank_figures(facets, segments, False))
         plain["terms"]["exclude"] = keyed_ids
         keyed = _per_biobank(_biobank_figures(facets, segments, True))
