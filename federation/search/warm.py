@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from federation.model.expr import Expr
-from federation.search.backend import GenerationInfo, SearchBackend
+from federation.search.backend import Fingerprints, GenerationInfo, SearchBackend
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -97,7 +97,7 @@ def is_landing(
     )
 
 
-def cut(landing: BackendAnswer, facets: Sequence[str], fingerprints: bool) -> BackendAnswer:
+def cut(landing: BackendAnswer, facets: Sequence[str], fingerprints: Fingerprints) -> BackendAnswer:
     """The answer to the unfiltered question on `facets` (with fingerprints or without: 0,
     as the backends answer then), cut from the landing answer."""
     order = {facet: n for n, facet in enumerate(dict.fromkeys(facets))}
@@ -202,7 +202,7 @@ class PublishedAnswers:
         page: PageRequest | None = None,
         segments: Mapping[str, Expr] | None = None,
         page_filter: Expr | None = None,
-        fingerprints: bool = True,
+        fingerprints: Fingerprints = True,
     ) -> BackendAnswer:
         """The backend's answer, cut from the warm landing answer when that holds it."""
         serial = self._observe()
