@@ -3,7 +3,7 @@ the release of each figure (counted rows and what collections declare)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from federation.disclosure.policy import (
@@ -20,6 +20,7 @@ from federation.disclosure.release import (
     release_pair,
 )
 from federation.disclosure.roles import Identity
+from federation.search.backend import Fingerprints
 from federation.search.declared import (
     DeclaredCell,
 )
@@ -142,3 +143,13 @@ class Asker:
 
 
 NO_NOISE = (b"", b"")
+
+
+def keyed_biobanks(asker: Asker, biobanks: Iterable[str]) -> Fingerprints:
+    """The biobanks whose cells need fingerprints for `asker` (those noising its figures):
+    every one (True), none (False), or the set of them."""
+    listed = frozenset(biobanks)
+    noised = frozenset(bb for bb in listed if asker.noised(bb))
+    if not noised:
+        return False
+    return True if noised == listed else noised

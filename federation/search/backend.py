@@ -16,6 +16,10 @@ from federation.errors import FederationError
 from federation.model.expr import Expr
 from federation.search.query import BackendAnswer, BadQuery, Criteria, PageRequest
 
+# Which cells' donor key sums a question needs: all (True), none (False), or those of the
+# biobanks named (the ones whose figures the asker gets noised).
+Fingerprints = bool | frozenset[str]
+
 
 class BackendUnavailable(FederationError, RuntimeError):
     """The backend cannot answer now (engine down, store unreadable); searches fail fast."""
@@ -122,7 +126,7 @@ class SearchBackend(abc.ABC):
         page: PageRequest | None = None,
         segments: Mapping[str, Expr] | None = None,
         page_filter: Expr | None = None,
-        fingerprints: bool = True,
+        fingerprints: Fingerprints = True,
     ) -> BackendAnswer:
         """Exact per-biobank counts, facet cells per biobank, and optionally a page of rows.
 
@@ -130,7 +134,8 @@ class SearchBackend(abc.ABC):
         outcomes); `page_filter` further restricts the rows of the page (to usable consent),
         so counts, segments and paging come from one consistent query. Without
         `fingerprints` the cells' key sums are not computed (0): an asker whose figures
-        carry no noise needs none, and skips their cost.
+        carry no noise needs none, and skips their cost; with a set of biobank ids, the
+        cells of the biobanks outside it may read 0 too (a backend may key them anyway).
         """
 
     @abc.abstractmethod

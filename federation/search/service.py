@@ -35,7 +35,7 @@ from federation.model import expr as ex
 from federation.model import icd10
 from federation.model.disease_names import DiseaseNames, NameMatch, default_names
 from federation.search import metrics
-from federation.search.asker import Asker, PolicyLookup
+from federation.search.asker import Asker, PolicyLookup, keyed_biobanks
 from federation.search.audit import AnsweredSearch, SearchAudit
 from federation.search.backend import IncompleteAnswer, SearchBackend, decode_cursor
 from federation.search.declared import (
@@ -225,8 +225,9 @@ class SearchService:
                 record_page = page
             else:
                 records_note = (Message.of("records.none"),)
-        # Fingerprints only key noise: an asker whose figures carry none skips their cost.
-        keyed = any(asker.noised(bb) for bb in self.record_biobanks())
+        # Fingerprints only key noise: only the biobanks that noise this asker's figures
+        # need them (none: no cost at all).
+        keyed = keyed_biobanks(asker, self.record_biobanks())
         answer = self.source.answer(
             criteria,
             facets=facets,
@@ -235,7 +236,9 @@ class SearchService:
             page_filter=page_filter,
             fingerprints=keyed,
         )
-        if not keyed and any(asker.noised(bb) for bb in answer.by_biobank):
+        if keyed is not True and any(
+            asker.noised(bb) and not (keyed and bb in keyed) for bb in answer.by_biobank
+        ):
             # A biobank outside the network file (still published) noises this asker's
             # figures: its noise must be keyed on real fingerprints, so ask again with them.
             answer = self.source.answer(

@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from federation.model.expr import Expr
-from federation.search.backend import GenerationInfo, SearchBackend
+from federation.search.backend import Fingerprints, GenerationInfo, SearchBackend
 from federation.search.query import (
     FACETS,
     BackendAnswer,
@@ -97,20 +97,28 @@ def is_landing(
     )
 
 
-def cut(landing: BackendAnswer, facets: Sequence[str], fingerprints: bool) -> BackendAnswer:
-    """The answer to the unfiltered question on `facets` (with fingerprints or without: 0,
-    as the backends answer then), cut from the landing answer."""
+def cut(landing: BackendAnswer, facets: Sequence[str], fingerprints: Fingerprints) -> BackendAnswer:
+    """The answer to the unfiltered question on `facets` (with fingerprints, without, or
+    for some biobanks only: the others' read 0, as the backends answer then), cut from the
+    landing answer."""
     order = {facet: n for n, facet in enumerate(dict.fromkeys(facets))}
     cells = [c for c in landing.facets if c.facet in order]
     cells.sort(key=lambda c: order[c.facet])
-    if fingerprints:
+    if fingerprints is True:
         return dataclasses.replace(landing, facets=tuple(cells))
+    keyed = fingerprints or frozenset()
+
+    def kept(biobank: str, cell: Cell) -> Cell:
+        return cell if biobank in keyed else _unkeyed(cell)
+
     return dataclasses.replace(
         landing,
-        by_biobank={bb: _unkeyed(c) for bb, c in landing.by_biobank.items()},
-        facets=tuple(dataclasses.replace(c, donor_fp=0) for c in cells),
+        by_biobank={bb: kept(bb, c) for bb, c in landing.by_biobank.items()},
+        facets=tuple(
+            c if c.biobank_id in keyed else dataclasses.replace(c, donor_fp=0) for c in cells
+        ),
         segments={
-            bb: {name: _unkeyed(c) for name, c in split.items()}
+            bb: {name: kept(bb, c) for name, c in split.items()}
             for bb, split in landing.segments.items()
         },
     )
@@ -142,7 +150,7 @@ class PublishedAnswers:
         self.warm_hits = 0
         # Cuts of the warm landing answer, by (facets, fingerprints): the same few
         # questions (the landing page) are cut again and again until the next publish.
-        self._cuts: dict[tuple[tuple[str, ...], bool], BackendAnswer] = {}
+        self._cuts: dict[tuple[tuple[str, ...], Fingerprints], BackendAnswer] = {}
         # The publication `prepare` last made the backend follow.
         self._prepared: int | None = None
 
@@ -202,7 +210,7 @@ class PublishedAnswers:
         page: PageRequest | None = None,
         segments: Mapping[str, Expr] | None = None,
         page_filter: Expr | None = None,
-        fingerprints: bool = True,
+        fingerprints: Fingerprints = True,
     ) -> BackendAnswer:
         """The backend's answer, cut from the warm landing answer when that holds it."""
         serial = self._observe()
@@ -224,7 +232,7 @@ class PublishedAnswers:
         )
 
     def _cut(
-        self, serial: int, landing: BackendAnswer, facets: Sequence[str], fingerprints: bool
+        self, serial: int, landing: BackendAnswer, facets: Sequence[str], fingerprints: Fingerprints
     ) -> BackendAnswer:
         """`cut`, kept per publication: answers are immutable, so every thread shares one."""
         key = (tuple(facets), fingerprints)

@@ -37,6 +37,7 @@ from federation.search.fingerprint import DONOR_KEY_FIELD
 from federation.search.query import (
     FACETS,
     BackendAnswer,
+    Cell,
     Criteria,
     PageRequest,
     SampleQuery,
@@ -190,6 +191,49 @@ def test_engine_answers_exactly_as_embedded(twins: Twins, number: int) -> None:
             c.cell for c in got.facets if c.donors
         ]
         assert all(c.donor_fp for c in counted)
+
+
+def _unkeyed_outside(answer: BackendAnswer, keyed: frozenset[str]) -> dict[str, Any]:
+    """`comparable(answer)` with the fingerprints of the biobanks outside `keyed` set to 0."""
+
+    def cell(biobank: str, c: Cell) -> Cell:
+        return c if biobank in keyed else dataclasses.replace(c, donor_fp=0)
+
+    return comparable(
+        dataclasses.replace(
+            answer,
+            by_biobank={bb: cell(bb, c) for bb, c in answer.by_biobank.items()},
+            segments={
+                bb: {name: cell(bb, c) for name, c in split.items()}
+                for bb, split in answer.segments.items()
+            },
+            facets=tuple(
+                c if c.biobank_id in keyed else dataclasses.replace(c, donor_fp=0)
+                for c in answer.facets
+            ),
+        )
+    )
+
+
+@pytest.mark.parametrize("number", [0, 3, 6, 8])
+def test_fingerprints_of_some_biobanks_only(twins: Twins, number: int) -> None:
+    """Asked to key some biobanks only (those noising the asker's figures), the engine
+    counts every biobank alike and sums exactly those biobanks' keys: the same
+    fingerprints as when every biobank is keyed, 0 for the others; the same biobanks
+    covered."""
+    criteria = CRITERIA[number]
+    kwargs: dict[str, Any] = {"facets": FACETS, "segments": SEGMENTS}
+    full = twins.engine.answer(criteria, **kwargs)
+    for keyed in (frozenset(twins.biobanks[:1]), frozenset(twins.biobanks[1:3])):
+        some = twins.engine.answer(criteria, fingerprints=keyed, **kwargs)
+        assert _unkeyed_outside(some, keyed) == _unkeyed_outside(full, keyed)
+        assert some.generation == full.generation
+        assert all(c.donor_fp for bb, c in some.by_biobank.items() if bb in keyed and c.donors)
+        assert not any(c.donor_fp for bb, c in some.by_biobank.items() if bb not in keyed)
+        # Facets asked without segments take the same split.
+        facets_only = twins.engine.answer(criteria, facets=FACETS, fingerprints=keyed)
+        expected = twins.engine.answer(criteria, facets=FACETS)
+        assert _unkeyed_outside(facets_only, keyed) == _unkeyed_outside(expected, keyed)
 
 
 def test_pages_walk_the_same_rows_on_both(twins: Twins) -> None:

@@ -28,6 +28,7 @@ from federation.search import metrics
 from federation.search.backend import (
     BackendUnavailable,
     ChangeOutcome,
+    Fingerprints,
     GenerationInfo,
     GenerationWriter,
     SearchBackend,
@@ -253,8 +254,10 @@ class EmbeddedBackend(SearchBackend):
         page: PageRequest | None = None,
         segments: Mapping[str, ex.Expr] | None = None,
         page_filter: ex.Expr | None = None,
-        fingerprints: bool = True,
+        fingerprints: Fingerprints = True,
     ) -> BackendAnswer:
+        # The store sums keys per donor as it groups them anyway: all biobanks or none.
+        fingerprints = bool(fingerprints)
         with self._reading() as (snapshot, db, covered):
             table = TABLE
             asked = _answer_key(

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 from federation.model import expr as ex
 from federation.search.backend import (
     ChangeOutcome,
+    Fingerprints,
     GenerationInfo,
     GenerationWriter,
     SearchBackend,
@@ -97,7 +98,7 @@ class EngineBackend(SearchBackend):
         page: PageRequest | None = None,
         segments: Mapping[str, ex.Expr] | None = None,
         page_filter: ex.Expr | None = None,
-        fingerprints: bool = True,
+        fingerprints: Fingerprints = True,
     ) -> BackendAnswer:
         segments = dict(segments or {})
         expr = criteria.to_expr()

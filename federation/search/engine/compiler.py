@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from federation.model import expr as ex
-from federation.search.backend import decode_cursor
+from federation.search.backend import Fingerprints, decode_cursor
 from federation.search.documents import COLUMNS, RECORD_COLUMNS
 from federation.search.engine.layout import (
     DONOR_KIND,
@@ -258,6 +258,15 @@ def _donors_with_a_sample(sample_filter: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+# The per-biobank buckets, and (asked with a set of biobanks to key) those that sum keys.
+BIOBANK = "biobank"
+BIOBANK_KEYED = "biobank_keyed"
+# Facets whose buckets within one biobank's bucket are that bucket itself (one value of
+# biobank_id): read from the biobank's own donors, never grouped again, as the embedded
+# store copies them from its per-biobank counts.
+BIOBANK_FACETS = frozenset(f for f in FACET if FACET[f].column == "biobank_id")
+
+
 def _key_sum(keyed: bool) -> dict[str, Any]:
     # One sum of the donors' 26-bit keys: exact as a double up to 2^27 donors per bucket
     # (search/fingerprint.py). Sample figures need none: they are keyed on their donors.
@@ -284,38 +293,27 @@ def _per_biobank(inner: dict[str, Any]) -> dict[str, Any]:
 def _over_matching_samples(sample_filter: dict[str, Any], per_biobank: dict[str, Any]) -> Any:
     return {
         "nested": {"path": NESTED},
-        "aggs": {"matching": {"filter": sample_filter, "aggs": {"biobank": per_biobank}}},
+        "aggs": {"matching": {"filter": sample_filter, "aggs": per_biobank}},
     }
 
 
-def answer_search(
-    expr: ex.Expr,
-    facets: Sequence[str],
-    segments: Mapping[str, ex.Expr] | None = None,
-    *,
-    fingerprints: bool = True,
+def _biobank_figures(
+    facets: Sequence[str], segments: Mapping[str, ex.Expr] | None, keyed: bool
 ) -> dict[str, Any]:
-    """Per-biobank figures over the samples matching `expr`, in one search.
-
-    With `segments` (the counts search): donors and samples per biobank and per segment,
-    and the index that answered. Each facet's buckets ride along as sibling aggregations:
-    facets asked under the same filter share one pass over the matching samples, which
-    halved the landing page against one search per facet (docs/performance.md).
-    Without `fingerprints` no key is summed (every fingerprint reads as 0).
-    """
-    sample_filter = compile_filter(expr, f"{NESTED}.")
+    """The aggregations under one biobank's bucket: its donors (where the answer needs
+    them), its segments and its facets, each with its donors' key sum when `keyed`."""
     inner: dict[str, Any] = {}
     if segments is not None:
         # The donors' index names say which generation answered.
         index = {"index": {"terms": {"field": "_index", "size": 4}}}
-        inner["donors"] = _donors(fingerprints, index)
+        inner["donors"] = _donors(keyed, index)
         for n, segment in enumerate(segments.values()):
             inner[f"segment{n}"] = {
                 "filter": compile_filter(segment, f"{NESTED}."),
-                "aggs": _counted(fingerprints),
+                "aggs": _counted(keyed),
             }
-    elif "biobank" in facets:
-        inner.update(_counted(fingerprints))
+    elif set(facets) & BIOBANK_FACETS:
+        inner.update(_counted(keyed))
     for facet in facets:
         definition = FACET[facet]
         field = f"{NESTED}.{definition.column}"
@@ -326,18 +324,52 @@ def answer_search(
                     "interval": definition.bucket_width,
                     "min_doc_count": 1,
                 },
-                "aggs": _counted(fingerprints),
+                "aggs": _counted(keyed),
             }
-        elif facet != "biobank":  # the per-biobank buckets themselves
+        elif facet not in BIOBANK_FACETS:
             inner[f"facet_{facet}"] = {
                 "terms": {"field": field, "size": MAX_TERMS},
-                "aggs": _counted(fingerprints),
+                "aggs": _counted(keyed),
             }
-    per_biobank = _per_biobank(inner)
+    return inner
+
+
+def answer_search(
+    expr: ex.Expr,
+    facets: Sequence[str],
+    segments: Mapping[str, ex.Expr] | None = None,
+    *,
+    fingerprints: Fingerprints = True,
+) -> dict[str, Any]:
+    """Per-biobank figures over the samples matching `expr`, in one search.
+
+    With `segments` (the counts search): donors and samples per biobank and per segment,
+    and the index that answered. Each facet's buckets ride along as sibling aggregations:
+    facets asked under the same filter share one pass over the matching samples, which
+    halved the landing page against one search per facet (docs/performance.md).
+    Without `fingerprints` no key is summed (every fingerprint reads as 0); with a set of
+    biobank ids only those biobanks' buckets sum keys: the others' buckets are a sibling
+    `terms` without sums (`BIOBANK_KEYED` holds the summed ones).
+    """
+    sample_filter = compile_filter(expr, f"{NESTED}.")
+    keyed_ids = sorted(fingerprints) if isinstance(fingerprints, frozenset) else None
+    per_biobank: dict[str, Any] = {}
+    if keyed_ids:
+        # A sum costs the engine a doc-values read per donor and bucket (+12 % to +34 % of
+        # a facet-heavy search at 1M): biobanks whose figures carry no noise never use one.
+        plain = _per_biobank(_biobank_figures(facets, segments, False))
+        plain["terms"]["exclude"] = keyed_ids
+        keyed = _per_biobank(_biobank_figures(facets, segments, True))
+        keyed["terms"]["include"] = keyed_ids
+        per_biobank = {BIOBANK: plain, BIOBANK_KEYED: keyed}
+    else:
+        inner = _biobank_figures(facets, segments, bool(fingerprints))
+        per_biobank = {BIOBANK: _per_biobank(inner)}
     if segments is not None:
         # Every biobank of the searched indices gets a bucket, matches or not: the answer
         # then says which biobanks' data it covered (an index gone leaves its biobank out).
-        per_biobank["terms"]["min_doc_count"] = 0
+        for terms in per_biobank.values():
+            terms["terms"]["min_doc_count"] = 0
     return {
         "size": 0,
         "track_total_hits": False,

@@ -9,6 +9,7 @@ from typing import Any
 from federation.search.backend import encode_cursor
 from federation.search.documents import RECORD_COLUMNS
 from federation.search.engine.client import EngineError
+from federation.search.engine.compiler import BIOBANK, BIOBANK_FACETS, BIOBANK_KEYED
 from federation.search.engine.layout import DATE_COLUMNS, MAX_TERMS, TIMESTAMP_COLUMNS, IndexNames
 from federation.search.facets import FACET
 from federation.search.fingerprint import fingerprint
@@ -25,9 +26,13 @@ def _all_biobank_buckets(response: Mapping[str, Any]) -> list[dict[str, Any]]:
     aggs = response.get("aggregations")
     if not aggs:  # no index behind the alias yet: nothing is published
         return []
-    terms = aggs["samples"]["matching"]["biobank"]
-    _complete(terms)
-    buckets: list[dict[str, Any]] = terms["buckets"]
+    matching = aggs["samples"]["matching"]
+    buckets: list[dict[str, Any]] = []
+    # Asked with a set of biobanks to key, those biobanks' buckets are a sibling `terms`.
+    for name in (BIOBANK, BIOBANK_KEYED):
+        if name in matching:
+            _complete(matching[name])
+            buckets += matching[name]["buckets"]
     return buckets
 
 
@@ -78,7 +83,7 @@ def read_facet(facet: str, response: Mapping[str, Any]) -> list[FacetCell]:
     cells = []
     for bucket in _biobank_buckets(response):
         biobank = str(bucket["key"])
-        if facet == "biobank":
+        if facet in BIOBANK_FACETS:  # one bucket per biobank: the biobank's own
             cells.append(FacetCell(facet, biobank, biobank, *counted(bucket).figures))
             continue
         agg = bucket[f"facet_{facet}"]
