@@ -188,9 +188,10 @@ class Settings:
     # Answers each server process keeps until the next publish; 0 turns the cache off. The
     # largest, a landing page, is ~630 facet cells and ~270 kB at 1M rows in 20 biobanks.
     embedded_answer_cache: int = 128
-    # DuckDB threads per search in each server process; 0: the machine's cores shared out
-    # among the workers (`embedded_reader_threads`). More threads than that on every
-    # worker oversubscribes the cores under load and costs CPU (docs/performance.md).
+    # DuckDB threads per search in each server process; 0: DuckDB's own choice, every
+    # core. 1 on a small machine with several workers saves CPU under concurrent load
+    # (about 8 %) but makes a lone search slower (selective at 1M: 76 -> 97 ms on 2
+    # cores), so it is the operator's choice, not the default (docs/performance.md).
     embedded_threads: int = 0
     # --- syncs; see docs/operations.md ---------------------------------------------------
     # The largest fraction of a biobank's indexed samples one full sync may delete; a
@@ -231,10 +232,8 @@ class Settings:
 
     @property
     def embedded_reader_threads(self) -> int:
-        """DuckDB threads per search in a server process: the setting, else cores / workers."""
-        if self.embedded_threads:
-            return self.embedded_threads
-        return max(1, (os.cpu_count() or 1) // max(1, self.workers))
+        """DuckDB threads per search in a server process: the setting; 0 lets DuckDB choose."""
+        return self.embedded_threads
 
     def with_overrides(self, **values: Any) -> Settings:
         return load_settings(overrides={**_as_dict(self), **values}, read_files=False)

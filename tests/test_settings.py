@@ -1,4 +1,3 @@
-import os
 from pathlib import Path
 
 import pytest
@@ -91,13 +90,10 @@ def test_metrics_allow_takes_addresses_and_networks_from_a_file_or_the_environme
         load_settings(overrides={"metrics_allow": ["ten"]}, read_files=False, environ={})
 
 
-def test_embedded_threads_share_the_cores_among_the_workers_unless_set() -> None:
-    cores = os.cpu_count() or 1
+def test_embedded_threads_are_duckdbs_choice_unless_set() -> None:
     shared = load_settings(read_files=False, environ={"BIOFED_WORKERS": "2"})
     assert shared.embedded_threads == 0
-    assert shared.embedded_reader_threads == max(1, cores // 2)
-    many = load_settings(read_files=False, environ={"BIOFED_WORKERS": str(cores * 4)})
-    assert many.embedded_reader_threads == 1
+    assert shared.embedded_reader_threads == 0  # reader_config leaves DuckDB's default
     fixed = load_settings(read_files=False, environ={"BIOFED_EMBEDDED_THREADS": "3"})
     assert fixed.embedded_reader_threads == 3
     with pytest.raises(SettingsError, match="embedded_threads: '-1' must not be negative"):
