@@ -174,6 +174,53 @@ def test_bad_ages_are_explained_at_the_field_and_words_plus_disease_say_and(
         page.wait_for_timeout(50)
     assert (query_of(page.url)["age_min"], query_of(page.url)["age_max"]) == (["70"], ["80"])
 
+
+def test_an_answer_arriving_while_ages_are_typed_leaves_them_as_typed(
+    web_network: WebNetwork, tabs: Tabs
+) -> None:
+    # A reader types the lower age (searched at once) and then the upper one; the lower
+    # age's answer arrives only after that. It must not write the searched ages back over
+    # what is typed, nor hide the problem it has been told about.
+    page = tabs("en-US").page
+    page.goto(web_network.url + "/?disease=C50")
+    settle(page)
+    held: list[Any] = []
+    release = False
+
+    def hold(route: Any) -> None:
+        if release:
+            route.continue_()
+        else:
+            held.append(route)  # answered only when the test says
+
+    page.route("**/graphql", hold)
+    page.fill("#age-min", "70")
+    page.locator("#age-min").dispatch_event("change")
+    deadline = time.monotonic() + URL_SETTLE_S
+    while not held:
+        assert time.monotonic() < deadline, "the lower age was not searched"
+        page.wait_for_timeout(20)
+    page.fill("#age-max", "40")
+    page.locator("#age-max").dispatch_event("change")
+    problem = page.locator("#age-problem")
+    assert problem.inner_text() == EN["search.age.order"]
+    # Searched once: not again for the lower age when the focus left it, nor for the ages out
+    # of order.
+    assert len(held) == 1, [r.request.post_data_json["variables"] for r in held]
+    mark = rendered(page)
+    release = True
+    held[0].continue_()
+    settle(page, since=mark)
+    assert (page.input_value("#age-min"), page.input_value("#age-max")) == ("70", "40")
+    assert problem.inner_text() == EN["search.age.order"]
+    assert page.locator("#age-min").get_attribute("aria-invalid") == "true"
+    # Taking the age chip away searches without ages: the fields follow the search again.
+    mark = rendered(page)
+    page.locator("#filter-list .chip-remove").last.click()
+    settle(page, since=mark)
+    assert (page.input_value("#age-min"), page.input_value("#age-max")) == ("", "")
+    assert problem.is_hidden()
+
     assert page.locator("#filters-and").is_hidden()
     page.fill("#disease-input", "breast cancer")
     mark = rendered(page)

@@ -79,6 +79,9 @@ const SORTABLE = {
 };
 let exporting = false;
 let ticket = 0;
+// True from the first keystroke in an age field until its ages are searched (or replaced by
+// the search's own, from a chip, "clear all" or the history).
+let agesDraft = false;
 const expandedFacets = new Set();
 
 // --- running searches ------------------------------------------------------------------
@@ -236,6 +239,7 @@ function recordCodes() {
 
 function setState(change) {
   state = { ...state, ...change };
+  if ('ageMin' in change) settleAges();
   runSearch({ push: true });
 }
 
@@ -408,8 +412,12 @@ function renderFilters() {
   // A picked disease and the words are both required (AND), unlike two picked diseases.
   byId('filters-and').hidden = !(state.text && state.diseases.length);
   byId('clear-all').hidden = chips.length === 0;
-  byId('age-min').value = state.ageMin ?? '';
-  byId('age-max').value = state.ageMax ?? '';
+  // Ages the reader is typing, or has typed and been told to fix, are theirs: an answer to an
+  // earlier search arriving meanwhile must not write the searched ages back over them.
+  if (!agesDraft) {
+    byId('age-min').value = state.ageMin ?? '';
+    byId('age-max').value = state.ageMax ?? '';
+  }
 }
 
 function renderSummary() {
@@ -953,6 +961,12 @@ function ageValue(input) {
   return Number.isInteger(n) && n >= 0 && n <= 150 && input.value !== '' ? n : undefined;
 }
 
+/** The ages now searched are what the fields show: no draft, no problem. */
+function settleAges() {
+  agesDraft = false;
+  ageProblem(null, null);
+}
+
 /** Mark an unusable age at its field and say why; true when there is a problem. */
 function ageProblem(ageMin, ageMax) {
   const message = byId('age-problem');
@@ -987,11 +1001,15 @@ function wire() {
     setState({ text, textExclude: [] });
   });
   for (const id of ['age-min', 'age-max']) {
+    byId(id).addEventListener('input', () => {
+      agesDraft = true;
+    });
     byId(id).addEventListener('change', () => {
       const ageMin = ageValue(byId('age-min'));
       const ageMax = ageValue(byId('age-max'));
       if (ageProblem(ageMin, ageMax)) return;
-      setState({ ageMin, ageMax });
+      if (ageMin === state.ageMin && ageMax === state.ageMax) settleAges(); // already searched
+      else setState({ ageMin, ageMax });
     });
   }
   byId('clear-all').addEventListener('click', () => {
@@ -1054,6 +1072,7 @@ function wire() {
   }, 200));
   window.addEventListener('popstate', () => {
     state = readState();
+    settleAges();
     runSearch();
   });
   // The server writes reasons, explanations and notes in the request's language: ask again.
