@@ -15,12 +15,22 @@ import duckdb
 import pyarrow.parquet as pq
 import pytest
 
+from federation.consent.matching import compile_purpose
+from federation.consent.purpose import PurposeKind, ResearchPurpose
 from federation.model import expr as ex
 from federation.runtime import Runtime
 from federation.search.documents import ARROW_SCHEMA
 from federation.search.embedded import AnswerCache, EmbeddedBackend
 from federation.search.embedded.snapshot import TABLE, Snapshot, snapshot_folder
-from federation.search.embedded.sql import PER_DONOR_FACETS, Holds, donor_table, summary_sql
+from federation.search.embedded.sql import (
+    CONSENT_COLUMNS,
+    PER_DONOR_FACETS,
+    Holds,
+    consent_table,
+    donor_table,
+    read_columns,
+    summary_sql,
+)
 from federation.search.facets import FACET
 from federation.search.fingerprint import KEY_BITS, donor_key
 from federation.search.query import (
@@ -268,6 +278,70 @@ def test_the_unfiltered_question_is_counted_from_the_donor_tables(generated: Gen
         assert donor_table(TABLE) not in sql
 
 
+# The segments of SEGMENTS that read only what a consent outcome reads.
+CONSENT_SEGMENTS = {
+    name: segment
+    for name, segment in SEGMENTS.items()
+    if read_columns(segment) <= set(CONSENT_COLUMNS)
+}
+
+
+def test_the_unfiltered_question_split_by_consent_is_counted_per_donor_and_consent(
+    generated: Generated,
+) -> None:
+    """The landing page asked with a purpose splits the rows per donor and consent: the
+    same figures and keys per segment as the rows give."""
+    assert set(CONSENT_SEGMENTS) == {"gru", "unknown_consent", "not_npu", "none"}
+    with generated.backend._reading() as (snapshot, _, _):
+        assert snapshot.consent_table
+    for asked in (CONSENT_SEGMENTS, {"gru": SEGMENTS["gru"]}):
+        expected = reference(generated.rows, Criteria(), FACETS, asked)
+        for fingerprints in (True, False):
+            answer = generated.backend.answer(
+                Criteria(), facets=FACETS, segments=asked, fingerprints=fingerprints
+            )
+            if fingerprints:
+                assert comparable(answer) == expected
+            else:
+                assert answer.segments == {
+                    bb: {name: _unkeyed(c) for name, c in split.items()}
+                    for bb, split in expected["segments"].items()
+                }
+    # Only segments on consent columns, and only the unfiltered question, read the table.
+    facets = [f for f in FACETS if f not in ("biobank", "country")]
+    holds = Holds(donor_tables=True, consent_table=True)
+    sql, _ = summary_sql(TABLE, Criteria(), facets, list(CONSENT_SEGMENTS.values()), holds=holds)
+    assert consent_table(TABLE) in sql
+    for criteria, segments in (
+        (Criteria(), list(SEGMENTS.values())),
+        (CRITERIA[1], list(CONSENT_SEGMENTS.values())),
+        (Criteria(), [SEGMENTS["old_or_unknown_age"]]),
+    ):
+        sql, _ = summary_sql(TABLE, criteria, facets, segments, holds=holds)
+        assert consent_table(TABLE) not in sql
+    # A snapshot with the per-donor tables but not this one splits its rows.
+    older = Holds(donor_tables=True)
+    sql, _ = summary_sql(TABLE, Criteria(), facets, list(CONSENT_SEGMENTS.values()), holds=older)
+    assert consent_table(TABLE) not in sql and donor_table(TABLE) not in sql
+
+
+@pytest.mark.parametrize("kind", list(PurposeKind))
+def test_every_purpose_outcome_reads_only_consent_columns(kind: PurposeKind) -> None:
+    """So the landing page asked with any purpose takes the per-donor-and-consent path."""
+    purpose = ResearchPurpose(
+        kind,
+        diseases=("C50",) if kind in (PurposeKind.DISEASE, PurposeKind.METHODS) else (),
+        commercial=True,
+        for_profit=True,
+        country="JP",
+        ethics_approval=True,
+        genetic=True,
+        on=dt.date(2026, 12, 7),
+    )
+    for segment in compile_purpose(purpose).outcome_filters().values():
+        assert read_columns(segment) <= set(CONSENT_COLUMNS), segment
+
+
 def test_a_snapshot_built_before_the_donor_tables_is_counted_row_by_row(
     generated: Generated, tmp_path: Path
 ) -> None:
@@ -277,11 +351,12 @@ def test_a_snapshot_built_before_the_donor_tables_is_counted_row_by_row(
     older = tmp_path / "older.duckdb"
     shutil.copyfile(source, older)
     with duckdb.connect(str(older)) as db:
-        for name in [donor_table(TABLE), *(donor_table(TABLE, f) for f in PER_DONOR_FACETS)]:
+        tables = [donor_table(TABLE), consent_table(TABLE)]
+        for name in [*tables, *(donor_table(TABLE, f) for f in PER_DONOR_FACETS)]:
             db.execute(f"DROP TABLE {name}")
     opened = Snapshot(duckdb.connect(str(older), read_only=True), {"file": older.name}, older.name)
     try:
-        assert not opened.donor_tables
+        assert not opened.donor_tables and not opened.consent_table
         expected = reference(generated.rows, Criteria(), FACETS, {})
         rows = _answer_from(opened.db, Criteria(), donor_tables=False)
         assert rows["by_biobank"] == expected["by_biobank"]

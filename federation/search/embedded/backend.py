@@ -285,7 +285,7 @@ class EmbeddedBackend(SearchBackend):
                 grouped,
                 filters,
                 fingerprints=fingerprints,
-                holds=Holds(snapshot.donor_keys, snapshot.donor_tables),
+                holds=Holds(snapshot.donor_keys, snapshot.donor_tables, snapshot.consent_table),
             )
             by_biobank: dict[str, Cell] = {}
             split: dict[str, dict[str, Cell]] = {}

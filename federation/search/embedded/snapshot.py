@@ -32,7 +32,12 @@ import duckdb
 
 from federation import faults
 from federation.search.documents import arrow_schema
-from federation.search.embedded.sql import DONOR_KEY_COLUMN, donor_table, donor_tables_sql
+from federation.search.embedded.sql import (
+    DONOR_KEY_COLUMN,
+    consent_table,
+    donor_table,
+    donor_tables_sql,
+)
 from federation.search.embedded.store import EmbeddedStore, StoreWriteFailed
 from federation.search.facets import FACET_DEFINITIONS
 from federation.search.fingerprint import KEY_MASK, donor_key_sql
@@ -303,6 +308,10 @@ class Snapshot:
             "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [donor_table(TABLE)]
         ).fetchone()
         self.donor_tables = bool(found and found[0])
+        found = db.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [consent_table(TABLE)]
+        ).fetchone()
+        self.consent_table = bool(found and found[0])
 
     @classmethod
     def open(cls, store: EmbeddedStore, record: dict[str, Any], threads: int | None) -> Snapshot:

@@ -23,6 +23,17 @@ MAX_CONTAINS_TERMS = 16
 # The facets with a per-donor table in a snapshot (`donor_tables_sql`): all but those on the
 # biobank column, which the backend copies from the per-biobank counts when unfiltered.
 PER_DONOR_FACETS = tuple(f.key for f in FACET.values() if f.column != "biobank_id")
+# The columns a consent outcome reads (`consent.matching`): a donor's rows grouped by them
+# (`consent_table`) split the unfiltered question by a purpose's outcomes as its rows do.
+CONSENT_COLUMNS = (
+    "consent",
+    "duo_permission",
+    "duo_modifiers",
+    "duo_diseases",
+    "duo_countries",
+    "duo_ts_date",
+    "duo_mor_date",
+)
 
 
 def donor_table(table: str, facet: str | None = None) -> str:
@@ -30,6 +41,11 @@ def donor_table(table: str, facet: str | None = None) -> str:
     # Named apart from the first layout (`_donors`, without each donor's key): a snapshot
     # built with that one is searched row by row, never with a missing key column.
     return f"{table}_by_donor" if facet is None else f"{table}_by_donor_{facet}"
+
+
+def consent_table(table: str) -> str:
+    """The name of the table of `table`'s rows per donor and consent (`donor_tables_sql`)."""
+    return f"{table}_by_donor_consent"
 
 
 def donor_tables_sql(table: str) -> list[tuple[str, list[Any]]]:
@@ -55,6 +71,18 @@ def donor_tables_sql(table: str) -> list[tuple[str, list[Any]]]:
             params,
         )
     ]
+    # Rows per donor and consent: nearly always one consent per donor, so about one row per
+    # donor. The landing page asked with a purpose splits these by its outcomes instead of
+    # every row (at 10M rows that statement took seconds: every row grouped by donor).
+    consent = ", ".join(CONSENT_COLUMNS)
+    statements.append(
+        (
+            f"CREATE TABLE {consent_table(table)} AS SELECT bb, donor_ord, {key_column}, "
+            f"{consent}, n FROM (SELECT key_biobank_id AS bb, donor_ord, {consent}, "
+            f"count(*) AS n FROM {table} WHERE {where} GROUP BY ALL)",
+            params,
+        )
+    )
     for facet in PER_DONOR_FACETS:
         definition = FACET[facet]
         key = _facet_key(definition)
@@ -86,6 +114,8 @@ class Holds:
     donor_keys: bool = False
     # The per-donor tables of `donor_tables_sql`.
     donor_tables: bool = False
+    # Its table of rows per donor and consent (`consent_table`), built since the others.
+    consent_table: bool = False
 
 
 def summary_sql(
@@ -126,11 +156,17 @@ def summary_sql(
 
     With `holds.donor_tables` (the snapshot has `donor_tables_sql`'s tables), the
     unfiltered question without segments reads its first step from them: the same
-    figures, without grouping every row by donor again.
+    figures, without grouping every row by donor again. With `holds.consent_table` too, so
+    does the unfiltered question split by segments that read only consent columns (the
+    landing page asked with a purpose): its split is made per donor and consent.
     """
     covered = set(facets) <= set(PER_DONOR_FACETS)
-    if holds.donor_tables and covered and not segments and unfiltered(criteria):
-        return _per_donor_sql(table, facets, fingerprints=fingerprints), []
+    consent_only = not segments or (
+        holds.consent_table
+        and all(read_columns(segment) <= set(CONSENT_COLUMNS) for segment in segments)
+    )
+    if holds.donor_tables and covered and consent_only and unfiltered(criteria):
+        return _per_donor_sql(table, facets, segments, fingerprints=fingerprints)
     distinct = list(dict.fromkeys(facets))
     own: dict[str, ex.Expr] = {}
     for facet in distinct:
@@ -198,19 +234,55 @@ def unfiltered(criteria: Criteria) -> bool:
     return criteria.to_expr() == NOT_WITHDRAWN
 
 
-def _per_donor_sql(table: str, facets: Sequence[str], *, fingerprints: bool) -> str:
-    """`summary_sql`'s rows for the unfiltered question, from the per-donor tables."""
+def _per_donor_sql(
+    table: str, facets: Sequence[str], segments: Sequence[ex.Expr], *, fingerprints: bool
+) -> tuple[str, list[Any]]:
+    """`summary_sql`'s rows for the unfiltered question, from the per-donor tables; its
+    segments (which read only consent columns) from the rows per donor and consent."""
     key_sum = "sum(dk)" if fingerprints else "NULL"
-    branches = [
-        f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), {key_sum} "
-        f"FROM {donor_table(table)} GROUP BY bb"
-    ]
+    params: list[Any] = []
+    if segments:
+        # Per donor: rows, and rows in each segment (0, not NULL, when none is: the row by
+        # row statement's count(*) FILTER); then donors with any, rows and keys per biobank.
+        flags = [f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)]
+        per_donor = ["sum(n) AS n"] + [
+            f"coalesce(sum(n) FILTER (WHERE g{n}), 0) AS n{n}" for n in range(len(segments))
+        ]
+        split = [
+            f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), "
+            + (f"sum(dk) FILTER (WHERE n{n} > 0)" if fingerprints else "NULL")
+            for n in range(len(segments))
+        ]
+        counts = (
+            f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), "
+            f"{key_sum}, {', '.join(split)} FROM (SELECT bb, donor_ord, dk, "
+            f"{', '.join(per_donor)} FROM (SELECT bb, donor_ord, dk, n, {', '.join(flags)} "
+            f"FROM {consent_table(table)}) GROUP BY bb, donor_ord, dk) GROUP BY bb"
+        )
+    else:
+        counts = (
+            f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), "
+            f"{key_sum} FROM {donor_table(table)} GROUP BY bb"
+        )
+    blanks = "".join(", NULL, NULL, NULL" for _ in segments)
+    branches = [counts]
     branches += [
-        f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), {key_sum} "
+        f"SELECT '{facet}', bb, CAST(k AS VARCHAR), count(*), sum(n), {key_sum}{blanks} "
         f"FROM {donor_table(table, facet)} GROUP BY bb, k"
         for facet in facets
     ]
-    return " UNION ALL ".join(branches)
+    return " UNION ALL ".join(branches), params
+
+
+def read_columns(node: ex.Expr) -> set[str]:
+    """The columns a filter tree reads."""
+    if isinstance(node, ex.In | ex.HasAny | ex.Range | ex.IsNull):
+        return {node.column}
+    if isinstance(node, ex.And | ex.Or):
+        return set().union(*(read_columns(item) for item in node.items))
+    if isinstance(node, ex.Not):
+        return read_columns(node.item)
+    return set()
 
 
 def own_clause(criteria: Criteria, facet: str) -> ex.Expr | None:
