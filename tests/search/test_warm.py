@@ -321,6 +321,13 @@ def test_a_watching_process_prepares_a_publish_before_its_first_search(
         time.sleep(0.05)
     opened = backend._current
     assert opened is not None and opened.name == manifest["snapshot"]["file"]
+    # The landing page asked before the publish is already cut from the new answer.
+    deadline = time.monotonic() + WAIT_S
+    while not watched._cuts:
+        assert time.monotonic() < deadline, "the watch did not cut the landing page again"
+        time.sleep(0.05)
+    [(facets, _)] = watched._cuts
+    assert facets == tuple(FACETS)
     hits = watched.warm_hits
     for name, identity in ROLES.items():
         assert figures(landing(runtime, identity)) == figures(
