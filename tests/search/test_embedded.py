@@ -399,6 +399,50 @@ def test_missing_values_load_and_stay_out_of_the_facets(tmp_path: Path) -> None:
         backend.close()
 
 
+def test_a_donor_with_several_consents_is_split_as_the_rows_are(tmp_path: Path) -> None:
+    """Samples of one donor under different consents (a later re-consent, another study):
+    the landing page with a purpose counts that donor in each segment some row is in."""
+    backend = EmbeddedBackend(tmp_path)
+    blank: dict[str, Any] = {name: None for name in ARROW_SCHEMA.names}
+    consents = [
+        (0, "GRU", []),
+        (0, "HMB", ["NPU"]),  # donor 0 again: in two segments
+        (0, "GRU", []),
+        (1, "GRU", []),
+        (2, "HMB", ["NPU"]),
+        (2, None, []),  # donor 2: one sample of unrecorded consent
+        (3, "GRU", []),
+    ]
+    rows = [
+        {
+            **blank,
+            "biobank_id": "x",
+            "sample_id": f"s{n}",
+            "donor_id": f"D{ordinal}",
+            "donor_ord": ordinal,
+            "withdrawn": False,
+            "sex": "FEMALE",
+            "duo_permission": permission,
+            "duo_modifiers": modifiers,
+        }
+        for n, (ordinal, permission, modifiers) in enumerate(consents)
+    ]
+    try:
+        with backend.generation_writer("x") as writer:
+            writer.add(rows)
+            writer.publish()
+        with backend._reading() as (snapshot, db, _):
+            assert snapshot.consent_table
+            several = db.execute(f"SELECT count(*) FROM {consent_table(TABLE)} WHERE NOT one")
+            assert several.fetchone() == (4,)  # donors 0 and 2, two consents each
+        answer = backend.answer(Criteria(), facets=FACETS, segments=CONSENT_SEGMENTS)
+        assert comparable(answer) == reference(rows, Criteria(), FACETS, CONSENT_SEGMENTS)
+        assert answer.segments["x"]["gru"] == Cell(3, 4, donor_key(0) + donor_key(1) + donor_key(3))
+        assert answer.segments["x"]["not_npu"].donors == 4  # every donor has such a sample
+    finally:
+        backend.close()
+
+
 def test_donors_whose_keys_clash_are_still_two_donors(tmp_path: Path) -> None:
     """Ordinals 2^26 apart share a key (the mix works modulo 2^26): such a snapshot counts
     donors by their ordinals, and their fingerprint still sums both keys."""

@@ -45,7 +45,7 @@ def donor_table(table: str, facet: str | None = None) -> str:
 
 def consent_table(table: str) -> str:
     """The name of the table of `table`'s rows per donor and consent (`donor_tables_sql`)."""
-    return f"{table}_by_donor_consent"
+    return f"{table}_by_donor_and_consent"
 
 
 def donor_tables_sql(table: str) -> list[tuple[str, list[Any]]]:
@@ -71,15 +71,17 @@ def donor_tables_sql(table: str) -> list[tuple[str, list[Any]]]:
             params,
         )
     ]
-    # Rows per donor and consent: nearly always one consent per donor, so about one row per
-    # donor. The landing page asked with a purpose splits these by its outcomes instead of
-    # every row (at 10M rows that statement took seconds: every row grouped by donor).
+    # Rows per donor and consent: nearly always one consent per donor (every donor of the
+    # 10M bench network), so about one row per donor, marked `one` when it is the donor's
+    # only one. The landing page asked with a purpose splits these by its outcomes instead
+    # of every row (at 10M rows that statement took 5 s: every row grouped by donor).
     consent = ", ".join(CONSENT_COLUMNS)
     statements.append(
         (
             f"CREATE TABLE {consent_table(table)} AS SELECT bb, donor_ord, {key_column}, "
-            f"{consent}, n FROM (SELECT key_biobank_id AS bb, donor_ord, {consent}, "
-            f"count(*) AS n FROM {table} WHERE {where} GROUP BY ALL)",
+            f"{consent}, n, count(*) OVER (PARTITION BY bb, donor_ord) = 1 AS one "
+            f"FROM (SELECT key_biobank_id AS bb, donor_ord, {consent}, count(*) AS n "
+            f"FROM {table} WHERE {where} GROUP BY ALL)",
             params,
         )
     )
@@ -244,20 +246,34 @@ def _per_donor_sql(
     if segments:
         # Per donor: rows, and rows in each segment (0, not NULL, when none is: the row by
         # row statement's count(*) FILTER); then donors with any, rows and keys per biobank.
-        flags = [f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)]
-        per_donor = ["sum(n) AS n"] + [
-            f"coalesce(sum(n) FILTER (WHERE g{n}), 0) AS n{n}" for n in range(len(segments))
-        ]
+        # A donor's only row is that already; only donors with several are grouped (at 10M
+        # grouping all 3.3M rows by donor was most of the statement).
+        numbers = range(len(segments))
+
+        def flagged(where: str) -> str:
+            flags = ", ".join(
+                f"{to_sql(segment, params)} AS g{n}" for n, segment in enumerate(segments)
+            )
+            return (
+                f"(SELECT bb, donor_ord, dk, n, {flags} FROM {consent_table(table)} WHERE {where})"
+            )
+
+        alone = ", ".join(f"CASE WHEN g{n} THEN n ELSE 0 END AS n{n}" for n in numbers)
+        alone_rows = f"SELECT bb, dk, n, {alone} FROM {flagged('one')}"
+        grouped = ", ".join(f"coalesce(sum(n) FILTER (WHERE g{n}), 0) AS n{n}" for n in numbers)
+        grouped_rows = (
+            f"SELECT bb, dk, sum(n) AS n, {grouped} FROM {flagged('NOT one')} "
+            f"GROUP BY bb, donor_ord, dk"
+        )
         split = [
             f"count(*) FILTER (WHERE n{n} > 0), sum(n{n}), "
             + (f"sum(dk) FILTER (WHERE n{n} > 0)" if fingerprints else "NULL")
-            for n in range(len(segments))
+            for n in numbers
         ]
         counts = (
             f"SELECT CAST(NULL AS VARCHAR), bb, CAST(NULL AS VARCHAR), count(*), sum(n), "
-            f"{key_sum}, {', '.join(split)} FROM (SELECT bb, donor_ord, dk, "
-            f"{', '.join(per_donor)} FROM (SELECT bb, donor_ord, dk, n, {', '.join(flags)} "
-            f"FROM {consent_table(table)}) GROUP BY bb, donor_ord, dk) GROUP BY bb"
+            f"{key_sum}, {', '.join(split)} FROM ({alone_rows} UNION ALL {grouped_rows}) "
+            f"GROUP BY bb"
         )
     else:
         counts = (
