@@ -79,12 +79,10 @@ const SORTABLE = {
 };
 let exporting = false;
 let ticket = 0;
-// True from the first keystroke in an age field until its ages are searched (or replaced by
-// the search's own, from a chip, "clear all" or the history).
-let agesDraft = false;
+let agesDraft = false; // ages typed, not yet searched: an answer leaves them alone
 const expandedFacets = new Set();
 
-// --- running searches ------------------------------------------------------------------
+// --- running searches
 
 function variables(after = null) {
   return {
@@ -243,7 +241,7 @@ function setState(change) {
   runSearch({ push: true });
 }
 
-// --- labels ---------------------------------------------------------------------------
+// --- labels
 
 function biobankName(id) {
   const bb = biobanks.get(id);
@@ -295,7 +293,7 @@ function showError(error) {
 // Failures a second try may cure (the server or the network), as opposed to bad input.
 const RETRYABLE = ['NETWORK', 'HTTP_ERROR', 'BACKEND_UNAVAILABLE', 'ENGINE_UNAVAILABLE', 'TIMEOUT', 'RATE_LIMITED', 'INTERNAL_SERVER_ERROR'];
 
-// --- rendering ------------------------------------------------------------------------
+// --- rendering
 
 // The facet list is one stop in the Tab order (roving tabindex): arrows move between its
 // buttons, so the keyboard reaches the results in a few Tabs instead of fifty.
@@ -412,8 +410,6 @@ function renderFilters() {
   // A picked disease and the words are both required (AND), unlike two picked diseases.
   byId('filters-and').hidden = !(state.text && state.diseases.length);
   byId('clear-all').hidden = chips.length === 0;
-  // Ages the reader is typing, or has typed and been told to fix, are theirs: an answer to an
-  // earlier search arriving meanwhile must not write the searched ages back over them.
   if (!agesDraft) {
     byId('age-min').value = state.ageMin ?? '';
     byId('age-max').value = state.ageMax ?? '';
@@ -868,7 +864,7 @@ function renderRecords() {
   );
 }
 
-// --- CSV ------------------------------------------------------------------------------
+// --- CSV
 
 function countColumns(count) {
   if (!count) return ['', ''];
@@ -938,7 +934,7 @@ async function exportRecords() {
   }
 }
 
-// --- wiring ---------------------------------------------------------------------------
+// --- wiring
 
 function readPurposeForm() {
   const form = byId('purpose-form');
@@ -961,7 +957,6 @@ function ageValue(input) {
   return Number.isInteger(n) && n >= 0 && n <= 150 && input.value !== '' ? n : undefined;
 }
 
-/** The ages now searched are what the fields show: no draft, no problem. */
 function settleAges() {
   agesDraft = false;
   ageProblem(null, null);
@@ -1001,14 +996,12 @@ function wire() {
     setState({ text, textExclude: [] });
   });
   for (const id of ['age-min', 'age-max']) {
-    byId(id).addEventListener('input', () => {
-      agesDraft = true;
-    });
+    byId(id).addEventListener('input', () => { agesDraft = true; });
     byId(id).addEventListener('change', () => {
       const ageMin = ageValue(byId('age-min'));
       const ageMax = ageValue(byId('age-max'));
       if (ageProblem(ageMin, ageMax)) return;
-      if (ageMin === state.ageMin && ageMax === state.ageMax) settleAges(); // already searched
+      if (ageMin === state.ageMin && ageMax === state.ageMax) settleAges();
       else setState({ ageMin, ageMax });
     });
   }
