@@ -26,7 +26,7 @@ from bench.measure import machine_facts, percentiles
 from bench.queries import PURPOSE_RAW
 from federation.consent.matching import compile_purpose
 from federation.consent.purpose import ResearchPurpose
-from federation.search.embedded.snapshot import TABLE, reader_config
+from federation.search.embedded.snapshot import TABLE, has_table, reader_config
 from federation.search.embedded.sql import (
     PER_DONOR_FACETS,
     Holds,
@@ -56,10 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         copy = Path(folder) / "snapshot.duckdb"
         shutil.copyfile(args.snapshot, copy)
         with duckdb.connect(str(copy)) as db:
-            found = db.execute(
-                "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [consent_table(TABLE)]
-            ).fetchone()
-            if not (found and found[0]):
+            if not has_table(db, consent_table(TABLE)):
                 [(statement, params)] = [
                     (sql, p) for sql, p in donor_tables_sql(TABLE) if consent_table(TABLE) in sql
                 ]

@@ -81,6 +81,17 @@ def __getattr__(name: str) -> pa.Schema:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+# A sample's DUO consent terms (`consent.matching` reads these and `consent`, nothing else).
+DUO_COLUMNS = (
+    "duo_permission",
+    "duo_modifiers",
+    "duo_diseases",
+    "duo_countries",
+    "duo_ts_date",
+    "duo_mor_date",
+)
+CONSENT_COLUMNS = ("consent", *DUO_COLUMNS)
+
 # The columns of a record page, in the order a record shows them.
 RECORD_COLUMNS = (
     "biobank_id",
@@ -98,12 +109,7 @@ RECORD_COLUMNS = (
     "consent",
     "last_updated",
     # The consent columns let the service explain each record's obligations.
-    "duo_permission",
-    "duo_modifiers",
-    "duo_diseases",
-    "duo_countries",
-    "duo_ts_date",
-    "duo_mor_date",
+    *DUO_COLUMNS,
 )
 
 

@@ -19,11 +19,10 @@ from federation.consent.matching import compile_purpose
 from federation.consent.purpose import PurposeKind, ResearchPurpose
 from federation.model import expr as ex
 from federation.runtime import Runtime
-from federation.search.documents import ARROW_SCHEMA
+from federation.search.documents import ARROW_SCHEMA, CONSENT_COLUMNS
 from federation.search.embedded import AnswerCache, EmbeddedBackend
 from federation.search.embedded.snapshot import TABLE, Snapshot, snapshot_folder
 from federation.search.embedded.sql import (
-    CONSENT_COLUMNS,
     PER_DONOR_FACETS,
     Holds,
     consent_table,

@@ -8,6 +8,7 @@ gunicorn server keeps serving the other tests), the way a dropped connection wou
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -21,6 +22,16 @@ URL_SETTLE_S = 15.0
 pytestmark = pytest.mark.slow
 PHONE = {"width": 390, "height": 844}
 TAP = 44  # CSS px, WCAG 2.5.5
+
+
+def until(page: Any, done: Callable[[], bool], failure: Callable[[], str]) -> None:
+    """Poll `done` for up to URL_SETTLE_S, failing with `failure()`. Polled from here, not
+    with wait_for_function: the page's CSP (script-src 'self') refuses the string
+    evaluation Playwright falls back to while it polls."""
+    deadline = time.monotonic() + URL_SETTLE_S
+    while not done():
+        assert time.monotonic() < deadline, failure()
+        page.wait_for_timeout(50)
 
 
 def box(locator: Any) -> dict[str, float]:
@@ -166,12 +177,9 @@ def test_bad_ages_are_explained_at_the_field_and_words_plus_disease_say_and(
     assert page.locator("#age-problem").is_hidden()
     # The address is rewritten after the answer renders; on a loaded machine that can trail
     # the render the settle above waited for.
-    # Polled from here, not with wait_for_function: the page's CSP (script-src 'self')
-    # refuses the string evaluation Playwright falls back to while it polls.
-    deadline = time.monotonic() + URL_SETTLE_S
-    while "age_max" not in query_of(page.url):
-        assert time.monotonic() < deadline, f"address not rewritten: {page.url}"
-        page.wait_for_timeout(50)
+    until(
+        page, lambda: "age_max" in query_of(page.url), lambda: f"address not rewritten: {page.url}"
+    )
     assert (query_of(page.url)["age_min"], query_of(page.url)["age_max"]) == (["70"], ["80"])
 
 
@@ -196,10 +204,7 @@ def test_an_answer_arriving_while_ages_are_typed_leaves_them_as_typed(
     page.route("**/graphql", hold)
     page.fill("#age-min", "70")
     page.locator("#age-min").dispatch_event("change")
-    deadline = time.monotonic() + URL_SETTLE_S
-    while not held:
-        assert time.monotonic() < deadline, "the lower age was not searched"
-        page.wait_for_timeout(20)
+    until(page, lambda: bool(held), lambda: "the lower age was not searched")
     page.fill("#age-max", "40")
     page.locator("#age-max").dispatch_event("change")
     problem = page.locator("#age-problem")

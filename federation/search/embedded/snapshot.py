@@ -289,6 +289,13 @@ def reader_config(threads: int | None = None) -> dict[str, Any]:
     return config
 
 
+def has_table(db: duckdb.DuckDBPyConnection, name: str) -> bool:
+    """Whether the snapshot `db` holds a table of that name (layouts differ by build)."""
+    found = db.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [name])
+    row = found.fetchone()
+    return bool(row and row[0])
+
+
 class Snapshot:
     """One opened snapshot: a read-only connection and what it was built from.
 
@@ -304,14 +311,8 @@ class Snapshot:
         # Whether counting groups donors by the stored key column (unique per biobank).
         self.donor_keys = bool(record.get(DONOR_KEYS, False))
         # A snapshot built before the per-donor tables existed is searched without them.
-        found = db.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [donor_table(TABLE)]
-        ).fetchone()
-        self.donor_tables = bool(found and found[0])
-        found = db.execute(
-            "SELECT count(*) FROM duckdb_tables() WHERE table_name = ?", [consent_table(TABLE)]
-        ).fetchone()
-        self.consent_table = bool(found and found[0])
+        self.donor_tables = has_table(db, donor_table(TABLE))
+        self.consent_table = has_table(db, consent_table(TABLE))
 
     @classmethod
     def open(cls, store: EmbeddedStore, record: dict[str, Any], threads: int | None) -> Snapshot:

@@ -8,7 +8,7 @@ from typing import Any
 
 from federation.model import expr as ex
 from federation.model import icd10
-from federation.search.documents import COLUMNS
+from federation.search.documents import COLUMNS, CONSENT_COLUMNS
 from federation.search.facets import FACET, FacetDefinition
 from federation.search.fingerprint import donor_key_sql
 from federation.search.query import Criteria
@@ -23,17 +23,6 @@ MAX_CONTAINS_TERMS = 16
 # The facets with a per-donor table in a snapshot (`donor_tables_sql`): all but those on the
 # biobank column, which the backend copies from the per-biobank counts when unfiltered.
 PER_DONOR_FACETS = tuple(f.key for f in FACET.values() if f.column != "biobank_id")
-# The columns a consent outcome reads (`consent.matching`): a donor's rows grouped by them
-# (`consent_table`) split the unfiltered question by a purpose's outcomes as its rows do.
-CONSENT_COLUMNS = (
-    "consent",
-    "duo_permission",
-    "duo_modifiers",
-    "duo_diseases",
-    "duo_countries",
-    "duo_ts_date",
-    "duo_mor_date",
-)
 
 
 def donor_table(table: str, facet: str | None = None) -> str:
@@ -71,10 +60,11 @@ def donor_tables_sql(table: str) -> list[tuple[str, list[Any]]]:
             params,
         )
     ]
-    # Rows per donor and consent: nearly always one consent per donor (every donor of the
-    # 10M bench network), so about one row per donor, marked `one` when it is the donor's
-    # only one. The landing page asked with a purpose splits these by its outcomes instead
-    # of every row (at 10M rows that statement took 5 s: every row grouped by donor).
+    # Rows per donor and consent (the columns a consent outcome reads: grouped by them, a
+    # donor's rows split by a purpose's outcomes as the rows do). Nearly always one consent
+    # per donor (every donor of the 10M bench network), so about one row per donor, marked
+    # `one` when it is the donor's only one. The landing page asked with a purpose splits
+    # these instead of every row (at 10M rows that statement took 5 s).
     consent = ", ".join(CONSENT_COLUMNS)
     statements.append(
         (
